@@ -1,0 +1,51 @@
+# The two commands of the README: `make demo` and `make test`. Each creates .venv when
+# it is missing (nothing needed but Python and make).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Other supported Pythons the contract suite also runs on, when this machine has them.
+MATRIX ?= 3.10 3.13
+SOURCES := src tests bench demo examples
+
+.PHONY: demo test lint typecheck unit contract-matrix bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python demo/showcase.py
+
+test: lint typecheck unit contract-matrix
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+# The contract suite (tests/contract) on each Python of MATRIX found on this machine
+# (on PATH as pythonX.Y, or under pyenv); a version that is missing is reported, not hidden.
+contract-matrix: $(STAMP)
+	@set -e; for v in $(MATRIX); do \
+	  py=$$(command -v python$$v || ls -d $$HOME/.pyenv/versions/$$v.*/bin/python 2>/dev/null | tail -n 1); \
+	  if [ -z "$$py" ]; then echo "contract suite on Python $$v: SKIPPED (python$$v not found)"; continue; fi; \
+	  venv=.venv-$$v; \
+	  if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ]; then \
+	    $$py -m venv $$venv && $$venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' && touch $$venv/.installed; \
+	  fi; \
+	  echo "contract suite on Python $$v ($$py)"; \
+	  $$venv/bin/pytest -q tests/contract; \
+	done
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_thread.py
+
+clean:
+	rm -rf $(VENV) .venv-* .mypy_cache .pytest_cache .ruff_cache

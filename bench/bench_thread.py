@@ -1,0 +1,70 @@
+"""Thread pool throughput: 100k no-op submit+result, corral vs the stdlib, one run.
+
+Two patterns, each timed best-of-N for both pools in the same process:
+  serial: ``ex.submit(noop).result()`` one after the other (latency of one round trip)
+  batch:  submit all, then ``result()`` each (throughput with a full queue)
+
+Run: ``.venv/bin/python bench/bench_thread.py [--n 100000] [--repeat 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import time
+from collections.abc import Callable
+from typing import Any
+
+import corral
+
+
+def noop() -> None:
+    return None
+
+
+def serial(ex: Any, n: int) -> None:
+    for _ in range(n):
+        ex.submit(noop).result()
+
+
+def batch(ex: Any, n: int) -> None:
+    futures = [ex.submit(noop) for _ in range(n)]
+    for fut in futures:
+        fut.result()
+
+
+def timed(
+    make: Callable[[], Any], pattern: Callable[[Any, int], None], n: int, repeat: int
+) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        with make() as ex:
+            pattern(ex, 1000)  # warm the workers up
+            start = time.perf_counter()
+            pattern(ex, n)
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args()
+    pools: dict[str, Callable[[], Any]] = {
+        "stdlib": lambda: concurrent.futures.ThreadPoolExecutor(args.workers),
+        "corral": lambda: corral.ThreadPoolExecutor(args.workers),
+    }
+    print(f"{args.n} no-op tasks, {args.workers} workers, best of {args.repeat}")
+    for name, pattern in (("serial", serial), ("batch", batch)):
+        times = {pool: timed(make, pattern, args.n, args.repeat) for pool, make in pools.items()}
+        ratio = times["stdlib"] / times["corral"]
+        print(
+            f"  {name:7} stdlib {args.n / times['stdlib']:>9,.0f}/s   "
+            f"corral {args.n / times['corral']:>9,.0f}/s   corral/stdlib x{ratio:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

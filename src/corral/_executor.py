@@ -1,0 +1,507 @@
+"""The executor front: options, the bounded priority queue, futures, retries, statistics.
+
+Every backend (threads, processes, Dask) sits behind this front. The front owns the
+queue of tasks that were submitted but have not started, and the bookkeeping of each
+task's life; a backend only starts tasks it takes from the queue and reports how they
+ended. The seam, as methods a backend overrides::
+
+    _work_available_locked()   a task was queued: wake or start a worker (lock held)
+    _stop_running(task, why)   a running task's future was cancelled or timed out
+    _backend_shutdown(...)     stop workers; wait for them if asked
+    _backend_counts()          live workers and idle workers, for statistics()
+
+and the front methods a backend calls, with ``self._lock`` held::
+
+    _pop_locked()              next task to start (marks it running), or None
+    _finished_locked(task, outcome)
+
+A task's life (``_Task.state``)::
+
+    QUEUED --pop--> RUNNING --ok/error--> ENDED
+      |               |  \\--retryable error--> BACKOFF --timer--> QUEUED
+      +--cancel-------+--cancel/timeout--> ENDED (the backend stops the work)
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import heapq
+import itertools
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from ._errors import BrokenExecutor, QueueFull
+from ._future import Future
+from ._map import MapIterator
+from ._options import (
+    TaskOptions,
+    check_callable,
+    check_count,
+    check_timeout,
+    retry_delay,
+)
+from ._stats import Statistics
+from ._timer import TimerHandle, now, timer
+
+P = ParamSpec("P")
+T = TypeVar("T")
+E = TypeVar("E", bound="BaseExecutor")
+
+QUEUED, RUNNING, BACKOFF, ENDED = range(4)
+
+#: Every executor not yet shut down; the Ctrl+C policy and interpreter exit walk it.
+live_executors: weakref.WeakSet[BaseExecutor] = weakref.WeakSet()
+
+
+class _Task:
+    """One submitted call and where it stands; owned by the executor's lock."""
+
+    __slots__ = ("args", "fn", "fut", "kwargs", "opts", "seq", "state", "timer", "token", "worker")
+
+    def __init__(
+        self,
+        fut: Future[Any],
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        opts: TaskOptions,
+    ) -> None:
+        self.fut = fut
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.opts = opts
+        self.seq = 0
+        self.state = QUEUED
+        self.timer: TimerHandle | None = None
+        self.token: Any = None
+        self.worker: Any = None
+
+
+class BaseExecutor(concurrent.futures.Executor):
+    """What every corral executor shares; see ThreadPoolExecutor for the full contract."""
+
+    _kind = "executor"
+    #: Runs a queued task in the thread that waits for it (see _thread.py), or None.
+    _inline_helper: Callable[[Future[Any]], None] | None = None
+
+    def __init__(
+        self,
+        *,
+        max_workers: int,
+        min_workers: int,
+        idle_timeout: float | None,
+        max_pending: int | None,
+        task_timeout: float | None,
+        retries: int,
+    ) -> None:
+        check_count("max_workers", max_workers, minimum=1)
+        check_count("min_workers", min_workers, minimum=0)
+        if min_workers > max_workers:
+            raise ValueError(
+                f"min_workers ({min_workers}) must not exceed max_workers ({max_workers})"
+            )
+        self._max_workers = max_workers
+        self._min_workers = min_workers
+        self._idle_timeout = check_timeout("idle_timeout", idle_timeout)
+        self._max_pending = check_count("max_pending", max_pending, minimum=1, allow_none=True)
+        self._defaults = TaskOptions().merged(task_timeout=task_timeout, retries=retries)
+        self._lock = threading.Lock()
+        self._not_full = threading.Condition(self._lock)
+        self._queue: deque[_Task] = deque()  # priority 0, FIFO
+        self._heap: list[tuple[int, int, _Task]] = []  # other priorities: (-priority, seq)
+        self._seq = itertools.count()
+        self._pending = 0  # tasks QUEUED (tombstones of cancelled ones excluded)
+        self._backoff = 0  # tasks waiting to be retried
+        self._running: set[_Task] = set()
+        self._shutdown = False
+        self._broken: str | None = None
+        self._counts = dict.fromkeys(
+            ("completed", "failed", "cancelled", "timed_out", "crashed", "retried"), 0
+        )
+        live_executors.add(self)
+
+    # ------------------------------------------------------------------ public API
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Schedules ``fn(*args, **kwargs)`` and returns its Future.
+
+        Blocks while ``max_pending`` tasks are already waiting to start, until a task
+        starts (or is cancelled) and makes room. Ctrl+C while blocked raises
+        KeyboardInterrupt in the caller and queues nothing.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+            RuntimeError: the executor was shut down.
+            BrokenExecutor: the executor cannot run work any more.
+        """
+        return self._submit(self._defaults, fn, args, kwargs, block=True)
+
+    def submit_nowait(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Like submit(), but raises QueueFull instead of blocking when the queue is full.
+
+        Raises:
+            QueueFull: ``max_pending`` tasks are already waiting to start.
+        """
+        return self._submit(self._defaults, fn, args, kwargs, block=False)
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+        ordered: bool = True,
+    ) -> MapIterator[T]:
+        """Runs ``fn`` over the items of ``iterables``, like the builtin map, concurrently.
+
+        Args:
+            fn: the function to call with one item of each iterable.
+            timeout: seconds, counted from this call, after which the iterator raises
+                TimeoutError for a result that is not ready (the rest are cancelled).
+            chunksize: items sent to a process worker in one message (the thread
+                pool ignores it, as the stdlib's does).
+            buffersize: if given, at most this many results are held ahead of the
+                consumer and the input is read only as results are consumed, so an
+                infinite iterable works in bounded memory. If None, all the input
+                is read and submitted before map() returns (the stdlib's behaviour).
+            ordered: False yields results in completion order instead of input order.
+
+        Returns:
+            An iterator (and async iterator) over the results. It raises the first
+            failing item's exception when it reaches that item. Closing it, or
+            dropping it, cancels the work behind it that has not been yielded.
+        """
+        return self._map(self._defaults, fn, iterables, timeout, chunksize, buffersize, ordered)
+
+    def options(self, **overrides: Any) -> Configured:
+        """Returns a view of this executor whose submit/map use other task settings.
+
+        ``ex.options(task_timeout=5, retries=2, priority=10, name="resize")
+        .submit(fn, x)``. Valid names: task_timeout, retries, retry_on, priority, name.
+
+        Raises:
+            TypeError: an unknown option name or a value of the wrong type.
+            ValueError: a value out of range (a negative timeout, say).
+        """
+        return Configured(self, self._defaults.merged(**overrides))
+
+    def shutdown(
+        self, wait: bool = True, *, cancel_futures: bool = False, kill: bool = False
+    ) -> None:
+        """Stops accepting work and releases the workers when their work is done.
+
+        Args:
+            wait: block until every worker has exited. Ctrl+C while waiting raises
+                KeyboardInterrupt in the caller; the workers are then stopped.
+            cancel_futures: cancel the tasks that have not started.
+            kill: also stop running tasks now (processes are killed; thread tasks
+                see ``corral.cancelled()``). Implies cancel_futures.
+        """
+        with self._lock:
+            self._shutdown = True
+            self._not_full.notify_all()
+            doomed = [t.fut for t in self._queued_locked()] if (cancel_futures or kill) else []
+            if kill:
+                doomed += [t.fut for t in self._running]
+            wake = self._work_available_locked(shutdown=True)
+        for fut in doomed:
+            fut.cancel()
+        if wake is not None:
+            wake()
+        live_executors.discard(self)
+        self._backend_shutdown(wait)
+
+    def statistics(self) -> Statistics:
+        """A snapshot of the pool: workers, queue and outcome counters."""
+        workers, idle = self._backend_counts()
+        with self._lock:
+            return Statistics(
+                workers=workers,
+                idle=idle,
+                pending=self._pending,
+                running=len(self._running),
+                max_pending=self._max_pending,
+                **self._counts,
+                retrying=self._backoff,
+            )
+
+    def __enter__(self: E) -> E:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """A normal exit waits for all work; an exit through an exception stops it."""
+        if exc_type is None:
+            self.shutdown(wait=True)
+        else:
+            self.shutdown(wait=True, cancel_futures=True, kill=True)
+
+    async def __aenter__(self: E) -> E:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        import asyncio
+
+        kill = exc_type is not None
+        self.shutdown(wait=False, cancel_futures=kill, kill=kill)
+        await asyncio.to_thread(self._backend_shutdown, True)
+
+    # ------------------------------------------------------------------ front internals
+
+    def _submit(
+        self,
+        opts: TaskOptions,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        block: bool,
+    ) -> Future[Any]:
+        if not callable(fn):
+            check_callable(fn)
+        fut: Future[Any] = Future()
+        task = _Task(fut, fn, args, kwargs, opts)
+        fut._task = task
+        fut._stop_hook = self._on_cancel
+        if self._inline_helper is not None and opts.task_timeout is None and opts.retries == 0:
+            fut._helper = self._inline_helper
+        with self._lock:
+            if self._max_pending is not None and self._pending >= self._max_pending:
+                self._wait_for_room_locked(block)
+            if self._shutdown:
+                raise RuntimeError(f"cannot submit to a {self._kind} after shutdown()")
+            if self._broken is not None:
+                raise self._broken_error()
+            self._push_locked(task)
+            wake = self._work_available_locked()
+        if wake is not None:
+            wake()
+        return fut
+
+    def _wait_for_room_locked(self, block: bool) -> None:
+        assert self._max_pending is not None
+        while self._pending >= self._max_pending and not self._shutdown:
+            if not block:
+                raise QueueFull(
+                    f"{self._pending} tasks are already waiting to start "
+                    f"(max_pending={self._max_pending}); use submit() to wait for room, "
+                    "or raise max_pending"
+                )
+            self._not_full.wait()
+
+    def _push_locked(self, task: _Task) -> None:
+        task.state = QUEUED
+        self._pending += 1
+        priority = task.opts.priority
+        if priority == 0:
+            self._queue.append(task)
+        else:
+            heapq.heappush(self._heap, (-priority, next(self._seq), task))
+
+    def _pop_locked(self) -> _Task | None:
+        """Takes the next task to run and marks it running; None if there is none."""
+        queue, heap = self._queue, self._heap
+        while True:
+            if heap and (heap[0][0] < 0 or not queue):
+                task = heapq.heappop(heap)[2]
+            elif queue:
+                task = queue.popleft()
+            else:
+                return None
+            if task.state == QUEUED and self._start_locked(task):
+                return task
+
+    def _start_locked(self, task: _Task) -> bool:
+        """QUEUED -> RUNNING; False if the future was cancelled meanwhile."""
+        self._pending -= 1
+        if self._max_pending is not None:
+            self._not_full.notify()
+        if not task.fut.set_running_or_notify_cancel():  # pragma: no cover - defensive
+            task.state = ENDED
+            return False
+        task.state = RUNNING
+        task.fut.attempts += 1
+        self._running.add(task)
+        return True
+
+    def _queued_locked(self) -> list[_Task]:
+        tasks = [t for t in self._queue if t.state == QUEUED]
+        tasks += [entry[2] for entry in self._heap if entry[2].state == QUEUED]
+        return tasks
+
+    def _finished_locked(self, task: _Task, exc: BaseException | None) -> None:
+        """Books the end of a run: ENDED, or BACKOFF when the error is retried."""
+        self._running.discard(task)
+        if task.timer is not None:
+            task.timer.cancel()
+            task.timer = None
+        if exc is None:
+            task.state = ENDED
+            self._counts["completed"] += 1
+        elif task.opts.is_retryable(exc, task.fut.attempts) and task.fut._restart():
+            task.state = BACKOFF
+            self._backoff += 1
+            self._counts["retried"] += 1
+            task.timer = timer.call_later(
+                retry_delay(task.fut.attempts), lambda: self._requeue(task)
+            )
+        else:
+            task.state = ENDED
+            self._counts["failed"] += 1
+
+    def _requeue(self, task: _Task) -> None:
+        with self._lock:
+            if task.state != BACKOFF:
+                return
+            self._backoff -= 1
+            task.timer = None
+            self._push_locked(task)
+            wake = self._work_available_locked()
+        if wake is not None:
+            wake()
+
+    def _on_cancel(self, fut: Future[Any], was_running: bool) -> None:
+        """Stop hook of every future this executor made (called by Future.cancel)."""
+        task: _Task = fut._task
+        with self._lock:
+            self._counts["cancelled"] += 1
+            state = task.state
+            if state == QUEUED:
+                task.state = ENDED
+                self._pending -= 1
+                if self._max_pending is not None:
+                    self._not_full.notify()
+                return
+            if state == BACKOFF:
+                task.state = ENDED
+                self._backoff -= 1
+                if task.timer is not None:
+                    task.timer.cancel()
+                wake = self._work_available_locked()
+            elif state == RUNNING:
+                self._running.discard(task)
+                task.state = ENDED
+                wake = None
+            else:
+                return
+        if wake is not None:
+            wake()
+        if state == RUNNING:
+            self._stop_running(task, "cancelled")
+
+    def _on_timeout(self, task: _Task) -> None:
+        """Called by the timer when a running task reaches its task_timeout."""
+        exc = task.opts.timeout_error()
+        with self._lock:
+            if task.state != RUNNING:
+                return
+            task.timer = None
+            self._counts["timed_out"] += 1
+            self._finished_locked(task, exc)
+            retrying = task.state == BACKOFF
+        self._stop_running(task, "timeout")
+        if not retrying:
+            task.fut._resolve(exception=exc)
+
+    def _fail_queued_locked(self) -> list[Future[Any]]:
+        """Marks every queued task ended; returns their futures to fail outside the lock."""
+        futs = []
+        for task in self._queued_locked():
+            task.state = ENDED
+            futs.append(task.fut)
+        self._queue.clear()
+        self._heap.clear()
+        self._pending = 0
+        self._not_full.notify_all()
+        return futs
+
+    def _broken_error(self) -> BaseException:
+        return BrokenExecutor(self._broken or "the executor is broken")
+
+    def _map(
+        self,
+        opts: TaskOptions,
+        fn: Callable[..., T],
+        iterables: tuple[Iterable[Any], ...],
+        timeout: float | None,
+        chunksize: int,
+        buffersize: int | None,
+        ordered: bool,
+    ) -> MapIterator[T]:
+        check_callable(fn)
+        timeout = check_timeout("timeout", timeout)
+        check_count("chunksize", chunksize, minimum=1)
+        check_count("buffersize", buffersize, minimum=1, allow_none=True)
+        if self._shutdown:
+            raise RuntimeError(f"cannot map on a {self._kind} after shutdown()")
+        deadline = None if timeout is None else now() + timeout
+        items: Iterator[tuple[Any, ...]] = zip(*iterables, strict=False)
+
+        def submit_one(args: tuple[Any, ...]) -> Future[T]:
+            return self._submit(opts, fn, args, {}, block=True)
+
+        return MapIterator(submit_one, items, deadline, buffersize, ordered)
+
+    # ------------------------------------------------------------------ backend seam
+
+    def _work_available_locked(self, shutdown: bool = False) -> Callable[[], None] | None:
+        raise NotImplementedError
+
+    def _stop_running(self, task: _Task, why: str) -> None:
+        raise NotImplementedError
+
+    def _backend_shutdown(self, wait: bool) -> None:
+        raise NotImplementedError
+
+    def _backend_counts(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+
+class Configured:
+    """An executor seen through other task settings; made by ``executor.options()``."""
+
+    __slots__ = ("_executor", "_opts")
+
+    def __init__(self, executor: BaseExecutor, opts: TaskOptions) -> None:
+        self._executor = executor
+        self._opts = opts
+
+    def options(self, **overrides: Any) -> Configured:
+        """Applies more overrides on top of these ones."""
+        return Configured(self._executor, self._opts.merged(**overrides))
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """As executor.submit(), with these settings."""
+        return self._executor._submit(self._opts, fn, args, kwargs, block=True)
+
+    def submit_nowait(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """As executor.submit_nowait(), with these settings."""
+        return self._executor._submit(self._opts, fn, args, kwargs, block=False)
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+        ordered: bool = True,
+    ) -> MapIterator[T]:
+        """As executor.map(), with these settings for every item."""
+        return self._executor._map(
+            self._opts, fn, iterables, timeout, chunksize, buffersize, ordered
+        )

@@ -1,0 +1,163 @@
+"""corral.Future: a concurrent.futures.Future whose cancel() reaches running work.
+
+A corral future is a real ``concurrent.futures.Future`` (the stdlib's ``wait``,
+``as_completed`` and ``asyncio.wrap_future`` accept it) with three changes:
+
+* ``cancel()`` also works on a *running* future when an executor made it: the future
+  resolves as cancelled at once and the executor is told to stop the work (a process
+  worker is killed; a thread task sees ``corral.cancelled()``).
+* A cancelled future is at once seen as done by ``wait`` and ``as_completed`` (the
+  stdlib only tells them when a worker later picks the item up).
+* It is awaitable: ``await fut`` from any running asyncio loop; cancelling the awaiting
+  asyncio task cancels the future, and so the work.
+
+State machine (the stdlib's states; corral adds the RUNNING -> CANCELLED edge)::
+
+    PENDING --start--> RUNNING --result/exception--> FINISHED
+       |                  |
+       +---cancel()-------+---cancel()---> CANCELLED_AND_NOTIFIED
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Generator
+from concurrent.futures._base import (
+    CANCELLED,
+    CANCELLED_AND_NOTIFIED,
+    FINISHED,
+    PENDING,
+    RUNNING,
+)
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+_ENDED = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
+
+#: Called (outside the future's lock) when cancel() succeeds on a future that an
+#: executor owns; the bool says whether the future was running.
+StopHook = Callable[["Future[Any]", bool], None]
+
+
+class Future(concurrent.futures.Future[T], Generic[T]):
+    """The result of work submitted to a corral executor.
+
+    Attributes:
+        attempts: how many times the work was started (more than 1 after retries).
+    """
+
+    attempts: int
+    _stop_hook: StopHook | None
+    _task: Any
+    _helper: Callable[[Future[Any]], None] | None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+        self._stop_hook = None
+        self._task = None
+        self._helper = None
+
+    def result(self, timeout: float | None = None) -> T:
+        """Waits for the work and returns its value, as the stdlib's ``result()``.
+
+        If the work has not started yet and the caller waits without a timeout, a
+        thread pool may run it in the calling thread instead of leaving the caller
+        idle (see docs/design.md, "Caller runs"). On timeout raises TimeoutError
+        (the work goes on); a cancelled future raises CancelledError; Ctrl+C while
+        waiting raises KeyboardInterrupt in the caller.
+        """
+        if timeout is None and self._helper is not None and self._state == PENDING:
+            self._helper(self)
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """As ``result()``, but returns the work's exception (None if it succeeded)."""
+        if timeout is None and self._helper is not None and self._state == PENDING:
+            self._helper(self)
+        return super().exception(timeout)
+
+    def cancel(self) -> bool:
+        """Cancels the work, even if it is already running.
+
+        A pending future is cancelled as in the stdlib. A running future made by a
+        corral executor is resolved as cancelled at once and its executor stops the
+        work: a process task's worker is killed (with its process group) and
+        replaced; a thread task sees ``corral.cancelled()`` become true (threads cannot
+        be killed: see docs/design.md, "Cancelling a running thread task").
+
+        Returns:
+            False if the future had already finished (or is running and no corral
+            executor owns it); True if it is now cancelled.
+        """
+        with self._condition:
+            state = self._state
+            if state == FINISHED:
+                return False
+            if state in (CANCELLED, CANCELLED_AND_NOTIFIED):
+                return True
+            hook = self._stop_hook
+            was_running = state == RUNNING
+            if was_running and hook is None:
+                return False
+            self._state = CANCELLED_AND_NOTIFIED
+            for waiter in self._waiters:
+                waiter.add_cancelled(self)
+            self._condition.notify_all()
+        if hook is not None:
+            hook(self, was_running)
+        self._invoke_callbacks()  # type: ignore[attr-defined]
+        return True
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """Marks the future running; returns False if it was cancelled first."""
+        with self._condition:
+            state = self._state
+            if state == PENDING:
+                self._state = RUNNING
+                return True
+            if state in (CANCELLED, CANCELLED_AND_NOTIFIED):
+                if state == CANCELLED:
+                    self._state = CANCELLED_AND_NOTIFIED
+                    for waiter in self._waiters:
+                        waiter.add_cancelled(self)
+                return False
+        raise RuntimeError(f"Future {self!r} is already running or finished")
+
+    def _resolve(self, result: Any = None, exception: BaseException | None = None) -> bool:
+        """Sets the outcome unless the future already ended (cancelled, timed out).
+
+        Executors call this instead of set_result/set_exception, which raise when a
+        cancel raced the end of the work. Returns True if this call decided the outcome.
+        """
+        with self._condition:
+            if self._state in _ENDED:
+                return False
+            if exception is None:
+                self._result = result
+                self._state = FINISHED
+                for waiter in self._waiters:
+                    waiter.add_result(self)
+            else:
+                self._exception = exception
+                self._state = FINISHED
+                for waiter in self._waiters:
+                    waiter.add_exception(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()  # type: ignore[attr-defined]
+        return True
+
+    def _restart(self) -> bool:
+        """Puts a running future back to PENDING for a retry; False if it ended."""
+        with self._condition:
+            if self._state != RUNNING:
+                return False
+            self._state = PENDING
+            return True
+
+    def __await__(self) -> Generator[Any, None, T]:
+        """Waits in the running asyncio loop; cancelling the awaiter cancels the work."""
+        loop = asyncio.get_running_loop()
+        return (yield from asyncio.wrap_future(self, loop=loop))

@@ -1,0 +1,142 @@
+"""Per-task settings (``task_timeout``, ``retries``, ``priority``, ...) and their checks.
+
+Every public entry point checks its arguments here, at the call site, so that bad input
+fails before any work is queued and the message says what to pass instead.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ._errors import TaskTimeout, WorkerCrashed
+
+#: Exceptions a task is retried on when ``retries`` > 0 and ``retry_on`` is not given.
+DEFAULT_RETRY_ON: tuple[type[BaseException], ...] = (WorkerCrashed,)
+
+#: First backoff before a retry, and the cap; each retry doubles it, with full jitter.
+RETRY_BACKOFF = 0.05
+RETRY_BACKOFF_MAX = 5.0
+
+
+def check_timeout(name: str, value: object, *, allow_none: bool = True) -> float | None:
+    """Returns ``value`` as a float after checking that it is a valid number of seconds.
+
+    Raises:
+        TypeError: not a number (or None where None is not allowed).
+        ValueError: negative or NaN.
+    """
+    if value is None:
+        if allow_none:
+            return None
+        raise TypeError(f"{name} must be a number of seconds, not None")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
+    if math.isnan(value) or value < 0:
+        raise ValueError(
+            f"{name} must be >= 0 seconds, got {value!r}; pass None to wait without a limit"
+        )
+    return float(value)
+
+
+def check_count(name: str, value: object, *, minimum: int, allow_none: bool = False) -> int | None:
+    """Checks that ``value`` is an int >= ``minimum`` (or None where allowed)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_callable(fn: object, what: str = "fn") -> None:
+    if not callable(fn):
+        raise TypeError(
+            f"{what} must be callable, got {type(fn).__name__} {fn!r:.80}; "
+            "pass the function itself, e.g. submit(work, x), not submit(work(x))"
+        )
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Settings for one task; executors hold defaults and ``options()`` overrides them.
+
+    Attributes:
+        task_timeout: seconds a task may run before it is stopped and fails with
+            TaskTimeout; None for no limit.
+        retries: how many times a failed task is run again on a retryable error.
+        retry_on: exception types that are retried (WorkerCrashed by default; add
+            TaskTimeout or your own).
+        priority: pending tasks with a higher priority start first (FIFO among equals).
+        name: a label for statistics, logs and errors.
+    """
+
+    task_timeout: float | None = None
+    retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON
+    priority: int = 0
+    name: str | None = None
+
+    def merged(self, **overrides: Any) -> TaskOptions:
+        """Returns a copy with ``overrides`` checked and applied."""
+        unknown = set(overrides) - set(OPTION_NAMES)
+        if unknown:
+            raise TypeError(
+                f"unknown option(s) {', '.join(sorted(unknown))}; "
+                f"valid options are {', '.join(OPTION_NAMES)}"
+            )
+        checked: dict[str, Any] = {}
+        for key, value in overrides.items():
+            checked[key] = _CHECKS[key](value)
+        return replace(self, **checked)
+
+    def is_retryable(self, exc: BaseException, attempts: int) -> bool:
+        return attempts <= self.retries and isinstance(exc, self.retry_on)
+
+    def timeout_error(self) -> TaskTimeout:
+        return TaskTimeout(
+            f"task {self.name + ' ' if self.name else ''}overran its task_timeout of "
+            f"{self.task_timeout:g}s and was stopped; raise task_timeout (executor argument "
+            "or options(task_timeout=...)) if it needs longer",
+            self.task_timeout,
+        )
+
+
+def retry_delay(attempt: int) -> float:
+    """Backoff before run number ``attempt + 1``: exponential with full jitter."""
+    cap = min(RETRY_BACKOFF_MAX, RETRY_BACKOFF * (2 ** max(0, attempt - 1)))
+    return random.uniform(cap / 2, cap)
+
+
+def _check_retry_on(value: object) -> tuple[type[BaseException], ...]:
+    items = value if isinstance(value, tuple) else (value,)
+    for item in items:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise TypeError(f"retry_on must be exception classes, got {item!r}")
+    return items
+
+
+def _check_name(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"name must be a str or None, not {type(value).__name__}")
+    return value
+
+
+def _check_priority(value: object) -> int:
+    result = check_count("priority", value, minimum=-(2**62))
+    assert result is not None
+    return result
+
+
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "task_timeout": lambda v: check_timeout("task_timeout", v),
+    "retries": lambda v: check_count("retries", v, minimum=0),
+    "retry_on": _check_retry_on,
+    "priority": _check_priority,
+    "name": _check_name,
+}
+OPTION_NAMES = tuple(_CHECKS)

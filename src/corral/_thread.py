@@ -1,0 +1,388 @@
+"""corral.ThreadPoolExecutor: the thread backend behind the executor front.
+
+Data flow::
+
+    submit() --push--> front queue (deque + priority heap, under the executor lock)
+       |                    ^
+       +--wake one parked --+-- worker threads pop the next task themselves as soon as
+          worker, or start      they finish one (no hand-off thread, no per-task wakeup
+          a thread (<= max)     while the pool is busy); an idle worker parks on its
+                                own lock until woken or until idle_timeout reaps it.
+
+Cancelling a running thread task (DESIGN.md §3.3). Python cannot kill a thread, and we
+do not inject asynchronous exceptions: one can land inside a ``finally`` block, a
+``with lock:`` exit or a C extension's callback and leave locks held or state half
+written. So, when a running task is cancelled or overruns ``task_timeout``:
+
+1. its future is resolved at once (cancelled, or failed with TaskTimeout);
+2. its cancel token is set: ``corral.cancelled()`` turns true and
+   ``corral.check_cancelled()`` raises in that task;
+3. its thread is *abandoned*: no longer counted against ``max_workers``, so the pool
+   starts a replacement and is never starved by a task that ignores the request;
+4. the task's code keeps running until it returns; its return value is dropped. The
+   thread then rejoins the pool if there is room, or exits. ``shutdown(wait=True)``
+   waits for it; interpreter exit does not (worker threads are daemons).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures.thread
+import contextvars
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ._context import CancelToken, current_token, set_current_token
+from ._errors import BrokenExecutor
+from ._executor import ENDED, QUEUED, RUNNING, BaseExecutor, _Task, live_executors
+from ._future import Future
+from ._timer import timer
+
+LOGGER = logging.getLogger("corral")
+
+
+class BrokenThreadPool(BrokenExecutor, concurrent.futures.thread.BrokenThreadPool):
+    """A thread initializer failed; the pool cannot run work (stdlib: BrokenThreadPool)."""
+
+
+class _Worker:
+    __slots__ = ("abandoned", "park", "task", "thread", "waking")
+
+    def __init__(self, waking: bool) -> None:
+        self.park = threading.Lock()
+        self.park.acquire()  # held while not signalled; release() wakes the worker
+        self.waking = waking  # woken (or started) for queued work and not yet looking
+        self.abandoned = False
+        self.task: _Task | None = None
+        self.thread: threading.Thread | None = None
+
+
+def _default_max_workers() -> int:
+    count = getattr(os, "process_cpu_count", os.cpu_count)() or 1
+    return min(32, count + 4)
+
+
+class ThreadPoolExecutor(BaseExecutor):
+    """A thread pool with the stdlib's API plus cancellation, timeouts and bounds.
+
+    Args:
+        max_workers: most threads running tasks at once; default
+            ``min(32, cpu count + 4)`` as in the stdlib.
+        thread_name_prefix: names the worker threads.
+        initializer: called in each new worker thread with ``initargs``. If it raises,
+            the pool is broken (as in the stdlib): pending and later tasks fail with
+            BrokenThreadPool.
+        min_workers: threads kept alive even when idle (started at once).
+        idle_timeout: seconds an idle thread waits for work before it exits (while
+            more than min_workers live); None keeps idle threads forever.
+        max_pending: most tasks waiting to start; submit() blocks beyond it and
+            submit_nowait() raises QueueFull. None: unbounded, as the stdlib.
+        task_timeout: default seconds a task may run; on overrun its future fails
+            with TaskTimeout at once and the task is asked to stop (see the module
+            docs for what keeps running).
+        retries: default number of re-runs of a task that failed with a retryable
+            error (``options(retry_on=...)`` chooses which).
+
+    Ctrl+C while a caller blocks in submit(), shutdown() or a with-block exit raises
+    KeyboardInterrupt there; a with-block left through it cancels pending tasks and
+    asks running ones to stop instead of waiting for them.
+    """
+
+    _kind = "ThreadPoolExecutor"
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        thread_name_prefix: str = "",
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        *,
+        min_workers: int = 0,
+        idle_timeout: float | None = 60.0,
+        max_pending: int | None = None,
+        task_timeout: float | None = None,
+        retries: int = 0,
+    ) -> None:
+        if max_workers is None:
+            max_workers = _default_max_workers()
+        elif (
+            isinstance(max_workers, int) and not isinstance(max_workers, bool) and max_workers <= 0
+        ):
+            raise ValueError(f"max_workers must be greater than 0, got {max_workers}")
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be a callable, got {type(initializer).__name__}")
+        super().__init__(
+            max_workers=max_workers,
+            min_workers=min_workers,
+            idle_timeout=idle_timeout,
+            max_pending=max_pending,
+            task_timeout=task_timeout,
+            retries=retries,
+        )
+        self._thread_name_prefix = thread_name_prefix or f"corral-ThreadPool-{id(self):x}"
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self._idle: list[_Worker] = []
+        self._nthreads = 0  # live threads counted against max_workers (not abandoned)
+        self._threads: set[threading.Thread] = set()
+        self._thread_seq = 0
+        self._waking = 0  # workers woken or started for queued work, not yet looking at it
+        self._spawn_pending = 0  # threads counted by _take_locked, started after unlocking
+        if initializer is None:
+            self._inline_helper = self._run_inline
+        with self._lock:
+            self._nthreads = min_workers
+        for _ in range(min_workers):
+            self._spawn()
+
+    # ------------------------------------------------------------------ backend seam
+
+    def _work_available_locked(self, shutdown: bool = False) -> Callable[[], None] | None:
+        if shutdown:
+            idle, self._idle = self._idle, []
+            for worker in idle:
+                worker.park.release()
+            return None
+        if self._waking:
+            return None  # that worker will look at the queue, and wake the next if needed
+        if self._idle:
+            worker = self._idle.pop()
+            worker.waking = True
+            self._waking += 1
+            worker.park.release()
+            return None
+        if self._nthreads < self._max_workers and self._broken is None:
+            self._nthreads += 1
+            self._waking += 1
+            return self._spawn_waking
+        return None
+
+    def _stop_running(self, task: _Task, why: str) -> None:
+        token: CancelToken = task.token
+        token.cancel(why, task.opts.task_timeout)
+        with self._lock:
+            worker: _Worker | None = task.worker
+            if worker is None or worker.abandoned or worker.task is not task:
+                return
+            worker.abandoned = True
+            self._nthreads -= 1
+            wake = self._work_available_locked() if self._pending else None
+        if wake is not None:
+            wake()
+
+    def _backend_shutdown(self, wait: bool) -> None:
+        if not wait:
+            return
+        current = threading.current_thread()
+        while True:
+            with self._lock:
+                threads = [t for t in self._threads if t is not current]
+            if not threads:
+                return
+            for thread in threads:
+                thread.join()
+
+    def _backend_counts(self) -> tuple[int, int]:
+        with self._lock:
+            return self._nthreads, len(self._idle)
+
+    # ------------------------------------------------------------------ workers
+
+    def _start_spawns(self) -> None:
+        with self._lock:
+            count, self._spawn_pending = self._spawn_pending, 0
+        for _ in range(count):
+            self._spawn(waking=True)
+
+    def _spawn_waking(self) -> None:
+        self._spawn(waking=True)
+
+    def _spawn(self, waking: bool = False) -> None:
+        """Starts one worker thread; the caller already counted it in _nthreads."""
+        worker = _Worker(waking)
+        with self._lock:
+            self._thread_seq += 1
+            name = f"{self._thread_name_prefix}_{self._thread_seq - 1}"
+        thread = threading.Thread(target=self._worker_main, args=(worker,), name=name, daemon=True)
+        worker.thread = thread
+        with self._lock:
+            self._threads.add(thread)
+        try:
+            thread.start()
+        except BaseException:
+            with self._lock:
+                self._threads.discard(thread)
+                self._nthreads -= 1
+                if waking:
+                    self._waking -= 1
+            raise
+
+    def _exit_locked(self, worker: _Worker) -> None:
+        if worker.waking:
+            worker.waking = False
+            self._waking -= 1
+        if not worker.abandoned:
+            self._nthreads -= 1
+        if worker.thread is not None:
+            self._threads.discard(worker.thread)
+
+    def _take_locked(self, worker: _Worker) -> _Task | None:
+        if worker.waking:
+            worker.waking = False
+            self._waking -= 1
+            if self._pending > 1 and self._idle:
+                self._work_available_locked()  # more work than this worker: wake the next
+            elif self._pending > 1 and self._nthreads < self._max_workers:
+                self._nthreads += 1  # and start one more thread for it
+                self._waking += 1
+                self._spawn_pending += 1
+        task = self._pop_locked()
+        if task is not None:
+            task.token = CancelToken()
+            task.worker = worker
+            worker.task = task
+            if task.opts.task_timeout is not None:
+                task.timer = timer.call_later(
+                    task.opts.task_timeout, lambda: self._on_timeout(task)
+                )
+        return task
+
+    def _run_inline(self, fut: Future[Any]) -> None:
+        """Caller runs: executes a still-queued task in the thread waiting for it.
+
+        Only when a worker slot is free (running tasks stay <= max_workers, so a
+        one-worker pool still serialises its tasks), the pool has no initializer
+        and the task has no task_timeout or retries. The task runs in a fresh
+        contextvars context, as it would in a worker thread.
+        """
+        task: _Task = fut._task
+        with self._lock:
+            if (
+                task.state != QUEUED
+                or len(self._running) >= self._max_workers
+                or self._broken is not None
+                or not self._start_locked(task)
+            ):
+                return
+            token = task.token = CancelToken()
+        previous = current_token()
+        set_current_token(token)
+        try:
+            result = contextvars.Context().run(task.fn, *task.args, **task.kwargs)
+            exc = None
+        except BaseException as error:
+            result = None
+            exc = error
+        finally:
+            set_current_token(previous)
+        with self._lock:
+            resolve = task.state == RUNNING and task.token is token
+            if resolve:
+                self._finished_locked(task, exc)
+        if resolve:
+            fut._resolve(result, exc)
+
+    def _worker_main(self, worker: _Worker) -> None:
+        if self._initializer is not None:
+            try:
+                self._initializer(*self._initargs)
+            except BaseException:
+                LOGGER.critical("Exception in initializer:", exc_info=True)
+                self._initializer_failed(worker)
+                return
+        lock = self._lock
+        with lock:
+            task = self._take_locked(worker)
+        self._start_spawns()
+        while True:
+            if task is None:
+                task = self._park(worker)
+                if task is None:
+                    return
+            token = task.token
+            set_current_token(token)
+            try:
+                result = task.fn(*task.args, **task.kwargs)
+                exc = None
+            except BaseException as error:
+                result = None
+                exc = error
+            set_current_token(None)
+            with lock:
+                worker.task = None
+                resolve = False
+                if task.state == RUNNING and task.token is token:
+                    self._finished_locked(task, exc)
+                    resolve = task.state == ENDED
+                leave = False
+                if worker.abandoned:
+                    if self._nthreads < self._max_workers and not self._shutdown:
+                        worker.abandoned = False
+                        self._nthreads += 1
+                    else:
+                        leave = True
+                        self._exit_locked(worker)
+                next_task = None if leave else self._take_locked(worker)
+            if self._spawn_pending:
+                self._start_spawns()
+            if resolve:
+                task.fut._resolve(result, exc)
+            del result, exc, task, token
+            if leave:
+                return
+            task = next_task
+
+    def _park(self, worker: _Worker) -> _Task | None:
+        """Waits for work; returns the next task, or None when this thread should exit."""
+        lock = self._lock
+        timeout = -1.0 if self._idle_timeout is None else self._idle_timeout
+        while True:
+            with lock:
+                task = self._take_locked(worker)
+                if task is None:
+                    if self._broken is not None or (self._shutdown and self._backoff == 0):
+                        self._exit_locked(worker)
+                        return None
+                    self._idle.append(worker)
+            if self._spawn_pending:
+                self._start_spawns()
+            if task is not None:
+                return task
+            if worker.park.acquire(timeout=timeout):
+                continue
+            with lock:
+                if worker in self._idle:
+                    if self._nthreads > self._min_workers:
+                        self._idle.remove(worker)
+                        self._exit_locked(worker)
+                        return None
+                    self._idle.remove(worker)
+                    continue
+            worker.park.acquire()  # a waker popped us just as we timed out: take its signal
+
+    def _initializer_failed(self, worker: _Worker) -> None:
+        message = (
+            "A thread initializer failed, the thread pool is not usable anymore; "
+            "see the 'Exception in initializer' log record for the cause"
+        )
+        with self._lock:
+            self._broken = message
+            futures = self._fail_queued_locked()
+            self._exit_locked(worker)
+            self._work_available_locked(shutdown=True)
+        for fut in futures:
+            fut._resolve(exception=BrokenThreadPool(message))
+
+    def _broken_error(self) -> BaseException:
+        return BrokenThreadPool(self._broken or "the thread pool is broken")
+
+
+def _python_exit() -> None:
+    """At interpreter exit, finish queued work as the stdlib does (see docs/design.md)."""
+    for executor in list(live_executors):
+        executor.shutdown(wait=True)
+
+
+threading._register_atexit(_python_exit)  # type: ignore[attr-defined]

@@ -1,0 +1,138 @@
+"""``corral.wait`` and ``corral.as_completed``: the stdlib's, checked, and async-iterable.
+
+Both accept corral and stdlib futures mixed (anything that is a
+``concurrent.futures.Future``), from one executor or many.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Iterator
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
+from typing import Any, Generic, NamedTuple, TypeVar, cast
+
+from ._options import check_timeout
+from ._timer import now
+
+T = TypeVar("T")
+F = TypeVar("F", bound=concurrent.futures.Future[Any])
+
+_RETURN_WHEN = (FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED)
+
+
+class DoneAndNotDoneFutures(NamedTuple, Generic[F]):
+    done: set[F]
+    not_done: set[F]
+
+
+def _check_futures(fs: Iterable[F], caller: str) -> set[F]:
+    if isinstance(fs, concurrent.futures.Future):
+        raise TypeError(
+            f"{caller}() takes an iterable of futures, not a single future: write {caller}([fut])"
+        )
+    futures = set(fs)
+    for fut in futures:
+        if not isinstance(fut, concurrent.futures.Future):
+            raise TypeError(
+                f"{caller}() takes concurrent.futures/corral futures, got "
+                f"{type(fut).__name__}; for asyncio futures use asyncio.{caller}()"
+            )
+    return futures
+
+
+def wait(
+    fs: Iterable[F], timeout: float | None = None, return_when: str = ALL_COMPLETED
+) -> DoneAndNotDoneFutures[F]:
+    """Waits for the futures to complete, as ``concurrent.futures.wait``.
+
+    Args:
+        fs: futures (corral or stdlib, from any executors).
+        timeout: most seconds to wait; None waits without a limit. On timeout the
+            call returns what is done so far; nothing is cancelled.
+        return_when: FIRST_COMPLETED, FIRST_EXCEPTION or ALL_COMPLETED.
+
+    Returns:
+        A named 2-tuple of sets: ``done`` and ``not_done``.
+
+    Ctrl+C while waiting raises KeyboardInterrupt in the caller.
+    """
+    timeout = check_timeout("timeout", timeout)
+    if return_when not in _RETURN_WHEN:
+        raise ValueError(
+            f"return_when must be FIRST_COMPLETED, FIRST_EXCEPTION or ALL_COMPLETED, "
+            f"got {return_when!r}"
+        )
+    futures = _check_futures(fs, "wait")
+    done, not_done = concurrent.futures.wait(futures, timeout, return_when)
+    return DoneAndNotDoneFutures(cast("set[F]", done), cast("set[F]", not_done))
+
+
+class as_completed(Generic[F]):
+    """Yields futures as they complete: ``for f in ...`` or ``async for f in ...``.
+
+    Futures already done are yielded first; duplicates once. ``timeout`` counts from
+    this call: when it passes with futures still not done, iteration raises the
+    builtin TimeoutError (nothing is cancelled). ``async for`` never blocks the
+    event loop and uses no thread. Ctrl+C while waiting raises KeyboardInterrupt.
+    """
+
+    def __init__(self, fs: Iterable[F], timeout: float | None = None) -> None:
+        timeout = check_timeout("timeout", timeout)
+        self._fs = _check_futures(fs, "as_completed")
+        self._deadline = None if timeout is None else now() + timeout
+        self._iter: Iterator[F] | None = None
+
+    def _remaining(self) -> float | None:
+        return None if self._deadline is None else max(0.0, self._deadline - now())
+
+    def __iter__(self) -> Iterator[F]:
+        return self
+
+    def __next__(self) -> F:
+        if self._iter is None:
+            self._iter = cast(
+                "Iterator[F]", concurrent.futures.as_completed(self._fs, self._remaining())
+            )
+        return next(self._iter)
+
+    def __aiter__(self) -> AsyncIterator[F]:
+        return self._aiter()
+
+    async def _aiter(self) -> AsyncIterator[F]:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Queue[F] = asyncio.Queue()
+        listening = True
+
+        def on_done(fut: F) -> None:
+            if listening:
+                # RuntimeError: the loop closed, nobody is listening any more
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(ready.put_nowait, fut)
+
+        pending = len(self._fs)
+        for fut in self._fs:
+            fut.add_done_callback(on_done)  # type: ignore[arg-type]
+        try:
+            while pending:
+                try:
+                    fut = await asyncio.wait_for(ready.get(), self._remaining())
+                except (asyncio.TimeoutError, TimeoutError):
+                    raise TimeoutError(
+                        f"{pending} (of {len(self._fs)}) futures unfinished"
+                    ) from None
+                pending -= 1
+                yield fut
+        finally:
+            listening = False
+
+
+__all__ = [
+    "ALL_COMPLETED",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
+    "DoneAndNotDoneFutures",
+    "as_completed",
+    "wait",
+]

@@ -1,0 +1,332 @@
+"""corral.testing: the fault kit and the helpers corral's own tests use, public for yours.
+
+Synchronisation (never ``sleep`` in a test):
+
+* :func:`wait_until` polls a predicate until it holds or a deadline passes.
+* :class:`Gate` is a one-shot signal that works across threads *and* processes: a test
+  opens it to release a task, or a task opens it to tell the test it has started.
+
+Faults, all module-level functions so that they pickle into worker processes:
+
+* :func:`segfault`, :func:`exit_now`, :func:`kill_self`: the worker dies.
+* :func:`hang`, :func:`sleep_until_cancelled`: the task does not end by itself.
+* :class:`FailsToPickle`, :class:`FailsToUnpickle`: an argument or result that breaks
+  on the way in or out; :class:`UnpicklableError`, an exception class that cannot be
+  rebuilt in the parent.
+
+Leak checks: :func:`snapshot` and :func:`assert_no_leaks` compare threads, child
+processes and shared-memory segments with a baseline, waiting a little for things
+that are already on their way out.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._context import cancelled
+
+__all__ = [
+    "FailsToPickle",
+    "FailsToUnpickle",
+    "Gate",
+    "Snapshot",
+    "UnpicklableError",
+    "add",
+    "assert_no_leaks",
+    "exit_now",
+    "fail",
+    "fail_times",
+    "hang",
+    "identity",
+    "identity_or_fail",
+    "kill_self",
+    "noop",
+    "segfault",
+    "sleep_until_cancelled",
+    "snapshot",
+    "square",
+    "wait_until",
+]
+
+
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 5.0,
+    interval: float = 0.001,
+    message: str | Callable[[], str] = "condition",
+) -> None:
+    """Polls ``predicate`` until it returns a truthy value.
+
+    Raises:
+        AssertionError: it was still false after ``timeout`` seconds (the message
+            says what was awaited).
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            text = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout}s waiting for {text}")
+        time.sleep(interval)
+
+
+class Gate:
+    """A one-shot signal usable from threads and from worker processes.
+
+    In the process that made it, ``wait`` uses a threading.Event; a pickled copy (in
+    a worker process) watches a marker file in a private temporary folder instead,
+    so both sides can ``open()`` and ``wait()``. Call ``close()`` (or use ``with``)
+    to remove the folder.
+    """
+
+    def __init__(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="corral-gate-")
+        self._path = os.path.join(self._dir, "open")
+        self._event: threading.Event | None = threading.Event()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_dir": self._dir, "_path": self._path, "_event": None}
+
+    def open(self) -> None:
+        """Opens the gate; every waiter, here or in another process, proceeds."""
+        if not os.path.exists(self._path):
+            with open(self._path, "w"):
+                pass
+        if self._event is not None:
+            self._event.set()
+
+    def is_open(self) -> bool:
+        if self._event is not None and self._event.is_set():
+            return True
+        return os.path.exists(self._path)
+
+    def wait(self, timeout: float | None = 30.0) -> bool:
+        """Blocks until the gate is open; returns False if ``timeout`` passed first."""
+        if self._event is not None and not os.path.exists(self._path):
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not self._event.wait(0.005):
+                if os.path.exists(self._path):
+                    return True
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not os.path.exists(self._path):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)
+        return True
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> Gate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------- plain tasks
+
+
+def noop() -> None:
+    """Does nothing."""
+
+
+def identity(x: Any) -> Any:
+    return x
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+def fail(message: str = "boom", exc_type: type[BaseException] = ValueError) -> None:
+    """Raises ``exc_type(message)``."""
+    raise exc_type(message)
+
+
+def identity_or_fail(x: Any) -> Any:
+    """Returns ``x``, or raises ValueError when ``x == "fail"``."""
+    if x == "fail":
+        raise ValueError("fail")
+    return x
+
+
+def fail_times(counter_path: str, failures: int) -> int:
+    """Raises ValueError on its first ``failures`` runs, then returns the run number.
+
+    Runs are counted in the file ``counter_path`` so that the count survives retries
+    in other threads or processes.
+    """
+    try:
+        with open(counter_path) as f:
+            runs = int(f.read() or 0) + 1
+    except FileNotFoundError:
+        runs = 1
+    with open(counter_path, "w") as f:
+        f.write(str(runs))
+    if runs <= failures:
+        raise ValueError(f"attempt {runs} fails on purpose")
+    return runs
+
+
+def wait_for_gate(gate: Gate | None, value: Any = None, started: Gate | None = None) -> Any:
+    """Opens ``started`` (if given), waits for ``gate`` (if given), returns ``value``."""
+    if started is not None:
+        started.open()
+    if gate is not None and not gate.wait(60):
+        raise TimeoutError("the test never opened the gate")
+    return value
+
+
+def sleep_until_cancelled(limit: float = 60.0, started: Gate | None = None) -> str:
+    """Loops until ``corral.cancelled()`` (returns "cancelled") or ``limit`` seconds."""
+    if started is not None:
+        started.open()
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if cancelled():
+            return "cancelled"
+        time.sleep(0.001)
+    return "not cancelled"
+
+
+def hang(started: Gate | None = None, seconds: float = 3600.0) -> None:
+    """Ignores cancellation and sleeps (a task that only a kill can stop)."""
+    if started is not None:
+        started.open()
+    time.sleep(seconds)
+
+
+# --------------------------------------------------------------------- faults
+
+
+def segfault() -> None:
+    """Crashes the calling process with SIGSEGV (a real invalid memory read)."""
+    ctypes.string_at(0)
+
+
+def exit_now(code: int = 3) -> None:
+    """Ends the calling process at once, skipping cleanup (``os._exit``)."""
+    os._exit(code)
+
+
+def kill_self(signum: int = signal.SIGKILL) -> None:
+    """Sends ``signum`` to the calling process."""
+    os.kill(os.getpid(), signum)
+
+
+class FailsToPickle:
+    """An object whose pickling raises (an argument or result that cannot be sent)."""
+
+    def __reduce__(self) -> Any:
+        raise TypeError("FailsToPickle refuses to be pickled")
+
+
+def _refuse_unpickle() -> None:
+    raise RuntimeError("FailsToUnpickle refuses to be unpickled")
+
+
+class FailsToUnpickle:
+    """An object that pickles fine but raises when unpickled on the other side."""
+
+    def __reduce__(self) -> Any:
+        return (_refuse_unpickle, ())
+
+
+class UnpicklableError(Exception):
+    """An exception whose __init__ needs two arguments, so default unpickling fails."""
+
+    def __init__(self, a: Any, b: Any) -> None:
+        super().__init__(f"{a}-{b}")
+
+
+def raise_unpicklable_error() -> None:
+    raise UnpicklableError("a", "b")
+
+
+def return_unpicklable() -> FailsToPickle:
+    return FailsToPickle()
+
+
+# --------------------------------------------------------------------- leak checks
+
+
+def _child_pids() -> set[int]:
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil is a dependency
+        return set()
+    try:
+        return {p.pid for p in psutil.Process().children(recursive=True)}
+    except psutil.Error:  # pragma: no cover
+        return set()
+
+
+def _shm_names() -> set[str]:
+    try:
+        return {n for n in os.listdir("/dev/shm") if "corral" in n or n.startswith("psm_")}
+    except OSError:  # pragma: no cover - no /dev/shm on this platform
+        return set()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Threads, child processes and shared-memory segments alive at one moment."""
+
+    threads: frozenset[int] = field(default_factory=frozenset)
+    processes: frozenset[int] = field(default_factory=frozenset)
+    shm: frozenset[str] = field(default_factory=frozenset)
+
+
+def snapshot() -> Snapshot:
+    return Snapshot(
+        threads=frozenset(t.ident for t in threading.enumerate() if t.ident is not None),
+        processes=frozenset(_child_pids()),
+        shm=frozenset(_shm_names()),
+    )
+
+
+def _leaks(before: Snapshot) -> dict[str, Any]:
+    now = snapshot()
+    found: dict[str, Any] = {}
+    threads = [
+        t.name
+        for t in threading.enumerate()
+        if t.ident in now.threads - before.threads and t.is_alive()
+    ]
+    if threads:
+        found["threads"] = threads
+    processes = now.processes - before.processes
+    if processes:
+        found["processes"] = sorted(processes)
+    shm = now.shm - before.shm
+    if shm:
+        found["shared memory"] = sorted(shm)
+    return found
+
+
+def assert_no_leaks(before: Snapshot, timeout: float = 5.0) -> None:
+    """Waits up to ``timeout`` for everything started since ``before`` to be gone.
+
+    Raises:
+        AssertionError: naming the threads, processes or segments still there.
+    """
+    try:
+        wait_until(lambda: not _leaks(before), timeout, interval=0.005, message="cleanup")
+    except AssertionError:
+        raise AssertionError(f"leaked after the test: {_leaks(before)}") from None
