@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +14,9 @@ from corral import testing
 #: Every backend the contract suite runs against: name -> factory(**kwargs).
 BACKENDS: dict[str, Callable[..., Any]] = {
     "thread": corral.ThreadPoolExecutor,
+    "process-forkserver": functools.partial(corral.ProcessPoolExecutor, mp_context="forkserver"),
+    "process-spawn": functools.partial(corral.ProcessPoolExecutor, mp_context="spawn"),
+    "process-fork": functools.partial(corral.ProcessPoolExecutor, mp_context="fork"),
 }
 
 

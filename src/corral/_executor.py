@@ -25,6 +25,7 @@ A task's life (``_Task.state``)::
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import heapq
 import itertools
 import threading
@@ -53,14 +54,27 @@ E = TypeVar("E", bound="BaseExecutor")
 
 QUEUED, RUNNING, BACKOFF, ENDED = range(4)
 
-#: Every executor not yet shut down; the Ctrl+C policy and interpreter exit walk it.
+#: Every executor alive; the Ctrl+C policy and interpreter exit walk it.
 live_executors: weakref.WeakSet[BaseExecutor] = weakref.WeakSet()
 
 
 class _Task:
     """One submitted call and where it stands; owned by the executor's lock."""
 
-    __slots__ = ("args", "fn", "fut", "kwargs", "opts", "seq", "state", "timer", "token", "worker")
+    __slots__ = (
+        "args",
+        "fn",
+        "fut",
+        "kwargs",
+        "opts",
+        "payload",
+        "seq",
+        "state",
+        "tid",
+        "timer",
+        "token",
+        "worker",
+    )
 
     def __init__(
         self,
@@ -80,6 +94,8 @@ class _Task:
         self.timer: TimerHandle | None = None
         self.token: Any = None
         self.worker: Any = None
+        self.payload: Any = None  # what a backend prepared to send (process: pickled call)
+        self.tid = 0  # a backend's id for the current run
 
 
 class BaseExecutor(concurrent.futures.Executor):
@@ -88,6 +104,9 @@ class BaseExecutor(concurrent.futures.Executor):
     _kind = "executor"
     #: Runs a queued task in the thread that waits for it (see _thread.py), or None.
     _inline_helper: Callable[[Future[Any]], None] | None = None
+    #: Turns a new task into what the backend sends (process: pickles the call); an
+    #: exception it returns fails that future only.
+    _prepare: Callable[[_Task], BaseException | None] | None = None
 
     def __init__(
         self,
@@ -214,7 +233,6 @@ class BaseExecutor(concurrent.futures.Executor):
             fut.cancel()
         if wake is not None:
             wake()
-        live_executors.discard(self)
         self._backend_shutdown(wait)
 
     def statistics(self) -> Statistics:
@@ -273,21 +291,34 @@ class BaseExecutor(concurrent.futures.Executor):
     ) -> Future[Any]:
         if not callable(fn):
             check_callable(fn)
+        if self._shutdown:
+            raise RuntimeError(f"cannot submit to a {self._kind} after shutdown()")
         fut: Future[Any] = Future()
         task = _Task(fut, fn, args, kwargs, opts)
         fut._task = task
-        fut._stop_hook = self._on_cancel
         if self._inline_helper is not None and opts.task_timeout is None and opts.retries == 0:
             fut._helper = self._inline_helper
-        with self._lock:
-            if self._max_pending is not None and self._pending >= self._max_pending:
-                self._wait_for_room_locked(block)
-            if self._shutdown:
-                raise RuntimeError(f"cannot submit to a {self._kind} after shutdown()")
-            if self._broken is not None:
-                raise self._broken_error()
-            self._push_locked(task)
-            wake = self._work_available_locked()
+        if self._prepare is not None:
+            error = self._prepare(task)
+            if error is not None:
+                with self._lock:
+                    self._counts["failed"] += 1
+                fut._resolve(exception=error)
+                return fut
+        try:
+            with self._lock:
+                if self._max_pending is not None and self._pending >= self._max_pending:
+                    self._wait_for_room_locked(block)
+                if self._shutdown:
+                    raise RuntimeError(f"cannot submit to a {self._kind} after shutdown()")
+                if self._broken is not None:
+                    raise self._broken_error()
+                fut._stop_hook = self._on_cancel
+                self._push_locked(task)
+                wake = self._work_available_locked()
+        except BaseException:
+            fut.cancel()  # never queued: releases what _prepare made (done callbacks)
+            raise
         if wake is not None:
             wake()
         return fut
@@ -337,6 +368,17 @@ class BaseExecutor(concurrent.futures.Executor):
         task.fut.attempts += 1
         self._running.add(task)
         return True
+
+    def _unstart_locked(self, task: _Task) -> None:
+        """Puts back a task that was handed to a worker which never started it."""
+        if task.state != RUNNING or not task.fut._restart():
+            return
+        self._running.discard(task)
+        task.fut.attempts -= 1
+        if task.timer is not None:
+            task.timer.cancel()
+            task.timer = None
+        self._push_locked(task)
 
     def _queued_locked(self) -> list[_Task]:
         tasks = [t for t in self._queue if t.state == QUEUED]
@@ -402,6 +444,13 @@ class BaseExecutor(concurrent.futures.Executor):
             wake()
         if state == RUNNING:
             self._stop_running(task, "cancelled")
+
+    def _arm_timeout_locked(self, task: _Task) -> None:
+        """Starts the task_timeout clock of a task that is starting now."""
+        if task.opts.task_timeout is not None:
+            task.timer = timer.call_later(
+                task.opts.task_timeout, functools.partial(self._on_timeout, task)
+            )
 
     def _on_timeout(self, task: _Task) -> None:
         """Called by the timer when a running task reaches its task_timeout."""

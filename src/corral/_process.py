@@ -1,14 +1,644 @@
-"""corral.ProcessPoolExecutor (being built: see the process pool issue)."""
+"""corral.ProcessPoolExecutor: exact dispatch, kill on cancel, crash isolation.
+
+Data flow::
+
+    submit() ---pickle call (big buffers -> shared memory)---> front queue
+                                                                   |
+       wake pipe  <----------- "work available" ------------------+
+          |
+    manager thread (one per pool; the only reader and writer of worker pipes)
+      selector over: wake pipe | each worker's pipe | each worker's exit sentinel
+          |   dispatch: one task to each idle worker, and it remembers which
+          |   ("run", ...) ----------------------------------------> worker process
+          |                                                          (own process group,
+          |   <------------------------------------ ("ok"/"error") SIGINT ignored,
+          |   resolve the future; worker idle again                  dies with parent)
+          |
+          +-- worker exit sentinel: the task it ran fails with WorkerCrashed (or is
+              retried); tasks handed to it but not started go back to the queue; a
+              replacement starts when there is work
+    cancel()/task_timeout --"stop"--> manager: TERM the worker's process group, KILL
+                                      after kill_grace; the future is already resolved
+
+The manager thread never sleeps or polls: it blocks in ``select`` until a worker
+writes, a worker exits, another thread wakes it, or the next deadline of its small
+heap (kill escalation, idle reaping) comes.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures.process
+import contextlib
+import heapq
+import itertools
+import logging
+import multiprocessing
+import multiprocessing.context
+import os
+import pickle
+import selectors
+import signal
+import threading
+from collections import deque
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from typing import Any
 
-from ._stubs import _not_yet
+import cloudpickle
+
+from . import _wire
+from ._errors import BrokenExecutor, WorkerCrashed, signal_name
+from ._executor import ENDED, RUNNING, BaseExecutor, _Task
+from ._options import check_count, check_timeout
+from ._timer import now
+from ._worker import worker_main
+
+LOGGER = logging.getLogger("corral")
+
+#: Consecutive worker starts that fail (initializer raises, process dies at start)
+#: before the pool declares itself broken.
+START_FAILURES_TO_BREAK = 3
+
+STARTING, READY, EXITING = "starting", "ready", "exiting"
+
+_pool_ids = itertools.count()
 
 
-class ProcessPoolExecutor:
-    """A process pool that never breaks (not built yet: raises NotImplementedError)."""
+class BrokenProcessPool(BrokenExecutor, concurrent.futures.process.BrokenProcessPool):
+    """Workers cannot start (stdlib: BrokenProcessPool); pending tasks fail with it."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        _not_yet("ProcessPoolExecutor", "the process pool issue")
+
+_CRASH_CAUSES = {
+    "SIGSEGV": "a crash in native code (a C extension, ctypes, or an interpreter bug)",
+    "SIGBUS": "a crash in native code (bad memory access)",
+    "SIGILL": "a crash in native code (illegal instruction)",
+    "SIGFPE": "a crash in native code (arithmetic fault)",
+    "SIGABRT": "abort() in native code, often a failed assertion in a C extension",
+    "SIGKILL": "killed from outside: the out-of-memory killer (see `dmesg`) or kill -9",
+    "SIGTERM": "terminated from outside",
+}
+
+
+def crash_error(pid: int, exitcode: int | None, task: _Task) -> WorkerCrashed:
+    what = getattr(task.fn, "__qualname__", None) or repr(task.fn)
+    if task.opts.name:
+        what = f"{task.opts.name} ({what})"
+    if exitcode is not None and exitcode < 0:
+        sig = signal_name(-exitcode)
+        how = f"was killed by {sig}: {_CRASH_CAUSES.get(sig, 'a signal from outside')}"
+    else:
+        sig = None
+        how = (
+            f"exited with code {exitcode}: os._exit() or sys.exit() in native code, "
+            "or the process was ended from outside"
+        )
+    return WorkerCrashed(
+        f"worker process {pid} {how}, while running {what}. Only this task failed and "
+        "the pool replaced the worker; pass retries=N to run such tasks again",
+        exitcode=exitcode,
+        signal=sig,
+        pid=pid,
+    )
+
+
+class _Proc:
+    """A worker process as the manager sees it (manager thread only)."""
+
+    __slots__ = (
+        "conn",
+        "idle_since",
+        "inflight",
+        "init_error",
+        "killed",
+        "pid",
+        "process",
+        "rss",
+        "state",
+        "tasks_run",
+    )
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn: Connection | None = conn
+        self.pid = process.pid or 0
+        self.state = STARTING
+        self.inflight: deque[_Task] = deque()  # handed over, outcome not back; [0] runs
+        self.tasks_run = 0
+        self.killed = False
+        self.idle_since = 0.0
+        self.rss = 0
+        self.init_error: BaseException | None = None
+
+
+def _default_context() -> multiprocessing.context.BaseContext:
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    return multiprocessing.get_context(method)
+
+
+class ProcessPoolExecutor(BaseExecutor):
+    """A process pool that never breaks: the stdlib's API, plus kill-on-cancel and more.
+
+    Args:
+        max_workers: most worker processes; default the number of CPUs.
+        mp_context: a multiprocessing context or start method name. Default:
+            forkserver where available (safe when the parent has threads), else spawn.
+        initializer: called with ``initargs`` in each new worker. If worker starts keep
+            failing (3 in a row), the pool is broken: pending and later tasks fail
+            with BrokenProcessPool, whose __cause__ is the initializer's error.
+        max_tasks_per_child: a worker is replaced after running this many tasks.
+        min_workers: workers kept alive even when idle.
+        idle_timeout: seconds an idle worker waits before it exits (while more than
+            min_workers live); None keeps them.
+        max_pending: most tasks waiting to start; submit() blocks beyond it.
+        task_timeout: default seconds a task may run; on overrun the worker is killed
+            and the future fails with TaskTimeout.
+        retries: default re-runs of a task whose worker crashed (WorkerCrashed), or
+            that failed with an error listed in ``options(retry_on=...)``.
+        max_memory_per_child: bytes of resident memory after which a worker is
+            replaced, between tasks.
+        kill_grace: seconds between SIGTERM and SIGKILL when a worker is stopped.
+
+    Cancelling a running task, or its task_timeout, terminates the worker's whole
+    process group and starts a replacement; the future resolves at once. Workers
+    ignore Ctrl+C; a with-block left through KeyboardInterrupt kills running work.
+    """
+
+    _kind = "ProcessPoolExecutor"
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        mp_context: multiprocessing.context.BaseContext | str | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        *,
+        max_tasks_per_child: int | None = None,
+        min_workers: int = 0,
+        idle_timeout: float | None = 60.0,
+        max_pending: int | None = None,
+        task_timeout: float | None = None,
+        retries: int = 0,
+        max_memory_per_child: int | None = None,
+        kill_grace: float = 0.1,
+    ) -> None:
+        if max_workers is None:
+            max_workers = getattr(os, "process_cpu_count", os.cpu_count)() or 1
+        elif (
+            isinstance(max_workers, int) and not isinstance(max_workers, bool) and max_workers <= 0
+        ):
+            raise ValueError(f"max_workers must be greater than 0, got {max_workers}")
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be a callable, got {type(initializer).__name__}")
+        check_count("max_tasks_per_child", max_tasks_per_child, minimum=1, allow_none=True)
+        check_count("max_memory_per_child", max_memory_per_child, minimum=1, allow_none=True)
+        self._kill_grace = check_timeout("kill_grace", kill_grace, allow_none=False) or 0.0
+        super().__init__(
+            max_workers=max_workers,
+            min_workers=min_workers,
+            idle_timeout=idle_timeout,
+            max_pending=max_pending,
+            task_timeout=task_timeout,
+            retries=retries,
+        )
+        if mp_context is None:
+            self._ctx = _default_context()
+        elif isinstance(mp_context, str):
+            self._ctx = multiprocessing.get_context(mp_context)
+        else:
+            self._ctx = mp_context
+        self._init_blob: bytes | None = None
+        if initializer is not None:
+            try:
+                self._init_blob = cloudpickle.dumps((initializer, tuple(initargs)), 5)
+            except Exception as exc:
+                raise TypeError(
+                    f"initializer/initargs could not be pickled for the workers: {exc}"
+                ) from exc
+        self._max_tasks_per_child = max_tasks_per_child
+        self._max_memory = max_memory_per_child
+        self._parent_pid = os.getpid()
+        self._arg_prefix = _wire.segment_prefix(self._parent_pid, f"p{next(_pool_ids)}")
+        self._tids = itertools.count(1)
+        # manager-thread state
+        self._procs: dict[int, _Proc] = {}  # pid -> worker
+        self._idle: list[_Proc] = []
+        self._start_failures = 0
+        self._replacements = 0  # workers that died under work, to replace at once
+        self._last_start_error: BaseException | None = None
+        self._deadlines: list[tuple[float, int, Callable[[], None]]] = []
+        self._deadline_seq = itertools.count()
+        self._commands: deque[tuple[Any, ...]] = deque()
+        self._live_workers = 0  # for statistics(), under the lock
+        self._idle_workers = 0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._wake_pending = False
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
+        self._prepare = self._pickle_call
+        self._thread = threading.Thread(
+            target=self._manage, name=f"corral-process-manager-{id(self):x}", daemon=True
+        )
+        self._thread.start()
+
+    # ------------------------------------------------------------------ front seam
+
+    def _pickle_call(self, task: _Task) -> BaseException | None:
+        try:
+            data, segments = _wire.dumps_call(task.fn, task.args, task.kwargs, self._arg_prefix)
+        except _wire.SerializationError as exc:
+            return exc
+        task.payload = (data, segments)
+        if segments:
+            task.fut.add_done_callback(lambda _: _wire.unlink(segments))
+        # the worker gets the pickled call: drop our references to the objects
+        task.args = ()
+        task.kwargs = {}
+        return None
+
+    def _work_available_locked(self, shutdown: bool = False) -> Callable[[], None] | None:
+        if self._wake_pending:
+            return None
+        self._wake_pending = True
+        return self._wake
+
+    def _wake(self) -> None:
+        with self._lock:
+            if self._wake_w < 0:
+                return  # the manager has finished
+            try:
+                os.write(self._wake_w, b"\0")
+            except BlockingIOError:
+                pass  # already signalled
+
+    def _command(self, *command: Any) -> None:
+        self._commands.append(command)
+        with self._lock:
+            wake = self._work_available_locked()
+        if wake is not None:
+            wake()
+
+    def _stop_running(self, task: _Task, why: str) -> None:
+        self._command("stop", task)
+
+    def _backend_shutdown(self, wait: bool) -> None:
+        self._command("shutdown")
+        if wait and threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _backend_counts(self) -> tuple[int, int]:
+        with self._lock:
+            return self._live_workers, self._idle_workers
+
+    def _broken_error(self) -> BaseException:
+        return BrokenProcessPool(self._broken or "the process pool is broken")
+
+    # ------------------------------------------------------------------ manager thread
+
+    def _manage(self) -> None:
+        try:
+            while not self._step():
+                pass
+        except BaseException as exc:  # pragma: no cover - a bug in corral
+            LOGGER.critical("corral: the process pool manager failed", exc_info=True)
+            self._break(f"the pool's manager thread failed: {exc!r}", exc)
+        finally:
+            self._close()
+
+    def _step(self) -> bool:
+        """One turn of the manager loop; True when the pool has shut down."""
+        if self._maintain():
+            return True
+        for key, _ in self._selector.select(self._next_timeout()):
+            key.data(key.fileobj)
+        self._run_deadlines()
+        while self._commands:
+            self._run_command(self._commands.popleft())
+        return False
+
+    def _on_wake(self, fd: Any) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        with self._lock:
+            self._wake_pending = False
+
+    def _next_timeout(self) -> float | None:
+        when = self._deadlines[0][0] if self._deadlines else None
+        if self._idle_timeout is not None and self._idle:
+            expiry = min(p.idle_since for p in self._idle) + self._idle_timeout
+            when = expiry if when is None else min(when, expiry)
+        return None if when is None else max(0.0, when - now())
+
+    def _call_at(self, when: float, callback: Callable[[], None]) -> None:
+        heapq.heappush(self._deadlines, (when, next(self._deadline_seq), callback))
+
+    def _run_deadlines(self) -> None:
+        current = now()
+        while self._deadlines and self._deadlines[0][0] <= current:
+            heapq.heappop(self._deadlines)[2]()
+        if self._idle_timeout is not None:
+            surplus = len(self._procs) - self._min_workers
+            for proc in sorted(self._idle, key=lambda p: p.idle_since):
+                if surplus <= 0 or current - proc.idle_since < self._idle_timeout:
+                    break
+                self._retire(proc)
+                surplus -= 1
+
+    def _run_command(self, command: tuple[Any, ...]) -> None:
+        if command[0] == "stop":
+            task: _Task = command[1]
+            proc = task.worker
+            if isinstance(proc, _Proc) and proc.inflight and proc.inflight[0] is task:
+                self._kill(proc)
+        # "shutdown" needs nothing more than the _maintain() that follows
+
+    def _maintain(self) -> bool:
+        """Dispatches queued work, starts and retires workers; True when all is done."""
+        sends: list[tuple[_Proc, _Task]] = []
+        with self._lock:
+            while self._idle:
+                task = self._pop_locked()
+                if task is None:
+                    break
+                proc = self._idle.pop()
+                proc.inflight.append(task)
+                task.worker = proc
+                task.tid = next(self._tids)
+                self._arm_timeout_locked(task)
+                sends.append((proc, task))
+            pending = self._pending
+            idle_out = self._shutdown and not pending and not self._backoff and not self._running
+            broken = self._broken is not None
+        for proc, task in sends:
+            self._send(proc, ("run", [(task.tid, *task.payload)]))
+        live = [p for p in self._procs.values() if p.state != EXITING]
+        if not self._shutdown or pending:
+            starting = sum(1 for p in live if p.state == STARTING)
+            wanted = max(pending - starting, 0)
+            if not self._shutdown:
+                wanted = max(wanted, self._min_workers - len(live), self._replacements)
+            self._replacements = 0
+            for _ in range(min(wanted, self._max_workers - len(live))):
+                if broken or not self._start_worker():
+                    break
+        if idle_out or broken:
+            for proc in list(self._idle):
+                self._retire(proc)
+        self._update_counts()
+        return (idle_out or broken) and not self._procs
+
+    def _update_counts(self) -> None:
+        live = sum(1 for p in self._procs.values() if p.state != EXITING)
+        with self._lock:
+            self._live_workers = live
+            self._idle_workers = len(self._idle)
+
+    def _send(self, proc: _Proc, message: tuple[Any, ...]) -> None:
+        if proc.conn is None:
+            return
+        try:
+            proc.conn.send_bytes(pickle.dumps(message, _wire.PROTOCOL))
+        except OSError:
+            pass  # the worker is gone: its exit sentinel reports it
+
+    # ------------------------------------------------------------------ workers
+
+    def _start_worker(self) -> bool:
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(  # type: ignore[attr-defined]
+            target=worker_main,
+            args=(child_conn, self._parent_pid, self._init_blob, self._max_memory is not None),
+            name="corral-worker",
+            daemon=False,
+        )
+        try:
+            process.start()
+        except Exception as exc:
+            parent_conn.close()
+            child_conn.close()
+            LOGGER.error("corral: could not start a worker process: %r", exc)
+            self._start_failed(exc)
+            return False
+        finally:
+            child_conn.close()
+        proc = _Proc(process, parent_conn)
+        self._procs[proc.pid] = proc
+        self._selector.register(
+            parent_conn, selectors.EVENT_READ, lambda _: self._on_readable(proc)
+        )
+        self._selector.register(
+            process.sentinel, selectors.EVENT_READ, lambda _: self._on_exit(proc)
+        )
+        return True
+
+    def _start_failed(self, error: BaseException) -> None:
+        self._start_failures += 1
+        self._last_start_error = error
+        if self._start_failures >= START_FAILURES_TO_BREAK:
+            self._break(
+                f"worker processes cannot start: {self._start_failures} starts failed in a "
+                f"row, the last with {type(error).__name__}: {error}. Fix the initializer "
+                "(or what the workers import); the error is this exception's __cause__",
+                error,
+            )
+
+    def _on_readable(self, proc: _Proc) -> None:
+        conn = proc.conn
+        if conn is None:
+            return
+        try:
+            while conn.poll():
+                self._on_message(proc, pickle.loads(conn.recv_bytes()))
+        except (EOFError, OSError):
+            self._drop_conn(proc)
+
+    def _drop_conn(self, proc: _Proc) -> None:
+        if proc.conn is not None:
+            self._selector.unregister(proc.conn)
+            proc.conn.close()
+            proc.conn = None
+
+    def _on_message(self, proc: _Proc, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "ready":
+            proc.state = READY
+            self._start_failures = 0
+            self._make_idle(proc)
+            return
+        if kind == "init_failed":
+            proc.init_error = _wire.load_exception(message[1])
+            return
+        task = proc.inflight.popleft()
+        if kind == "skipped":
+            with self._lock:
+                self._unstart_locked(task)
+        else:
+            self._task_done(proc, task, message)
+        if not proc.inflight and proc.state == READY:
+            self._after_task(proc)
+
+    def _task_done(self, proc: _Proc, task: _Task, message: tuple[Any, ...]) -> None:
+        proc.tasks_run += 1
+        proc.rss = message[-1]
+        live = task.state == RUNNING and task.worker is proc and task.tid == message[1]
+        result: Any = None
+        exc: BaseException | None = None
+        if message[0] == "ok":
+            if not live:
+                _wire.unlink(message[3])
+                return
+            try:
+                result = _wire.loads(message[2], message[3], take=True)
+            except BaseException as error:
+                exc = _wire.SerializationError(
+                    f"the result could not be unpickled in the parent: "
+                    f"{type(error).__name__}: {error}"
+                )
+                exc.__cause__ = error
+        else:
+            if not live:
+                return
+            exc = _wire.load_exception(message[2])
+        with self._lock:
+            if task.state != RUNNING:
+                return
+            self._finished_locked(task, exc)
+            resolve = task.state == ENDED
+        if resolve:
+            task.fut._resolve(result, exc)
+
+    def _after_task(self, proc: _Proc) -> None:
+        if self._max_tasks_per_child is not None and proc.tasks_run >= self._max_tasks_per_child:
+            self._retire(proc)
+        elif self._max_memory is not None and proc.rss > self._max_memory:
+            LOGGER.info(
+                "corral: replacing worker %d: %d bytes resident > max_memory_per_child=%d",
+                proc.pid,
+                proc.rss,
+                self._max_memory,
+            )
+            self._retire(proc)
+        else:
+            self._make_idle(proc)
+
+    def _make_idle(self, proc: _Proc) -> None:
+        proc.idle_since = now()
+        self._idle.append(proc)
+
+    def _retire(self, proc: _Proc) -> None:
+        """Asks an idle worker to exit; kills it if it has not within 5 seconds."""
+        if proc in self._idle:
+            self._idle.remove(proc)
+        if proc.state == EXITING:
+            return
+        proc.state = EXITING
+        self._send(proc, ("exit",))
+
+        def overdue() -> None:
+            if proc.pid in self._procs:
+                self._kill(proc)
+
+        self._call_at(now() + 5.0, overdue)
+
+    def _kill(self, proc: _Proc) -> None:
+        """Terminates the worker's process group; KILL follows after kill_grace."""
+        if proc.killed:
+            return
+        proc.killed = True
+        proc.state = EXITING
+        if proc in self._idle:
+            self._idle.remove(proc)
+        self._signal_group(proc.pid, signal.SIGTERM)
+        self._call_at(
+            now() + self._kill_grace, lambda: self._signal_group(proc.pid, signal.SIGKILL)
+        )
+
+    @staticmethod
+    def _signal_group(pid: int, signum: int) -> None:
+        try:
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signum)
+                return
+        except ProcessLookupError:
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+        try:  # the leader is gone, but its group (grandchildren) may remain
+            os.killpg(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _on_exit(self, proc: _Proc) -> None:
+        self._on_readable(proc)  # outcomes it sent before it died still count
+        self._drop_conn(proc)
+        self._selector.unregister(proc.process.sentinel)
+        proc.process.join(0)
+        exitcode = proc.process.exitcode
+        try:
+            proc.process.close()
+        except ValueError:  # pragma: no cover - not reaped yet
+            pass
+        self._procs.pop(proc.pid, None)
+        if proc in self._idle:
+            self._idle.remove(proc)
+        _wire.sweep(_wire.segment_prefix(self._parent_pid, proc.pid))
+        if proc.state == STARTING:
+            error = proc.init_error or RuntimeError(
+                f"worker process {proc.pid} exited with code {exitcode} before it was ready"
+            )
+            self._start_failed(error)
+        if proc.killed and exitcode is not None and exitcode < 0:
+            # TERM reached the leader; make sure nothing of its group stays behind
+            self._signal_group(proc.pid, signal.SIGKILL)
+        inflight, proc.inflight = list(proc.inflight), deque()
+        if not inflight:
+            return
+        self._replacements += 1  # it died under work: keep the pool as warm as it was
+        head, rest = inflight[0], inflight[1:]
+        with self._lock:
+            for task in rest:
+                self._unstart_locked(task)
+            crashed = head.state == RUNNING and head.worker is proc and not proc.killed
+            resolve = False
+            if crashed:
+                exc = crash_error(proc.pid, exitcode, head)
+                self._counts["crashed"] += 1
+                self._finished_locked(head, exc)
+                resolve = head.state == ENDED
+            elif head.state == RUNNING and head.worker is proc:
+                self._unstart_locked(head)  # killed for another reason: run it elsewhere
+        if resolve:
+            head.fut._resolve(exception=exc)
+
+    def _break(self, message: str, cause: BaseException | None) -> None:
+        with self._lock:
+            if self._broken is not None:
+                return
+            self._broken = message
+            futures = self._fail_queued_locked()
+        for fut in futures:
+            error = BrokenProcessPool(message)
+            error.__cause__ = cause
+            fut._resolve(exception=error)
+
+    def _close(self) -> None:
+        for proc in list(self._procs.values()):
+            self._kill(proc)
+            proc.process.join(5)
+            self._signal_group(proc.pid, signal.SIGKILL)
+            proc.process.join(1)
+            if proc.conn is not None:
+                proc.conn.close()
+            _wire.sweep(_wire.segment_prefix(self._parent_pid, proc.pid))
+        self._procs.clear()
+        self._idle.clear()
+        self._update_counts()
+        self._selector.close()
+        with self._lock:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1

@@ -38,7 +38,6 @@ from ._context import CancelToken, current_token, set_current_token
 from ._errors import BrokenExecutor
 from ._executor import ENDED, QUEUED, RUNNING, BaseExecutor, _Task, live_executors
 from ._future import Future
-from ._timer import timer
 
 LOGGER = logging.getLogger("corral")
 
@@ -243,10 +242,7 @@ class ThreadPoolExecutor(BaseExecutor):
             task.token = CancelToken()
             task.worker = worker
             worker.task = task
-            if task.opts.task_timeout is not None:
-                task.timer = timer.call_later(
-                    task.opts.task_timeout, lambda: self._on_timeout(task)
-                )
+            self._arm_timeout_locked(task)
         return task
 
     def _run_inline(self, fut: Future[Any]) -> None:

@@ -266,15 +266,40 @@ def return_unpicklable() -> FailsToPickle:
 # --------------------------------------------------------------------- leak checks
 
 
+def _helper_pids() -> set[int]:
+    """multiprocessing's own long-lived helpers (forkserver, resource tracker)."""
+    pids = set()
+    try:
+        from multiprocessing import forkserver, resource_tracker
+
+        for owner in (forkserver._forkserver, resource_tracker._resource_tracker):
+            pid = getattr(owner, "_forkserver_pid", None) or getattr(owner, "_pid", None)
+            if pid:
+                pids.add(pid)
+    except Exception:  # pragma: no cover - internals moved
+        pass
+    return pids
+
+
 def _child_pids() -> set[int]:
     try:
         import psutil
     except ImportError:  # pragma: no cover - psutil is a dependency
         return set()
     try:
-        return {p.pid for p in psutil.Process().children(recursive=True)}
+        children = psutil.Process().children(recursive=True)
     except psutil.Error:  # pragma: no cover
         return set()
+    helpers = _helper_pids()
+    alive = set()
+    for child in children:
+        try:
+            if child.pid in helpers or child.status() == psutil.STATUS_ZOMBIE:
+                continue
+        except psutil.Error:
+            continue
+        alive.add(child.pid)
+    return alive
 
 
 def _shm_names() -> set[str]:

@@ -233,6 +233,7 @@ def test_as_completed_order_and_timeout(make_executor: Make, gate: testing.Gate)
     ex = make_executor(2)
     slow = ex.submit(testing.wait_for_gate, gate, "slow")
     quick = ex.submit(testing.identity, "quick")
+    quick.result(timeout=30)  # workers may take a while to start (spawn)
     seen = []
     with pytest.raises(TimeoutError):
         for fut in corral.as_completed([slow, quick, quick], timeout=0.2):

@@ -1,0 +1,175 @@
+"""The main loop of a worker process (runs in the child, never in the parent).
+
+A worker talks only to its parent, over its own duplex pipe::
+
+    parent -> worker   ("run", [(task_id, call_bytes, segments), ...])
+                       ("revoke", [task_id, ...])   drop these if not started yet
+                       ("exit",)                    finish and exit
+    worker -> parent   ("ready", pid)               initializer done, waiting for work
+                       ("init_failed", exc_bytes)   the initializer raised; exiting
+                       ("ok", task_id, result_bytes, segments, rss)
+                       ("error", task_id, exc_bytes, rss)
+                       ("skipped", task_id)         revoked before it started
+
+Tasks handed over run one after the other in the order received, and each outcome is
+sent as soon as the task ends, so the parent always knows which task a worker runs:
+the first one handed over whose outcome has not arrived.
+
+A worker leads its own process group (so a kill reaches whatever it started), ignores
+SIGINT (the parent decides what Ctrl+C does), and dies with its parent: Linux
+PR_SET_PDEATHSIG, a watchdog thread that checks the parent every 0.2 s, and EOF on the
+pipe.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pickle
+import signal
+import sys
+import threading
+from collections import deque
+from multiprocessing.connection import Connection
+from typing import Any
+
+from . import _wire
+from ._context import CancelToken, set_current_token
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except Exception:  # pragma: no cover - no prctl: the watchdog still works
+            pass
+
+    def watchdog() -> None:
+        event = threading.Event()
+        while not event.wait(0.2):
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(70)
+            except PermissionError:  # pragma: no cover - pid reused by another user
+                os._exit(70)
+
+    threading.Thread(target=watchdog, name="corral-watchdog", daemon=True).start()
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def worker_main(
+    conn: Connection,
+    parent_pid: int,
+    init_blob: bytes | None,
+    report_memory: bool,
+) -> None:
+    """Entry point of a worker process."""
+    try:
+        os.setpgid(0, 0)
+    except OSError:  # pragma: no cover - already a group leader (setsid'd)
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
+    prefix = _wire.segment_prefix(parent_pid, os.getpid())
+    send = conn.send_bytes
+
+    if init_blob is not None:
+        try:
+            initializer, initargs = pickle.loads(init_blob)
+            initializer(*initargs)
+        except BaseException as exc:
+            send(pickle.dumps(("init_failed", _wire.dump_exception(exc)), _wire.PROTOCOL))
+            conn.close()
+            os._exit(1)
+    send(pickle.dumps(("ready", os.getpid()), _wire.PROTOCOL))
+
+    queue: deque[tuple[int, bytes, _wire.Segments]] = deque()
+    revoked: set[int] = set()
+
+    def receive(block: bool) -> bool:
+        """Reads control messages; False when the parent asked to exit or went away."""
+        try:
+            while block or conn.poll():
+                block = False
+                message: Any = pickle.loads(conn.recv_bytes())
+                kind = message[0]
+                if kind == "run":
+                    queue.extend(message[1])
+                elif kind == "revoke":
+                    revoked.update(message[1])
+                elif kind == "exit":
+                    return False
+        except (EOFError, OSError):
+            return False
+        return True
+
+    while True:
+        if not receive(block=not queue):
+            break
+        if not queue:
+            continue
+        task_id, call, segments = queue.popleft()
+        if task_id in revoked:
+            revoked.discard(task_id)
+            send(pickle.dumps(("skipped", task_id), _wire.PROTOCOL))
+            continue
+        # argument segments stay mapped while the call's objects live (the parent
+        # unlinks their names when the task ends), so nothing is released by hand
+        _run_one(task_id, call, segments, prefix, send, report_memory)
+    conn.close()
+
+
+def _run_one(
+    task_id: int,
+    call: bytes,
+    segments: _wire.Segments,
+    prefix: str,
+    send: Any,
+    report_memory: bool,
+) -> None:
+    try:
+        fn, args, kwargs = _wire.loads_call(call, segments)
+    except BaseException as exc:
+        error = _wire.SerializationError(
+            f"the call could not be unpickled in the worker process: "
+            f"{type(exc).__name__}: {exc}; is the function importable there?"
+        )
+        error.__cause__ = exc
+        send(pickle.dumps(("error", task_id, _wire.dump_exception(error), 0), _wire.PROTOCOL))
+        return
+    token = CancelToken()
+    set_current_token(token)
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:
+        del fn, args, kwargs
+        set_current_token(None)
+        rss = _rss() if report_memory else 0
+        send(pickle.dumps(("error", task_id, _wire.dump_exception(exc), rss), _wire.PROTOCOL))
+        return
+    set_current_token(None)
+    del fn, args, kwargs
+    try:
+        data, out_segments = _wire.dumps(result, prefix)
+    except BaseException as exc:
+        error = _wire.SerializationError(
+            f"the result ({type(result).__name__}) could not be pickled to send it back: {exc}"
+        )
+        send(pickle.dumps(("error", task_id, _wire.dump_exception(error), 0), _wire.PROTOCOL))
+        return
+    del result
+    rss = _rss() if report_memory else 0
+    send(pickle.dumps(("ok", task_id, data, out_segments, rss), _wire.PROTOCOL))
