@@ -83,12 +83,13 @@ def lists(text: str) -> list[list[Any]]:
 
 def runner_examples() -> dict[str, Any]:
     """examples/run_seed.py's table: example name -> how to run it small."""
-    module = sys.modules.get("run_seed")
+    name = "corral_examples_run_seed"
+    module = sys.modules.get(name)
     if module is None:
-        spec = importlib.util.spec_from_file_location("run_seed", RUNNER)
+        spec = importlib.util.spec_from_file_location(name, RUNNER)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        sys.modules["run_seed"] = module  # its dataclass looks itself up there
+        sys.modules[name] = module  # its dataclass looks itself up there
         spec.loader.exec_module(module)
     examples: dict[str, Any] = module.EXAMPLES
     return examples
@@ -110,13 +111,14 @@ def test_every_example_has_a_small_run() -> None:
     assert sorted(runner_examples()) == [path.stem for path in SEED_FILES]
 
 
-# Those not run as subprocesses by a test of their own below.
+# Those that no test below already runs through examples/run_seed.py.
 SCRIPT_SMOKE = sorted(
     set(runner_examples())
     - {
         "seed001_as_completed_errors",
         "seed001_done_callbacks",
         "seed001_asyncio",
+        "seed002_as_completed_urls",
     }
 )
 
@@ -129,6 +131,7 @@ def test_example_runs_small_as_a_script(name: str) -> None:
 # --------------------------------------------------------------------- seed 000
 
 
+@pytest.mark.slow
 def test_000_quit_flag_stops_on_ctrl_c() -> None:
     """The seed's way out: Ctrl+C sets the flag and the tasks end; no traceback."""
     proc = subprocess.Popen(

@@ -334,14 +334,20 @@ class BaseExecutor(concurrent.futures.Executor):
                 )
             self._not_full.wait()
 
-    def _push_locked(self, task: _Task) -> None:
+    def _push_locked(self, task: _Task, front: bool = False) -> None:
+        """Queues a task; ``front`` puts it back ahead of its equals (it was taken early)."""
         task.state = QUEUED
         self._pending += 1
         priority = task.opts.priority
         if priority == 0:
-            self._queue.append(task)
+            if front:
+                self._queue.appendleft(task)
+            else:
+                self._queue.append(task)
         else:
-            heapq.heappush(self._heap, (-priority, next(self._seq), task))
+            if not front:
+                task.seq = next(self._seq)
+            heapq.heappush(self._heap, (-priority, task.seq, task))
 
     def _pop_locked(self) -> _Task | None:
         """Takes the next task to run and marks it running; None if there is none."""
@@ -378,7 +384,7 @@ class BaseExecutor(concurrent.futures.Executor):
         if task.timer is not None:
             task.timer.cancel()
             task.timer = None
-        self._push_locked(task)
+        self._push_locked(task, front=True)
 
     def _queued_locked(self) -> list[_Task]:
         tasks = [t for t in self._queue if t.state == QUEUED]

@@ -61,6 +61,17 @@ START_FAILURES_TO_BREAK = 3
 
 STARTING, READY, EXITING = "starting", "ready", "exiting"
 
+#: Prefetch: a busy worker is handed up to WINDOW tasks ahead when no worker is idle or
+#: can start, sized so that the queued tasks at one worker add up to about
+#: PREFETCH_SECONDS of measured run time (so tiny tasks go in batches, slow ones not).
+MAX_WINDOW = 64
+PREFETCH_SECONDS = 0.002
+#: A task waiting at a worker behind one that has run this long is taken back and
+#: given to an idle worker (no head-of-line blocking, DESIGN.md §3.7).
+REVOKE_AFTER = 0.01
+#: Payload bytes queued at a busy worker at most, so a write never waits on its pipe.
+PREFETCH_BYTES = 32 * 1024
+
 _pool_ids = itertools.count()
 
 
@@ -106,12 +117,16 @@ class _Proc:
 
     __slots__ = (
         "conn",
+        "head_started",
         "idle_since",
         "inflight",
         "init_error",
         "killed",
         "pid",
         "process",
+        "queued_bytes",
+        "reader",
+        "revoked",
         "rss",
         "state",
         "tasks_run",
@@ -126,6 +141,10 @@ class _Proc:
         self.tasks_run = 0
         self.killed = False
         self.idle_since = 0.0
+        self.head_started = 0.0
+        self.revoked: set[int] = set()
+        self.reader = _wire.FrameReader()
+        self.queued_bytes = 0  # payload bytes handed over behind the running task
         self.rss = 0
         self.init_error: BaseException | None = None
 
@@ -219,10 +238,12 @@ class ProcessPoolExecutor(BaseExecutor):
         self._parent_pid = os.getpid()
         self._arg_prefix = _wire.segment_prefix(self._parent_pid, f"p{next(_pool_ids)}")
         self._tids = itertools.count(1)
+        self._functions = _wire.FunctionPickler()
         # manager-thread state
         self._procs: dict[int, _Proc] = {}  # pid -> worker
         self._idle: list[_Proc] = []
         self._start_failures = 0
+        self._avg_seconds: float | None = None  # moving average of task run times
         self._replacements = 0  # workers that died under work, to replace at once
         self._last_start_error: BaseException | None = None
         self._deadlines: list[tuple[float, int, Callable[[], None]]] = []
@@ -246,10 +267,12 @@ class ProcessPoolExecutor(BaseExecutor):
 
     def _pickle_call(self, task: _Task) -> BaseException | None:
         try:
-            data, segments = _wire.dumps_call(task.fn, task.args, task.kwargs, self._arg_prefix)
+            fn_data, data, segments = _wire.dumps_call(
+                self._functions, task.fn, task.args, task.kwargs, self._arg_prefix
+            )
         except _wire.SerializationError as exc:
             return exc
-        task.payload = (data, segments)
+        task.payload = (fn_data, data, segments)
         if segments:
             task.fut.add_done_callback(lambda _: _wire.unlink(segments))
         # the worker gets the pickled call: drop our references to the objects
@@ -331,6 +354,11 @@ class ProcessPoolExecutor(BaseExecutor):
         if self._idle_timeout is not None and self._idle:
             expiry = min(p.idle_since for p in self._idle) + self._idle_timeout
             when = expiry if when is None else min(when, expiry)
+        if self._idle:
+            for proc in self._procs.values():
+                if len(proc.inflight) - len(proc.revoked) > 1:
+                    check = proc.head_started + REVOKE_AFTER
+                    when = check if when is None else min(when, check)
         return None if when is None else max(0.0, when - now())
 
     def _call_at(self, when: float, callback: Callable[[], None]) -> None:
@@ -352,30 +380,64 @@ class ProcessPoolExecutor(BaseExecutor):
         if command[0] == "stop":
             task: _Task = command[1]
             proc = task.worker
-            if isinstance(proc, _Proc) and proc.inflight and proc.inflight[0] is task:
-                self._kill(proc)
+            if isinstance(proc, _Proc) and task in proc.inflight:
+                if proc.inflight[0] is task:
+                    self._kill(proc)
+                else:  # handed over but not started: the worker drops it, nothing dies
+                    self._revoke(proc, [task])
+
+    def _revoke(self, proc: _Proc, tasks: list[_Task]) -> None:
+        tids = [t.tid for t in tasks if t.tid not in proc.revoked]
+        if tids:
+            proc.revoked.update(tids)
+            self._send(proc, ("revoke", tids))
+
+    def _revoke_stuck(self) -> None:
+        """Takes back work queued behind a long-running task when a worker is idle."""
+        current = now()
+        for proc in self._procs.values():
+            if (
+                len(proc.inflight) > 1
+                and proc.state == READY
+                and current - proc.head_started >= REVOKE_AFTER
+            ):
+                self._revoke(proc, list(proc.inflight)[1:])
+
+    def _window(self) -> int:
+        if self._avg_seconds is None:
+            return 1
+        return max(1, min(MAX_WINDOW, int(PREFETCH_SECONDS / max(self._avg_seconds, 1e-7))))
         # "shutdown" needs nothing more than the _maintain() that follows
 
     def _maintain(self) -> bool:
         """Dispatches queued work, starts and retires workers; True when all is done."""
-        sends: list[tuple[_Proc, _Task]] = []
+        sends: dict[_Proc, list[_Task]] = {}
+        live = [p for p in self._procs.values() if p.state != EXITING]
         with self._lock:
             while self._idle:
                 task = self._pop_locked()
                 if task is None:
                     break
-                proc = self._idle.pop()
-                proc.inflight.append(task)
-                task.worker = proc
-                task.tid = next(self._tids)
-                self._arm_timeout_locked(task)
-                sends.append((proc, task))
+                self._hand_over_locked(self._idle.pop(), task, sends)
+            if self._pending and len(live) >= self._max_workers:
+                window = self._window()
+                busy = sorted(
+                    (p for p in live if p.state == READY and p.inflight),
+                    key=lambda p: len(p.inflight),
+                )
+                for proc in busy:
+                    while len(proc.inflight) < window and proc.queued_bytes < PREFETCH_BYTES:
+                        task = self._pop_locked()
+                        if task is None:
+                            break
+                        self._hand_over_locked(proc, task, sends)
             pending = self._pending
             idle_out = self._shutdown and not pending and not self._backoff and not self._running
             broken = self._broken is not None
-        for proc, task in sends:
-            self._send(proc, ("run", [(task.tid, *task.payload)]))
-        live = [p for p in self._procs.values() if p.state != EXITING]
+        for proc, tasks in sends.items():
+            self._send(proc, ("run", [(t.tid, *t.payload) for t in tasks]))
+        if self._idle and not pending:
+            self._revoke_stuck()
         if not self._shutdown or pending:
             starting = sum(1 for p in live if p.state == STARTING)
             wanted = max(pending - starting, 0)
@@ -391,6 +453,17 @@ class ProcessPoolExecutor(BaseExecutor):
         self._update_counts()
         return (idle_out or broken) and not self._procs
 
+    def _hand_over_locked(self, proc: _Proc, task: _Task, sends: dict[_Proc, list[_Task]]) -> None:
+        if not proc.inflight:
+            proc.head_started = now()
+            self._arm_timeout_locked(task)  # the clock runs while the task runs
+        else:
+            proc.queued_bytes += len(task.payload[0]) + len(task.payload[1])
+        proc.inflight.append(task)
+        task.worker = proc
+        task.tid = next(self._tids)
+        sends.setdefault(proc, []).append(task)
+
     def _update_counts(self) -> None:
         live = sum(1 for p in self._procs.values() if p.state != EXITING)
         with self._lock:
@@ -401,7 +474,7 @@ class ProcessPoolExecutor(BaseExecutor):
         if proc.conn is None:
             return
         try:
-            proc.conn.send_bytes(pickle.dumps(message, _wire.PROTOCOL))
+            _wire.write_frame(proc.conn.fileno(), pickle.dumps(message, _wire.PROTOCOL))
         except OSError:
             pass  # the worker is gone: its exit sentinel reports it
 
@@ -451,10 +524,19 @@ class ProcessPoolExecutor(BaseExecutor):
         if conn is None:
             return
         try:
-            while conn.poll():
-                self._on_message(proc, pickle.loads(conn.recv_bytes()))
-        except (EOFError, OSError):
+            data = os.read(conn.fileno(), 1 << 20)
+        except OSError:
+            data = b""
+        if not data:
             self._drop_conn(proc)
+            return
+        for frame in proc.reader.feed(data):
+            self._on_message(proc, pickle.loads(frame))
+
+    def _drain(self, proc: _Proc) -> None:
+        """Reads whatever a dead worker wrote before it died."""
+        while proc.conn is not None:
+            self._on_readable(proc)
 
     def _drop_conn(self, proc: _Proc) -> None:
         if proc.conn is not None:
@@ -473,17 +555,30 @@ class ProcessPoolExecutor(BaseExecutor):
             proc.init_error = _wire.load_exception(message[1])
             return
         task = proc.inflight.popleft()
+        proc.revoked.discard(task.tid)
+        head = proc.inflight[0] if proc.inflight else None
+        if head is not None:
+            proc.queued_bytes -= len(head.payload[0]) + len(head.payload[1])
         if kind == "skipped":
             with self._lock:
                 self._unstart_locked(task)
         else:
             self._task_done(proc, task, message)
-        if not proc.inflight and proc.state == READY:
+        if head is not None:
+            proc.head_started = now()
+            if head.opts.task_timeout is not None and head.tid not in proc.revoked:
+                with self._lock:
+                    if head.state == RUNNING and head.timer is None:
+                        self._arm_timeout_locked(head)
+        elif proc.state == READY:
             self._after_task(proc)
 
     def _task_done(self, proc: _Proc, task: _Task, message: tuple[Any, ...]) -> None:
         proc.tasks_run += 1
         proc.rss = message[-1]
+        seconds = message[-2]
+        avg = self._avg_seconds
+        self._avg_seconds = seconds if avg is None else 0.8 * avg + 0.2 * seconds
         live = task.state == RUNNING and task.worker is proc and task.tid == message[1]
         result: Any = None
         exc: BaseException | None = None
@@ -573,7 +668,7 @@ class ProcessPoolExecutor(BaseExecutor):
             pass
 
     def _on_exit(self, proc: _Proc) -> None:
-        self._on_readable(proc)  # outcomes it sent before it died still count
+        self._drain(proc)  # outcomes it sent before it died still count
         self._drop_conn(proc)
         self._selector.unregister(proc.process.sentinel)
         proc.process.join(0)

@@ -25,7 +25,9 @@ import itertools
 import mmap
 import os
 import pickle
+import struct
 import traceback
+import weakref
 from typing import Any
 
 import cloudpickle
@@ -177,28 +179,61 @@ def loads(data: bytes, segments: Segments, *, take: bool) -> Any:
     return pickle.loads(data, buffers=views)
 
 
-def dumps_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], prefix: str) -> Any:
-    """Pickles a call, naming the argument that failed if one does."""
-    if getattr(fn, "__module__", None) == "__main__":
-        # pickle would send ``__main__.fn`` by name, which a worker may not resolve
+class FunctionPickler:
+    """Pickles each function once per pool (by reference when pickle can, else by value).
+
+    A function defined in ``__main__``, a lambda or a closure goes by cloudpickle, by
+    value: the globals it reads are captured when it is first sent by this pool, as a
+    spawned worker would see them when it imports your script.
+    """
+
+    def __init__(self) -> None:
+        self._cache: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
+
+    def dumps(self, fn: Any) -> bytes:
         try:
-            fn_blob = cloudpickle.dumps(fn, PROTOCOL)
-        except Exception as exc:
-            raise SerializationError(
-                f"the function {fn!r} could not be pickled for the worker process: {exc}"
-            ) from exc
-        call: Any = (fn_blob, args, kwargs)
-    else:
-        call = (fn, args, kwargs)
+            return self._cache[fn]
+        except (KeyError, TypeError):
+            pass
+        data: bytes | None = None
+        if getattr(fn, "__module__", None) != "__main__":
+            try:
+                data = pickle.dumps(fn, PROTOCOL)
+            except Exception:
+                data = None
+        if data is None:
+            try:
+                data = cloudpickle.dumps(fn, PROTOCOL)
+            except Exception as exc:
+                raise SerializationError(
+                    f"the function {fn!r} could not be pickled for the worker process: "
+                    f"{exc}. Define it at module level"
+                ) from exc
+        try:
+            self._cache[fn] = data
+        except TypeError:  # not weak-referenceable (a builtin, a bound method): no cache
+            pass
+        return data
+
+
+def dumps_call(
+    functions: FunctionPickler,
+    fn: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    prefix: str,
+) -> tuple[bytes, bytes, Segments]:
+    """Pickles a call, naming the argument that failed if one does."""
+    fn_data = functions.dumps(fn)
     try:
-        return dumps(call, prefix)
+        data, segments = dumps((args, kwargs), prefix)
     except SerializationError as exc:
-        raise SerializationError(_culprit(fn, args, kwargs, exc)) from exc.__cause__
+        raise SerializationError(_culprit(args, kwargs, exc)) from exc.__cause__
+    return fn_data, data, segments
 
 
-def _culprit(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception) -> str:
-    parts: list[tuple[str, Any]] = [(f"the function {fn!r}", fn)]
-    parts += [(f"argument {i} ({type(a).__name__})", a) for i, a in enumerate(args)]
+def _culprit(args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception) -> str:
+    parts = [(f"argument {i} ({type(a).__name__})", a) for i, a in enumerate(args)]
     parts += [(f"keyword argument {k!r} ({type(v).__name__})", v) for k, v in kwargs.items()]
     for what, value in parts:
         try:
@@ -208,14 +243,70 @@ def _culprit(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], exc: Except
                 f"{what} could not be pickled for the worker process: {inner}. "
                 "Pass data that pickles (or use a ThreadPoolExecutor for such objects)"
             )
-    return f"the call could not be pickled for the worker process: {exc}"
+    return f"the call's arguments could not be pickled for the worker process: {exc}"
 
 
-def loads_call(data: bytes, segments: Segments) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
-    fn, args, kwargs = loads(data, segments, take=False)
-    if isinstance(fn, bytes):
-        fn = pickle.loads(fn)
-    return fn, args, kwargs
+# ------------------------------------------------------------------ framing
+
+_HEADER = struct.Struct("!Q")
+
+
+def write_frame(fd: int, data: bytes) -> None:
+    """Writes one length-prefixed message to a blocking fd."""
+    view = memoryview(_HEADER.pack(len(data)) + data) if len(data) < 65536 else None
+    if view is None:
+        _write_all(fd, memoryview(_HEADER.pack(len(data))))
+        _write_all(fd, memoryview(data))
+    else:
+        _write_all(fd, view)
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def read_frame(fd: int) -> bytes:
+    """Reads one message from a blocking fd; raises EOFError at end of file."""
+    (size,) = _HEADER.unpack(_read_exactly(fd, _HEADER.size))
+    return _read_exactly(fd, size)
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 24))
+        if not chunk:
+            raise EOFError("the other side closed the pipe")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+class FrameReader:
+    """Splits what a non-waiting read returned into whole messages."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buffer = self._buffer
+        buffer += data
+        frames = []
+        start = 0
+        header = _HEADER.size
+        while len(buffer) - start >= header:
+            (size,) = _HEADER.unpack_from(buffer, start)
+            end = start + header + size
+            if end > len(buffer):
+                break
+            frames.append(bytes(buffer[start + header : end]))
+            start = end
+        if start:
+            del buffer[:start]
+        return frames
 
 
 # ------------------------------------------------------------------ exceptions

@@ -1,14 +1,15 @@
 """The main loop of a worker process (runs in the child, never in the parent).
 
-A worker talks only to its parent, over its own duplex pipe::
+A worker talks only to its parent, over its own duplex pipe, in length-prefixed frames
+(``_wire.write_frame``) of pickled tuples::
 
-    parent -> worker   ("run", [(task_id, call_bytes, segments), ...])
+    parent -> worker   ("run", [(task_id, function_bytes, args_bytes, segments), ...])
                        ("revoke", [task_id, ...])   drop these if not started yet
                        ("exit",)                    finish and exit
     worker -> parent   ("ready", pid)               initializer done, waiting for work
                        ("init_failed", exc_bytes)   the initializer raised; exiting
-                       ("ok", task_id, result_bytes, segments, rss)
-                       ("error", task_id, exc_bytes, rss)
+                       ("ok", task_id, result_bytes, segments, seconds, rss)
+                       ("error", task_id, exc_bytes, seconds, rss)
                        ("skipped", task_id)         revoked before it started
 
 Tasks handed over run one after the other in the order received, and each outcome is
@@ -26,11 +27,13 @@ from __future__ import annotations
 import ctypes
 import os
 import pickle
+import select
 import signal
 import sys
 import threading
 from collections import deque
 from multiprocessing.connection import Connection
+from time import perf_counter
 from typing import Any
 
 from . import _wire
@@ -84,27 +87,33 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
     prefix = _wire.segment_prefix(parent_pid, os.getpid())
-    send = conn.send_bytes
+    fd = conn.fileno()
+
+    def send(message: tuple[Any, ...]) -> None:
+        _wire.write_frame(fd, pickle.dumps(message, _wire.PROTOCOL))
 
     if init_blob is not None:
         try:
             initializer, initargs = pickle.loads(init_blob)
             initializer(*initargs)
         except BaseException as exc:
-            send(pickle.dumps(("init_failed", _wire.dump_exception(exc)), _wire.PROTOCOL))
+            send(("init_failed", _wire.dump_exception(exc)))
             conn.close()
             os._exit(1)
-    send(pickle.dumps(("ready", os.getpid()), _wire.PROTOCOL))
+    send(("ready", os.getpid()))
 
-    queue: deque[tuple[int, bytes, _wire.Segments]] = deque()
+    queue: deque[tuple[int, bytes, bytes, _wire.Segments]] = deque()
     revoked: set[int] = set()
+    functions: dict[bytes, Any] = {}
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
 
     def receive(block: bool) -> bool:
         """Reads control messages; False when the parent asked to exit or went away."""
         try:
-            while block or conn.poll():
+            while block or poller.poll(0):
                 block = False
-                message: Any = pickle.loads(conn.recv_bytes())
+                message: Any = pickle.loads(_wire.read_frame(fd))
                 kind = message[0]
                 if kind == "run":
                     queue.extend(message[1])
@@ -121,45 +130,61 @@ def worker_main(
             break
         if not queue:
             continue
-        task_id, call, segments = queue.popleft()
+        task_id, fn_data, call, segments = queue.popleft()
         if task_id in revoked:
             revoked.discard(task_id)
-            send(pickle.dumps(("skipped", task_id), _wire.PROTOCOL))
+            send(("skipped", task_id))
             continue
         # argument segments stay mapped while the call's objects live (the parent
         # unlinks their names when the task ends), so nothing is released by hand
-        _run_one(task_id, call, segments, prefix, send, report_memory)
+        _run_one(task_id, fn_data, call, segments, functions, prefix, send, report_memory)
     conn.close()
+
+
+def _load_function(fn_data: bytes, functions: dict[bytes, Any]) -> Any:
+    fn = functions.get(fn_data)
+    if fn is None:
+        fn = pickle.loads(fn_data)
+        if len(functions) >= 256:
+            functions.clear()
+        functions[fn_data] = fn
+    return fn
 
 
 def _run_one(
     task_id: int,
+    fn_data: bytes,
     call: bytes,
     segments: _wire.Segments,
+    functions: dict[bytes, Any],
     prefix: str,
     send: Any,
     report_memory: bool,
 ) -> None:
     try:
-        fn, args, kwargs = _wire.loads_call(call, segments)
+        fn = _load_function(fn_data, functions)
+        args, kwargs = _wire.loads(call, segments, take=False)
     except BaseException as exc:
         error = _wire.SerializationError(
             f"the call could not be unpickled in the worker process: "
             f"{type(exc).__name__}: {exc}; is the function importable there?"
         )
         error.__cause__ = exc
-        send(pickle.dumps(("error", task_id, _wire.dump_exception(error), 0), _wire.PROTOCOL))
+        send(("error", task_id, _wire.dump_exception(error), 0.0, 0))
         return
     token = CancelToken()
     set_current_token(token)
+    begin = perf_counter()
     try:
         result = fn(*args, **kwargs)
     except BaseException as exc:
+        elapsed = perf_counter() - begin
         del fn, args, kwargs
         set_current_token(None)
         rss = _rss() if report_memory else 0
-        send(pickle.dumps(("error", task_id, _wire.dump_exception(exc), rss), _wire.PROTOCOL))
+        send(("error", task_id, _wire.dump_exception(exc), elapsed, rss))
         return
+    elapsed = perf_counter() - begin
     set_current_token(None)
     del fn, args, kwargs
     try:
@@ -168,8 +193,8 @@ def _run_one(
         error = _wire.SerializationError(
             f"the result ({type(result).__name__}) could not be pickled to send it back: {exc}"
         )
-        send(pickle.dumps(("error", task_id, _wire.dump_exception(error), 0), _wire.PROTOCOL))
+        send(("error", task_id, _wire.dump_exception(error), elapsed, 0))
         return
     del result
     rss = _rss() if report_memory else 0
-    send(pickle.dumps(("ok", task_id, data, out_segments, rss), _wire.PROTOCOL))
+    send(("ok", task_id, data, out_segments, elapsed, rss))

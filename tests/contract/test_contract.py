@@ -355,8 +355,9 @@ def test_shutdown_cancel_futures(make_executor: Make, gate: testing.Gate) -> Non
     running = ex.submit(testing.wait_for_gate, gate, "ran")
     testing.wait_until(running.running)
     queued = [ex.submit(testing.noop) for _ in range(5)]
+    ex.shutdown(wait=False, cancel_futures=True)
     gate.open()
-    ex.shutdown(wait=True, cancel_futures=True)
+    ex.shutdown(wait=True)
     assert running.result() == "ran"
     assert all(f.cancelled() for f in queued)
 
