@@ -40,6 +40,7 @@ class MapIterator(Generic[T]):
         self._done: queue.SimpleQueue[Future[T]] = queue.SimpleQueue()
         self._unyielded: set[Future[T]] = set()  # unordered mode
         self._wakeup: Callable[[], None] | None = None
+        self._started = buffersize is not None
         try:
             if buffersize is None:
                 for args in items:
@@ -96,6 +97,7 @@ class MapIterator(Generic[T]):
             raise
 
     def _next_future(self, block: bool) -> Future[T]:
+        self._started = True
         if self._ordered:
             if not self._futures:
                 raise StopIteration
@@ -121,7 +123,10 @@ class MapIterator(Generic[T]):
             fut.cancel()
 
     def __del__(self) -> None:
-        if self._futures or self._unyielded:
+        # As the stdlib: an iterator that was never iterated leaves its work running
+        # (``ex.map(f, items)`` for the side effects); one that was started, or that
+        # streams its input (buffersize), cancels what it has not yielded.
+        if self._started and (self._futures or self._unyielded):
             self.close()
 
     # -------------------------------------------------------------- async iteration

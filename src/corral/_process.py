@@ -36,8 +36,10 @@ import multiprocessing
 import multiprocessing.context
 import os
 import pickle
+import re
 import selectors
 import signal
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -51,7 +53,7 @@ from ._errors import BrokenExecutor, WorkerCrashed, signal_name
 from ._executor import ENDED, RUNNING, BaseExecutor, _Task
 from ._options import check_count, check_timeout
 from ._timer import now
-from ._worker import worker_main
+from ._worker import REVOKE_SIGNAL, worker_main
 
 LOGGER = logging.getLogger("corral")
 
@@ -149,9 +151,48 @@ class _Proc:
         self.init_error: BaseException | None = None
 
 
+_MAIN_GUARD = re.compile(r"""^if\s+__name__\s*==\s*['"]__main__['"]\s*:""", re.MULTILINE)
+
+
 def _default_context() -> multiprocessing.context.BaseContext:
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    return multiprocessing.get_context(method)
+    """forkserver (safe with threads, as Python 3.14 chose), but fork for unguarded scripts.
+
+    forkserver and spawn import the main script again in the workers; a script without
+    an ``if __name__ == "__main__":`` guard would then run its own top level, pool
+    included, in every worker. Such a script gets fork, as it did with the stdlib
+    before 3.14 (see docs/design.md, "Start method").
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" not in methods:  # pragma: no cover - not Linux/BSD
+        return multiprocessing.get_context("spawn")
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if path and "fork" in methods:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                guarded = _MAIN_GUARD.search(f.read()) is not None
+        except OSError:
+            guarded = True
+        if not guarded:
+            return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver")
+
+
+def _check_not_bootstrapping() -> None:
+    """Refuses to start a pool while a worker is importing the parent's main script."""
+    frame = sys._getframe(2)
+    importing = getattr(multiprocessing.process.current_process(), "_inheriting", False)
+    while frame is not None and not importing:
+        importing = (
+            frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__mp_main__"
+        )
+        frame = frame.f_back  # type: ignore[assignment]
+    if importing:
+        raise RuntimeError(
+            "a ProcessPoolExecutor is being created while a new worker process imports "
+            "your main script: put the code that creates the pool under "
+            '`if __name__ == "__main__":` (spawn and forkserver import the script again '
+            'in every worker), or pass mp_context="fork"'
+        )
 
 
 class ProcessPoolExecutor(BaseExecutor):
@@ -200,6 +241,7 @@ class ProcessPoolExecutor(BaseExecutor):
         max_memory_per_child: int | None = None,
         kill_grace: float = 0.1,
     ) -> None:
+        _check_not_bootstrapping()
         if max_workers is None:
             max_workers = getattr(os, "process_cpu_count", os.cpu_count)() or 1
         elif (
@@ -391,6 +433,10 @@ class ProcessPoolExecutor(BaseExecutor):
         if tids:
             proc.revoked.update(tids)
             self._send(proc, ("revoke", tids))
+            try:  # the worker is busy: make it read the message now
+                os.kill(proc.pid, REVOKE_SIGNAL)
+            except ProcessLookupError:
+                pass
 
     def _revoke_stuck(self) -> None:
         """Takes back work queued behind a long-running task when a worker is idle."""
@@ -554,16 +600,22 @@ class ProcessPoolExecutor(BaseExecutor):
         if kind == "init_failed":
             proc.init_error = _wire.load_exception(message[1])
             return
+        if kind == "skipped":  # a revoked task, from anywhere behind the running one
+            task = next(t for t in proc.inflight if t.tid == message[1])
+            proc.inflight.remove(task)
+            proc.revoked.discard(task.tid)
+            proc.queued_bytes -= len(task.payload[0]) + len(task.payload[1])
+            with self._lock:
+                self._unstart_locked(task)
+            if not proc.inflight and proc.state == READY:
+                self._after_task(proc)
+            return
         task = proc.inflight.popleft()
         proc.revoked.discard(task.tid)
         head = proc.inflight[0] if proc.inflight else None
         if head is not None:
             proc.queued_bytes -= len(head.payload[0]) + len(head.payload[1])
-        if kind == "skipped":
-            with self._lock:
-                self._unstart_locked(task)
-        else:
-            self._task_done(proc, task, message)
+        self._task_done(proc, task, message)
         if head is not None:
             proc.head_started = now()
             if head.opts.task_timeout is not None and head.tid not in proc.revoked:
@@ -683,7 +735,10 @@ class ProcessPoolExecutor(BaseExecutor):
         _wire.sweep(_wire.segment_prefix(self._parent_pid, proc.pid))
         if proc.state == STARTING:
             error = proc.init_error or RuntimeError(
-                f"worker process {proc.pid} exited with code {exitcode} before it was ready"
+                f"worker process {proc.pid} exited with code {exitcode} while starting "
+                "(its traceback, if any, is on stderr). Usual causes: the main script has no "
+                '`if __name__ == "__main__":` guard (spawn and forkserver import it again in '
+                "every worker), or an import fails in the worker"
             )
             self._start_failed(error)
         if proc.killed and exitcode is not None and exitcode < 0:

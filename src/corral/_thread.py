@@ -201,22 +201,23 @@ class ThreadPoolExecutor(BaseExecutor):
     def _spawn(self, waking: bool = False) -> None:
         """Starts one worker thread; the caller already counted it in _nthreads."""
         worker = _Worker(waking)
+        # started under the lock, so shutdown() never sees (and joins) an unstarted thread;
+        # start() only waits for the thread's bootstrap, which does not take this lock
         with self._lock:
             self._thread_seq += 1
             name = f"{self._thread_name_prefix}_{self._thread_seq - 1}"
-        thread = threading.Thread(target=self._worker_main, args=(worker,), name=name, daemon=True)
-        worker.thread = thread
-        with self._lock:
-            self._threads.add(thread)
-        try:
-            thread.start()
-        except BaseException:
-            with self._lock:
-                self._threads.discard(thread)
+            thread = threading.Thread(
+                target=self._worker_main, args=(worker,), name=name, daemon=True
+            )
+            worker.thread = thread
+            try:
+                thread.start()
+            except BaseException:
                 self._nthreads -= 1
                 if waking:
                     self._waking -= 1
-            raise
+                raise
+            self._threads.add(thread)
 
     def _exit_locked(self, worker: _Worker) -> None:
         if worker.waking:
@@ -237,6 +238,8 @@ class ThreadPoolExecutor(BaseExecutor):
                 self._nthreads += 1  # and start one more thread for it
                 self._waking += 1
                 self._spawn_pending += 1
+        if len(self._running) >= self._max_workers:
+            return None  # callers are running tasks themselves: this slot is theirs
         task = self._pop_locked()
         if task is not None:
             task.token = CancelToken()
@@ -277,6 +280,9 @@ class ThreadPoolExecutor(BaseExecutor):
             resolve = task.state == RUNNING and task.token is token
             if resolve:
                 self._finished_locked(task, exc)
+            wake = self._work_available_locked() if self._pending else None
+        if wake is not None:
+            wake()
         if resolve:
             fut._resolve(result, exc)
 

@@ -40,6 +40,8 @@ from . import _wire
 from ._context import CancelToken, set_current_token
 
 _PR_SET_PDEATHSIG = 1
+#: Sent by the parent after a "revoke" so that a busy worker reads it at once.
+REVOKE_SIGNAL = signal.SIGUSR1
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -87,10 +89,9 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
     prefix = _wire.segment_prefix(parent_pid, os.getpid())
-    fd = conn.fileno()
-
-    def send(message: tuple[Any, ...]) -> None:
-        _wire.write_frame(fd, pickle.dumps(message, _wire.PROTOCOL))
+    inbox = _Inbox(conn.fileno())
+    signal.signal(REVOKE_SIGNAL, inbox.on_signal)
+    send = inbox.send
 
     if init_blob is not None:
         try:
@@ -102,43 +103,85 @@ def worker_main(
             os._exit(1)
     send(("ready", os.getpid()))
 
-    queue: deque[tuple[int, bytes, bytes, _wire.Segments]] = deque()
-    revoked: set[int] = set()
     functions: dict[bytes, Any] = {}
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-
-    def receive(block: bool) -> bool:
-        """Reads control messages; False when the parent asked to exit or went away."""
-        try:
-            while block or poller.poll(0):
-                block = False
-                message: Any = pickle.loads(_wire.read_frame(fd))
-                kind = message[0]
-                if kind == "run":
-                    queue.extend(message[1])
-                elif kind == "revoke":
-                    revoked.update(message[1])
-                elif kind == "exit":
-                    return False
-        except (EOFError, OSError):
-            return False
-        return True
-
+    queue = inbox.queue
     while True:
-        if not receive(block=not queue):
+        inbox.receive(block=not queue)
+        if inbox.exiting:
             break
         if not queue:
             continue
         task_id, fn_data, call, segments = queue.popleft()
-        if task_id in revoked:
-            revoked.discard(task_id)
-            send(("skipped", task_id))
-            continue
         # argument segments stay mapped while the call's objects live (the parent
         # unlinks their names when the task ends), so nothing is released by hand
         _run_one(task_id, fn_data, call, segments, functions, prefix, send, report_memory)
     conn.close()
+
+
+class _Inbox:
+    """The worker's end of the pipe: control messages in, outcomes out.
+
+    Messages are read between tasks, and also *during* a task when the parent sends
+    REVOKE_SIGNAL after a "revoke": the handler runs in the main thread between two
+    bytecodes of the task (or interrupts a sleep, which then resumes), drops the
+    revoked tasks from the local queue and answers "skipped" at once, so that work
+    queued behind a long task goes to an idle worker. A signal that arrives while
+    the loop itself reads or writes the pipe is handled right after.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.queue: deque[tuple[int, bytes, bytes, _wire.Segments]] = deque()
+        self.exiting = False
+        self._busy = False
+        self._deferred = False
+        self._poller = select.poll()
+        self._poller.register(fd, select.POLLIN)
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        self._busy = True
+        try:
+            _wire.write_frame(self.fd, pickle.dumps(message, _wire.PROTOCOL))
+        finally:
+            self._busy = False
+        if self._deferred:
+            self.receive(block=False)
+
+    def receive(self, block: bool) -> None:
+        """Reads the messages waiting (or, with ``block``, at least one)."""
+        self._busy = True
+        self._deferred = False
+        try:
+            while block or self._poller.poll(0):
+                block = False
+                self._handle(pickle.loads(_wire.read_frame(self.fd)))
+        except (EOFError, OSError):
+            self.exiting = True  # the parent closed the pipe or is gone
+        finally:
+            self._busy = False
+        if self._deferred:
+            self.receive(block=False)
+
+    def _handle(self, message: Any) -> None:
+        kind = message[0]
+        if kind == "run":
+            self.queue.extend(message[1])
+        elif kind == "revoke":
+            ids = set(message[1])
+            kept = [item for item in self.queue if item[0] not in ids]
+            skipped = [item[0] for item in self.queue if item[0] in ids]
+            self.queue.clear()
+            self.queue.extend(kept)
+            for task_id in skipped:  # the rest already started: their outcome follows
+                _wire.write_frame(self.fd, pickle.dumps(("skipped", task_id), _wire.PROTOCOL))
+        elif kind == "exit":
+            self.exiting = True
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        if self._busy:
+            self._deferred = True
+        else:
+            self.receive(block=False)
 
 
 def _load_function(fn_data: bytes, functions: dict[bytes, Any]) -> Any:

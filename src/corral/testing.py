@@ -172,15 +172,23 @@ def fail_times(counter_path: str, failures: int) -> int:
     Runs are counted in the file ``counter_path`` so that the count survives retries
     in other threads or processes.
     """
-    try:
-        with open(counter_path) as f:
-            runs = int(f.read() or 0) + 1
-    except FileNotFoundError:
-        runs = 1
-    with open(counter_path, "w") as f:
-        f.write(str(runs))
+    runs = _count_run(counter_path)
     if runs <= failures:
         raise ValueError(f"attempt {runs} fails on purpose")
+    return runs
+
+
+def _count_run(counter_path: str) -> int:
+    """Adds one to the count kept in ``counter_path`` (atomically) and returns it."""
+    import fcntl
+
+    with open(counter_path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        runs = int(f.read() or 0) + 1
+        f.seek(0)
+        f.truncate()
+        f.write(str(runs))
     return runs
 
 
@@ -261,6 +269,77 @@ def raise_unpicklable_error() -> None:
 
 def return_unpicklable() -> FailsToPickle:
     return FailsToPickle()
+
+
+def return_fails_to_unpickle() -> FailsToUnpickle:
+    return FailsToUnpickle()
+
+
+def crash_times(counter_path: str, crashes: int) -> int:
+    """Kills its own process (``os._exit(3)``) on its first ``crashes`` runs."""
+    runs = _count_run(counter_path)
+    if runs <= crashes:
+        os._exit(3)
+    return runs
+
+
+def pid() -> int:
+    """The process id of the worker that runs it."""
+    return os.getpid()
+
+
+def parent_pid() -> int:
+    return os.getppid()
+
+
+def write_pids_and_hang(path: str, started: Gate | None = None, grandchild: bool = False) -> None:
+    """Writes this process's pid (and a child's, if ``grandchild``) to ``path``, then hangs.
+
+    The grandchild is a ``sleep`` process in the worker's process group: killing the
+    worker's group must take it down too.
+    """
+    import subprocess
+
+    pids = [os.getpid()]
+    child = None
+    if grandchild:
+        child = subprocess.Popen(["sleep", "600"])
+        pids.append(child.pid)
+    with open(path + ".tmp", "w") as f:
+        f.write(" ".join(map(str, pids)))
+    os.replace(path + ".tmp", path)
+    if started is not None:
+        started.open()
+    time.sleep(3600)
+
+
+_kept: list[bytearray] = []
+
+
+def allocate_and_keep(megabytes: int) -> int:
+    """Allocates and keeps ``megabytes`` MiB in the worker (to grow its RSS); returns pid."""
+    block = bytearray(megabytes * 1024 * 1024)
+    block[::4096] = b"x" * len(block[::4096])  # touch every page
+    _kept.append(block)
+    return os.getpid()
+
+
+_worker_state: dict[str, Any] = {}
+
+
+def set_state(key: str, value: Any) -> None:
+    """An initializer: stores per-worker state that tasks read with :func:`get_state`."""
+    _worker_state[key] = value
+
+
+def get_state(key: str) -> Any:
+    return _worker_state.get(key)
+
+
+def fail_first_init(counter_path: str, failures: int) -> None:
+    """An initializer that raises on its first ``failures`` runs (in any worker)."""
+    if _count_run(counter_path) <= failures:
+        raise RuntimeError("initializer failed on purpose")
 
 
 # --------------------------------------------------------------------- leak checks

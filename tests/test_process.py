@@ -1,0 +1,475 @@
+"""ProcessPoolExecutor specifics: the crash matrix, kills, retries, recycling, IPC.
+
+Every test runs under the autouse leak check (conftest.no_leaks): no worker process,
+thread, pipe or shared-memory segment may outlive it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import pytest
+
+import corral
+from corral import testing
+from corral._wire import RemoteError, SerializationError, WorkerTraceback
+
+
+@pytest.fixture
+def pool() -> Iterator[corral.ProcessPoolExecutor]:
+    ex = corral.ProcessPoolExecutor(2)
+    yield ex
+    ex.shutdown(wait=True, kill=True)
+
+
+def _read_pids(path: Path) -> list[int]:
+    testing.wait_until(path.exists, timeout=30, message=f"{path} to be written")
+    return [int(x) for x in path.read_text().split()]
+
+
+def _kill_from_outside(ex: corral.ProcessPoolExecutor, tmp: Path) -> corral.Future[Any]:
+    pidfile = tmp / "pid"
+    fut = ex.submit(testing.write_pids_and_hang, str(pidfile))
+    os.kill(_read_pids(pidfile)[0], signal.SIGKILL)
+    return fut
+
+
+# ------------------------------------------------------------------ the crash matrix
+#
+# row: (name, how to make the failing future, the error class, what its text says)
+
+CRASH_MATRIX: list[tuple[str, Callable[[Any, Path], Any], type[BaseException], str]] = [
+    (
+        "segfault in the task",
+        lambda ex, _: ex.submit(testing.segfault),
+        corral.WorkerCrashed,
+        "SIGSEGV",
+    ),
+    (
+        "os._exit in the task",
+        lambda ex, _: ex.submit(testing.exit_now, 3),
+        corral.WorkerCrashed,
+        "code 3",
+    ),
+    ("SIGKILL from outside", _kill_from_outside, corral.WorkerCrashed, "SIGKILL"),
+    (
+        "argument fails to pickle",
+        lambda ex, _: ex.submit(testing.identity, testing.FailsToPickle()),
+        SerializationError,
+        "argument 0 (FailsToPickle) could not be pickled",
+    ),
+    (
+        "argument fails to unpickle in the worker",
+        lambda ex, _: ex.submit(testing.identity, testing.FailsToUnpickle()),
+        SerializationError,
+        "could not be unpickled in the worker",
+    ),
+    (
+        "result fails to pickle",
+        lambda ex, _: ex.submit(testing.return_unpicklable),
+        SerializationError,
+        "result (FailsToPickle) could not be pickled",
+    ),
+    (
+        "result fails to unpickle in the parent",
+        lambda ex, _: ex.submit(testing.return_fails_to_unpickle),
+        SerializationError,
+        "could not be unpickled in the parent",
+    ),
+    (
+        "exception class that won't unpickle",
+        lambda ex, _: ex.submit(testing.raise_unpicklable_error),
+        RemoteError,
+        "UnpicklableError: a-b",
+    ),
+    (
+        "hang stopped by task_timeout",
+        lambda ex, _: ex.options(task_timeout=0.2).submit(testing.hang),
+        corral.TaskTimeout,
+        "task_timeout of 0.2s",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("make_failure", "error", "text"),
+    [row[1:] for row in CRASH_MATRIX],
+    ids=[row[0] for row in CRASH_MATRIX],
+)
+def test_crash_matrix(
+    pool: corral.ProcessPoolExecutor,
+    tmp_path: Path,
+    make_failure: Callable[[Any, Path], Any],
+    error: type[BaseException],
+    text: str,
+) -> None:
+    pool.submit(testing.noop).result(timeout=30)  # workers are up
+    fut = make_failure(pool, tmp_path)
+    with pytest.raises(error, match=text.replace("(", r"\(").replace(")", r"\)")):
+        fut.result(timeout=30)
+    # the pool carries on
+    assert pool.submit(testing.square, 9).result(timeout=30) == 81
+    assert list(pool.map(testing.square, range(5))) == [0, 1, 4, 9, 16]
+    assert pool.statistics().failed >= 1
+
+
+def test_worker_crashed_names_the_worker(pool: corral.ProcessPoolExecutor) -> None:
+    fut = pool.submit(testing.segfault)
+    exc = fut.exception(timeout=30)
+    assert isinstance(exc, corral.WorkerCrashed)
+    assert exc.signal == "SIGSEGV" and exc.exitcode == -signal.SIGSEGV
+    assert exc.pid and str(exc.pid) in str(exc)
+    assert "native code" in str(exc) and "retries=" in str(exc)
+    assert pool.statistics().crashed == 1
+
+
+def test_a_crash_fails_only_its_own_task(tmp_path: Path) -> None:
+    with corral.ProcessPoolExecutor(2) as ex:
+        ok = [ex.submit(testing.square, i) for i in range(50)]
+        bad = ex.submit(testing.exit_now, 7)
+        more = [ex.submit(testing.square, i) for i in range(50)]
+        assert isinstance(bad.exception(timeout=30), corral.WorkerCrashed)
+        assert [f.result(timeout=30) for f in ok + more] == [i * i for i in range(50)] * 2
+
+
+def test_unpicklable_function_fails_that_future_only(pool: corral.ProcessPoolExecutor) -> None:
+    lock = threading.Lock()
+    fut = pool.submit(lambda: lock)
+    with pytest.raises(SerializationError, match="could not be pickled"):
+        fut.result(timeout=10)
+    assert pool.submit(testing.square, 2).result(timeout=30) == 4
+
+
+# ------------------------------------------------------------------ kill on cancel / timeout
+
+
+def test_cancel_kills_the_worker_and_its_grandchildren(
+    pool: corral.ProcessPoolExecutor, tmp_path: Path, started: testing.Gate
+) -> None:
+    pidfile = tmp_path / "pids"
+    fut = pool.submit(testing.write_pids_and_hang, str(pidfile), started, True)
+    assert started.wait(30)
+    worker, grandchild = _read_pids(pidfile)
+    begin = time.monotonic()
+    assert fut.cancel()
+    assert fut.cancelled() and time.monotonic() - begin < 0.05
+    testing.wait_until(
+        lambda: not any(_alive(p) for p in (worker, grandchild)),
+        timeout=1.0,
+        message="the worker and its grandchild to be gone",
+    )
+    assert pool.submit(testing.square, 3).result(timeout=30) == 9
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_task_timeout_kills_and_resolves_promptly(pool: corral.ProcessPoolExecutor) -> None:
+    pool.submit(testing.noop).result(timeout=30)
+    begin = time.monotonic()
+    fut = pool.options(task_timeout=0.3).submit(testing.hang)
+    with pytest.raises(corral.TaskTimeout):
+        fut.result(timeout=30)
+    late = time.monotonic() - begin - 0.3
+    assert late < 0.5, f"resolved {late:.3f}s after the deadline"  # bench/ has the real figure
+    assert pool.statistics().timed_out == 1
+
+
+def test_cancel_of_a_task_not_yet_started_kills_nothing(gate: testing.Gate) -> None:
+    with corral.ProcessPoolExecutor(1) as ex:
+        pids = {ex.submit(testing.pid).result(timeout=30) for _ in range(50)}  # warm: prefetch
+        blocker = ex.submit(testing.wait_for_gate, gate, "done")
+        behind = [ex.submit(testing.pid) for _ in range(5)]
+        for fut in behind:
+            fut.cancel()
+        gate.open()
+        assert blocker.result(timeout=30) == "done"
+        assert ex.submit(testing.pid).result(timeout=30) in pids  # same worker: nothing killed
+        assert ex.statistics().crashed == 0
+
+
+def test_no_head_of_line_blocking_behind_a_long_task(gate: testing.Gate) -> None:
+    with corral.ProcessPoolExecutor(2) as ex:
+        list(ex.map(testing.square, range(300)))  # tiny tasks: the pool starts prefetching
+        long = ex.submit(testing.wait_for_gate, gate)
+        quick = [ex.submit(testing.square, i) for i in range(300)]
+        # all quick tasks finish while the long one still runs
+        done = corral.wait(quick, timeout=20)
+        assert not done.not_done and not long.done()
+        gate.open()
+        long.result(timeout=30)
+
+
+# ------------------------------------------------------------------ retries
+
+
+def test_crashed_task_is_retried(tmp_path: Path) -> None:
+    with corral.ProcessPoolExecutor(1, retries=2) as ex:
+        fut = ex.submit(testing.crash_times, str(tmp_path / "n"), 1)
+        assert fut.result(timeout=30) == 2
+        assert fut.attempts == 2
+        assert ex.statistics().retried == 1 and ex.statistics().crashed == 1
+
+
+def test_retry_gives_up_with_worker_crashed(tmp_path: Path) -> None:
+    with corral.ProcessPoolExecutor(1) as ex:
+        fut = ex.options(retries=1).submit(testing.crash_times, str(tmp_path / "n"), 5)
+        assert isinstance(fut.exception(timeout=30), corral.WorkerCrashed)
+        assert fut.attempts == 2
+
+
+def test_timeouts_retried_when_chosen(tmp_path: Path) -> None:
+    with corral.ProcessPoolExecutor(1) as ex:
+        opts = ex.options(task_timeout=0.2, retries=1, retry_on=(corral.TaskTimeout,))
+        fut = opts.submit(testing.hang)
+        assert isinstance(fut.exception(timeout=30), corral.TaskTimeout)
+        assert fut.attempts == 2
+
+
+# ------------------------------------------------------------------ recycling
+
+
+def test_max_tasks_per_child_replaces_workers() -> None:
+    with corral.ProcessPoolExecutor(1, max_tasks_per_child=2) as ex:
+        pids = [ex.submit(testing.pid).result(timeout=30) for _ in range(6)]
+    assert len(set(pids)) == 3
+    assert pids[0] == pids[1] and pids[2] == pids[3]
+
+
+def test_max_memory_per_child_replaces_a_grown_worker() -> None:
+    with corral.ProcessPoolExecutor(1, max_memory_per_child=200 * 1024 * 1024) as ex:
+        first = ex.submit(testing.allocate_and_keep, 1).result(timeout=30)
+        assert ex.submit(testing.pid).result(timeout=30) == first  # still small
+        grown = ex.submit(testing.allocate_and_keep, 300).result(timeout=30)
+        assert grown == first
+        assert ex.submit(testing.pid).result(timeout=30) != first  # replaced between tasks
+
+
+# ------------------------------------------------------------------ start-up
+
+
+def test_initializer_sets_per_worker_state() -> None:
+    with corral.ProcessPoolExecutor(2, initializer=testing.set_state, initargs=("k", 42)) as ex:
+        assert [
+            f.result(timeout=30) for f in [ex.submit(testing.get_state, "k") for _ in range(6)]
+        ] == [42] * 6
+
+
+def test_initializer_failing_every_time_breaks_the_pool() -> None:
+    ex = corral.ProcessPoolExecutor(2, initializer=testing.fail, initargs=("no db",))
+    fut = ex.submit(testing.noop)
+    exc = fut.exception(timeout=60)
+    assert isinstance(exc, corral.BrokenExecutor)
+    assert isinstance(
+        exc, __import__("concurrent.futures.process").futures.process.BrokenProcessPool
+    )
+    assert "cannot start" in str(exc) and "no db" in str(exc)
+    assert isinstance(exc.__cause__, ValueError)
+    with pytest.raises(corral.BrokenExecutor):
+        ex.submit(testing.noop)
+    ex.shutdown()
+
+
+def test_initializer_failing_once_does_not_break_the_pool(tmp_path: Path) -> None:
+    counter = str(tmp_path / "n")
+    with corral.ProcessPoolExecutor(
+        1, initializer=testing.fail_first_init, initargs=(counter, 1)
+    ) as ex:
+        assert ex.submit(testing.square, 4).result(timeout=60) == 16
+
+
+def test_unpicklable_initializer_fails_fast() -> None:
+    lock = threading.Lock()
+    with pytest.raises(TypeError, match="could not be pickled"):
+        corral.ProcessPoolExecutor(1, initializer=testing.identity, initargs=(lock,))
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_mp_context_is_honoured(method: str) -> None:
+    with corral.ProcessPoolExecutor(1, mp_context=method) as ex:
+        ppid = ex.submit(testing.parent_pid).result(timeout=60)
+    if method == "forkserver":
+        assert ppid != os.getpid()  # the forkserver is the workers' parent
+    else:
+        assert ppid == os.getpid()
+
+
+def test_default_start_method_is_forkserver() -> None:
+    with corral.ProcessPoolExecutor(1) as ex:
+        assert ex._ctx.get_start_method() == "forkserver"
+
+
+UNGUARDED = """
+import corral
+
+def double(x):
+    return 2 * x
+
+with corral.ProcessPoolExecutor(2) as ex:
+    print(ex._ctx.get_start_method(), list(ex.map(double, range(4))))
+"""
+
+GUARDED = """
+import corral
+
+def double(x):
+    return 2 * x
+
+if __name__ == "__main__":
+    with corral.ProcessPoolExecutor(2) as ex:
+        print(ex._ctx.get_start_method(), list(ex.map(double, range(4))))
+"""
+
+
+@pytest.mark.parametrize(("source", "method"), [(GUARDED, "forkserver"), (UNGUARDED, "fork")])
+def test_scripts_run_with_or_without_a_main_guard(tmp_path: Path, source: str, method: str) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"{method} [0, 2, 4, 6]"
+
+
+def test_unguarded_script_with_spawn_fails_cleanly(tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import corral\n"
+        "from corral import testing\n"
+        "with corral.ProcessPoolExecutor(1, mp_context='spawn') as ex:\n"
+        "    print(repr(ex.submit(testing.square, 3).exception(timeout=60)))\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr
+    assert "BrokenProcessPool" in out.stdout and "__main__" in out.stdout
+
+
+# ------------------------------------------------------------------ what crosses the pipe
+
+
+def test_lambdas_and_closures_go_by_cloudpickle(pool: corral.ProcessPoolExecutor) -> None:
+    offset = 10
+
+    def closure(x: int) -> int:
+        return x + offset
+
+    assert pool.submit(lambda x: x * 3, 5).result(timeout=30) == 15
+    assert list(pool.map(closure, [1, 2])) == [11, 12]
+
+
+def test_main_module_functions_run_under_spawn(tmp_path: Path) -> None:
+    script = tmp_path / "main_script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import corral
+
+            def double(x):
+                return 2 * x
+
+            if __name__ == "__main__":
+                with corral.ProcessPoolExecutor(2, mp_context="spawn") as ex:
+                    print(list(ex.map(double, range(4))))
+            """
+        )
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[0, 2, 4, 6]"
+
+
+def test_worker_traceback_is_chained_as_cause(pool: corral.ProcessPoolExecutor) -> None:
+    exc = pool.submit(testing.fail, "deep", KeyError).exception(timeout=30)
+    assert isinstance(exc, KeyError)
+    cause = exc.__cause__
+    assert isinstance(cause, WorkerTraceback)
+    assert "in fail\n    raise exc_type(message)" in str(cause)
+    rendered = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    assert "testing.py" in rendered and "raise exc_type(message)" in rendered
+
+
+def test_unpicklable_exception_arrives_as_a_stand_in(pool: corral.ProcessPoolExecutor) -> None:
+    exc = pool.submit(testing.raise_unpicklable_error).exception(timeout=30)
+    assert isinstance(exc, RemoteError) and isinstance(exc, corral.CorralError)
+    assert exc.type_name == "corral.testing.UnpicklableError"
+    assert "raise UnpicklableError" in exc.remote_traceback
+
+
+def test_large_arrays_travel_through_shared_memory(pool: corral.ProcessPoolExecutor) -> None:
+    a = np.arange(2_000_000, dtype=np.float64)  # 16 MB
+    out = pool.submit(np.multiply, a, 2).result(timeout=30)
+    assert isinstance(out, np.ndarray) and out[-1] == 2 * a[-1]
+    blob = os.urandom(3 * 1024 * 1024)
+    assert pool.submit(testing.identity, blob).result(timeout=30) == blob
+    del out
+
+
+def test_segments_of_cancelled_tasks_are_released(gate: testing.Gate) -> None:
+    with corral.ProcessPoolExecutor(1) as ex:
+        blocker = ex.submit(testing.wait_for_gate, gate)
+        queued = ex.submit(testing.identity, np.ones(1_000_000))
+        assert any("corral" in n for n in os.listdir("/dev/shm"))
+        queued.cancel()
+        gate.open()
+        blocker.result(timeout=30)
+    # the autouse leak check asserts that /dev/shm holds nothing of ours
+
+
+# ------------------------------------------------------------------ signals and parent death
+
+
+def test_workers_ignore_sigint(
+    pool: corral.ProcessPoolExecutor, tmp_path: Path, started: testing.Gate
+) -> None:
+    pidfile = tmp_path / "pids"
+    fut = pool.submit(testing.write_pids_and_hang, str(pidfile), started)
+    assert started.wait(30)
+    (worker,) = _read_pids(pidfile)
+    os.kill(worker, signal.SIGINT)
+    assert pool.submit(testing.square, 5).result(timeout=30) == 25
+    assert _alive(worker) and fut.running()
+    fut.cancel()
+
+
+def test_workers_exit_within_2s_when_the_parent_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    pidfile = tmp_path / "workers"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import time, corral
+            from corral import testing
+            if __name__ == "__main__":
+                ex = corral.ProcessPoolExecutor(2, mp_context="forkserver")
+                for i in range(2):
+                    ex.submit(testing.write_pids_and_hang, {str(pidfile)!r} + str(i))
+                time.sleep(600)
+            """
+        )
+    )
+    parent = subprocess.Popen([sys.executable, str(script)])
+    try:
+        workers = [_read_pids(Path(f"{pidfile}{i}"))[0] for i in range(2)]
+        parent.kill()
+        parent.wait(10)
+        testing.wait_until(
+            lambda: not any(_alive(p) for p in workers), timeout=2.0, message="workers to exit"
+        )
+    finally:
+        parent.kill()
+        parent.wait(10)
