@@ -31,13 +31,13 @@ import itertools
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from ._errors import BrokenExecutor, QueueFull
 from ._future import Future
-from ._map import MapIterator
+from ._map import MapIterator, Units
 from ._options import (
     TaskOptions,
     check_callable,
@@ -504,12 +504,18 @@ class BaseExecutor(concurrent.futures.Executor):
         if self._shutdown:
             raise RuntimeError(f"cannot map on a {self._kind} after shutdown()")
         deadline = None if timeout is None else now() + timeout
-        items: Iterator[tuple[Any, ...]] = zip(*iterables, strict=False)
+        units = self._map_units(opts, fn, chunksize, buffersize is None)
+        return MapIterator(units, units.prepare(iterables), deadline, buffersize, ordered)
 
-        def submit_one(args: tuple[Any, ...]) -> Future[T]:
+    def _map_units(
+        self, opts: TaskOptions, fn: Callable[..., Any], chunksize: int, eager: bool
+    ) -> Units:
+        """How map() submits its items; the process pool batches them into chunks."""
+
+        def submit_one(args: tuple[Any, ...]) -> Future[Any]:
             return self._submit(opts, fn, args, {}, block=True)
 
-        return MapIterator(submit_one, items, deadline, buffersize, ordered)
+        return Units(submit_one)
 
     # ------------------------------------------------------------------ backend seam
 

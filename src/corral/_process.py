@@ -49,9 +49,11 @@ from typing import Any
 import cloudpickle
 
 from . import _wire
+from ._chunks import ChunkUnits
 from ._errors import BrokenExecutor, WorkerCrashed, signal_name
 from ._executor import ENDED, RUNNING, BaseExecutor, _Task
-from ._options import check_count, check_timeout
+from ._map import Units
+from ._options import TaskOptions, check_count, check_timeout
 from ._timer import now
 from ._worker import REVOKE_SIGNAL, worker_main
 
@@ -321,6 +323,13 @@ class ProcessPoolExecutor(BaseExecutor):
         task.args = ()
         task.kwargs = {}
         return None
+
+    def _map_units(
+        self, opts: TaskOptions, fn: Callable[..., Any], chunksize: int, eager: bool
+    ) -> Units:
+        if opts.task_timeout is not None and chunksize == 1:
+            return super()._map_units(opts, fn, chunksize, eager)  # per-item timeouts
+        return ChunkUnits(self, opts, fn, chunksize, eager)
 
     def _work_available_locked(self, shutdown: bool = False) -> Callable[[], None] | None:
         if self._wake_pending:

@@ -32,7 +32,7 @@ from typing import Any
 
 import cloudpickle
 
-from ._errors import CorralError
+from ._errors import CancelledError, CorralError
 
 try:  # POSIX shared memory without the resource tracker's bookkeeping
     import _posixshmem
@@ -45,6 +45,8 @@ OOB_THRESHOLD = 1 << 20
 SHM_DIR = "/dev/shm"
 
 Segments = list[tuple[str, int]]
+
+__all__ = ["CancelledError", "RemoteError", "SerializationError", "WorkerTraceback"]
 
 
 class RemoteError(CorralError):

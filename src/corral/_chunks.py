@@ -1,0 +1,133 @@
+"""Automatic chunking of ``map()`` on the process pool.
+
+Sending each item of a big map as its own task costs a round trip per item; sending
+huge chunks starves workers and delays the first results. corral sizes chunks from
+measured run times instead of asking the caller for ``chunksize``:
+
+* a chunk is aimed at ``TARGET_SECONDS`` of work, so tiny items go by the thousand and
+  items of 20 ms or more go one by one (batching would only hurt their balance); when
+  the input's length is known, no chunk takes more than a quarter of a worker's share,
+  as ``multiprocessing.Pool.map`` does, so every worker gets work;
+* with the stdlib's eager map (no ``buffersize``), the first item is sent alone and
+  map() waits (at most ``PROBE_WAIT``, pool start included) for its run time before
+  cutting the rest; an item slower than that is not batched at all;
+* with ``buffersize``, chunks start at one item and grow as chunks complete.
+
+What the user sees does not change: one result or exception per item, in order. Two
+things are per chunk, not per item: a worker crash fails the whole chunk (retries
+re-run it), and ``task_timeout`` would apply to the chunk, so a map with a
+``task_timeout`` is never chunked. An explicit ``chunksize`` > 1 is used as given.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+import pickle
+from collections.abc import Iterable, Iterator
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from . import _wire
+from ._future import Future
+from ._map import ChunkResult, Units
+from ._options import TaskOptions
+
+if TYPE_CHECKING:
+    from ._process import ProcessPoolExecutor
+
+TARGET_SECONDS = 0.02
+PROBE_WAIT = 2.0
+MAX_CHUNK = 10_000  # input of unknown length
+MAX_CHUNK_KNOWN = 100_000  # input whose length is known
+
+_functions: dict[bytes, Any] = {}
+
+
+def run_chunk(fn_data: bytes, items: list[Any], star: bool) -> ChunkResult:
+    """Runs in a worker: calls the function on each item, keeping each outcome.
+
+    ``star``: the items are argument tuples (map over several iterables).
+    """
+    fn = _functions.get(fn_data)
+    if fn is None:
+        if len(_functions) >= 64:
+            _functions.clear()
+        fn = _functions[fn_data] = pickle.loads(fn_data)
+    values: list[Any] = []
+    errors: dict[int, bytes] = {}
+    calls = itertools.starmap(fn, items) if star else map(fn, items)
+    begin = perf_counter()
+    while True:
+        try:  # extend() runs the calls in C and keeps what it got before a failure
+            values.extend(calls)
+            break
+        except BaseException as exc:
+            errors[len(values)] = _wire.dump_exception(exc)
+            values.append(None)
+    return perf_counter() - begin, values, errors
+
+
+class ChunkUnits(Units):
+    """Submits a map's items in chunks sized from measured run times."""
+
+    chunked = True
+
+    def __init__(
+        self,
+        executor: ProcessPoolExecutor,
+        opts: TaskOptions,
+        fn: Any,
+        chunksize: int,
+        eager: bool,
+    ) -> None:
+        self._executor = executor
+        self._opts = opts
+        self._fn_data = executor._functions.dumps(fn)
+        self._fixed = chunksize if chunksize > 1 else None
+        self._eager = eager
+        self._per_item: float | None = None
+        self._probe: Future[Any] | None = None
+        self._star = True
+        self._max = MAX_CHUNK
+
+    def size(self) -> int:
+        if self._fixed is not None:
+            return self._fixed
+        if self._per_item is None and self._probe is not None and self._eager:
+            try:
+                self._probe.exception(PROBE_WAIT)
+            except (TimeoutError, _wire.CancelledError):
+                pass
+            if self._per_item is None:  # slow, or failed: do not batch
+                self._per_item = PROBE_WAIT
+        if self._per_item is None:
+            return 1
+        return max(1, min(self._max, int(TARGET_SECONDS / max(self._per_item, 1e-9))))
+
+    def prepare(self, iterables: tuple[Iterable[Any], ...]) -> Iterator[Any]:
+        self._star = len(iterables) != 1
+        known = min(operator.length_hint(it, 0) for it in iterables)
+        if known:  # as multiprocessing.Pool.map: about 4 chunks per worker at most
+            workers = self._executor._max_workers
+            self._max = max(1, min(MAX_CHUNK_KNOWN, -(-known // (4 * workers))))
+        return zip(*iterables, strict=False) if self._star else iter(iterables[0])
+
+    def submit(self, items: list[Any]) -> Future[Any]:
+        args = (self._fn_data, items, self._star)
+        fut = self._executor._submit(self._opts, run_chunk, args, {}, True)
+        fut.add_done_callback(self._observe)  # type: ignore[arg-type]
+        if self._probe is None:
+            self._probe = fut
+        return fut
+
+    def _observe(self, fut: Future[Any]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        seconds, values, _ = fut.result()
+        per_item = seconds / max(1, len(values))
+        previous = self._per_item
+        self._per_item = per_item if previous is None else 0.7 * previous + 0.3 * per_item
+
+    def error(self, data: bytes) -> BaseException:
+        return _wire.load_exception(data)
