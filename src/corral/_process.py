@@ -732,7 +732,8 @@ class ProcessPoolExecutor(BaseExecutor):
         self._drain(proc)  # outcomes it sent before it died still count
         self._drop_conn(proc)
         self._selector.unregister(proc.process.sentinel)
-        proc.process.join(0)
+        # the sentinel can fire a moment before the process is reapable: wait for that
+        proc.process.join(5)
         exitcode = proc.process.exitcode
         try:
             proc.process.close()

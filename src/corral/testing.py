@@ -388,13 +388,50 @@ def _shm_names() -> set[str]:
         return set()
 
 
+def _helper_fds() -> set[int]:
+    fds = set()
+    try:
+        from multiprocessing import forkserver, resource_tracker
+
+        for fd in (
+            getattr(forkserver._forkserver, "_forkserver_alive_fd", None),
+            getattr(resource_tracker._resource_tracker, "_fd", None),
+        ):
+            if fd is not None:
+                fds.add(fd)
+    except Exception:  # pragma: no cover - internals moved
+        pass
+    return fds
+
+
+def _open_pipes() -> set[str]:
+    """Pipes and sockets this process holds open, as "fd -> pipe:[inode]"."""
+    found = set()
+    helpers = _helper_fds()
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:  # pragma: no cover - not Linux
+        return found
+    for name in names:
+        if int(name) in helpers:
+            continue
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith(("pipe:", "socket:")):
+            found.add(f"{name} -> {target}")
+    return found
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """Threads, child processes and shared-memory segments alive at one moment."""
+    """Threads, child processes, pipes and shared-memory segments alive at one moment."""
 
     threads: frozenset[int] = field(default_factory=frozenset)
     processes: frozenset[int] = field(default_factory=frozenset)
     shm: frozenset[str] = field(default_factory=frozenset)
+    pipes: frozenset[str] = field(default_factory=frozenset)
 
 
 def snapshot() -> Snapshot:
@@ -402,6 +439,7 @@ def snapshot() -> Snapshot:
         threads=frozenset(t.ident for t in threading.enumerate() if t.ident is not None),
         processes=frozenset(_child_pids()),
         shm=frozenset(_shm_names()),
+        pipes=frozenset(_open_pipes()),
     )
 
 
@@ -421,6 +459,9 @@ def _leaks(before: Snapshot) -> dict[str, Any]:
     shm = now.shm - before.shm
     if shm:
         found["shared memory"] = sorted(shm)
+    pipes = now.pipes - before.pipes
+    if pipes:
+        found["pipes"] = sorted(pipes)
     return found
 
 

@@ -1,0 +1,108 @@
+"""Latency of stopping work: task_timeout and cancel() of a running task.
+
+For the process pool (DESIGN.md §4: future resolved <= 50 ms after the deadline,
+replacement worker serving <= 250 ms later) and for the thread pool (a task polling
+corral.cancelled() stops soon after cancel()). Figures are medians and maxima over
+``--repeat`` runs on a warm pool.
+
+Run: ``.venv/bin/python bench/bench_latency.py [--repeat 20]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import psutil
+
+import corral
+from corral import testing
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def process_timeout(repeat: int, limit: float) -> list[float]:
+    late = []
+    with corral.ProcessPoolExecutor(2, min_workers=2) as ex:
+        ex.submit(testing.noop).result()
+        for _ in range(repeat):
+            begin = time.monotonic()
+            fut = ex.options(task_timeout=limit).submit(testing.hang)
+            try:
+                fut.result(timeout=30)
+            except corral.TaskTimeout:
+                pass
+            late.append(time.monotonic() - begin - limit)
+    return late
+
+
+def process_cancel(repeat: int) -> tuple[list[float], list[float], list[float]]:
+    resolve, gone, serving = [], [], []
+    with corral.ProcessPoolExecutor(1, min_workers=1) as ex:
+        ex.submit(testing.noop).result()
+        for _ in range(repeat):
+            with testing.Gate() as started:
+                fut = ex.submit(testing.hang, started)
+                started.wait(30)
+                pid = next(iter(ex._procs))  # the one worker
+                begin = time.monotonic()
+                fut.cancel()
+                resolve.append(time.monotonic() - begin)
+                nxt = ex.submit(testing.noop)
+                while not _gone(pid):
+                    time.sleep(0.0005)
+                gone.append(time.monotonic() - begin)
+                nxt.result(timeout=30)
+                serving.append(time.monotonic() - begin)
+    return resolve, gone, serving
+
+
+def thread_cancel(repeat: int) -> list[float]:
+    stops = []
+    with corral.ThreadPoolExecutor(1) as ex:
+        for _ in range(repeat):
+            stopped: list[float] = []
+
+            def task() -> None:
+                while not corral.cancelled():
+                    time.sleep(0.001)
+                stopped.append(time.monotonic())
+
+            with testing.Gate() as started:
+                fut = ex.submit(lambda: (started.open(), task()))
+                started.wait(30)
+                begin = time.monotonic()
+                fut.cancel()
+                testing.wait_until(lambda: stopped, 5)
+                stops.append(stopped[0] - begin)
+    return stops
+
+
+def show(name: str, values: list[float]) -> None:
+    ms = [v * 1000 for v in values]
+    print(f"  {name:48} median {statistics.median(ms):7.2f} ms   max {max(ms):7.2f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args()
+    print(f"best case on a warm pool, {args.repeat} runs each")
+    print("process pool")
+    show("task_timeout=0.2: future resolved after the deadline", process_timeout(args.repeat, 0.2))
+    resolve, gone, serving = process_cancel(args.repeat)
+    show("cancel(): future resolved", resolve)
+    show("cancel(): worker process gone", gone)
+    show("cancel(): replacement worker served a task", serving)
+    print("thread pool")
+    show("cancel(): task polling cancelled() every 1 ms stopped", thread_cancel(args.repeat))
+
+
+if __name__ == "__main__":
+    main()
