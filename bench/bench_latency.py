@@ -63,23 +63,24 @@ def process_cancel(repeat: int) -> tuple[list[float], list[float], list[float]]:
     return resolve, gone, serving
 
 
+def _poll_until_cancelled(started: testing.Gate, stopped: list[float]) -> None:
+    started.open()
+    while not corral.cancelled():
+        time.sleep(0.001)
+    stopped.append(time.monotonic())
+
+
 def thread_cancel(repeat: int) -> list[float]:
     stops = []
     with corral.ThreadPoolExecutor(1) as ex:
         for _ in range(repeat):
             stopped: list[float] = []
-
-            def task() -> None:
-                while not corral.cancelled():
-                    time.sleep(0.001)
-                stopped.append(time.monotonic())
-
             with testing.Gate() as started:
-                fut = ex.submit(lambda: (started.open(), task()))
+                fut = ex.submit(_poll_until_cancelled, started, stopped)
                 started.wait(30)
                 begin = time.monotonic()
                 fut.cancel()
-                testing.wait_until(lambda: stopped, 5)
+                testing.wait_until(lambda s=stopped: s, 5)  # type: ignore[misc]
                 stops.append(stopped[0] - begin)
     return stops
 

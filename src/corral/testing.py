@@ -406,7 +406,7 @@ def _helper_fds() -> set[int]:
 
 def _open_pipes() -> set[str]:
     """Pipes and sockets this process holds open, as "fd -> pipe:[inode]"."""
-    found = set()
+    found: set[str] = set()
     helpers = _helper_fds()
     try:
         names = os.listdir("/proc/self/fd")
