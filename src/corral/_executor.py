@@ -566,3 +566,17 @@ class Configured:
         return self._executor._map(
             self._opts, fn, iterables, timeout, chunksize, buffersize, ordered
         )
+
+
+def _python_exit() -> None:
+    """At interpreter exit, finish queued work of every pool, as the stdlib does.
+
+    Runs in ``threading._shutdown``, before non-daemon threads are joined and before
+    atexit handlers (multiprocessing's among them), so worker processes are gone
+    before multiprocessing would wait for them. See docs/design.md, "Interpreter exit".
+    """
+    for executor in list(live_executors):
+        executor.shutdown(wait=True)
+
+
+threading._register_atexit(_python_exit)  # type: ignore[attr-defined]

@@ -36,7 +36,7 @@ from typing import Any
 
 from ._context import CancelToken, current_token, set_current_token
 from ._errors import BrokenExecutor
-from ._executor import ENDED, QUEUED, RUNNING, BaseExecutor, _Task, live_executors
+from ._executor import ENDED, QUEUED, RUNNING, BaseExecutor, _Task
 from ._future import Future
 
 LOGGER = logging.getLogger("corral")
@@ -380,11 +380,3 @@ class ThreadPoolExecutor(BaseExecutor):
     def _broken_error(self) -> BaseException:
         return BrokenThreadPool(self._broken or "the thread pool is broken")
 
-
-def _python_exit() -> None:
-    """At interpreter exit, finish queued work as the stdlib does (see docs/design.md)."""
-    for executor in list(live_executors):
-        executor.shutdown(wait=True)
-
-
-threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
