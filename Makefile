@@ -34,14 +34,20 @@ unit: $(STAMP)
 # (on PATH as pythonX.Y, or under pyenv); a version that is missing is reported, not hidden.
 contract-matrix: $(STAMP)
 	@set -e; for v in $(MATRIX); do \
-	  py=$$(command -v python$$v || ls -d $$HOME/.pyenv/versions/$$v.*/bin/python 2>/dev/null | tail -n 1); \
-	  if [ -z "$$py" ]; then echo "contract suite on Python $$v: SKIPPED (python$$v not found)"; continue; fi; \
+	  py=""; \
+	  for cand in $$(ls -d $$HOME/.pyenv/versions/$$v.*/bin/python 2>/dev/null | sort -V | tail -n 1) $$(command -v python$$v 2>/dev/null); do \
+	    if "$$cand" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$$v'.split('.'))))" 2>/dev/null; then py=$$cand; break; fi; \
+	  done; \
+	  if [ -z "$$py" ]; then echo "contract suite on Python $$v: SKIPPED (no working python$$v here)"; continue; fi; \
 	  venv=.venv-$$v; \
 	  if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ]; then \
-	    $$py -m venv $$venv && $$venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' && touch $$venv/.installed; \
+	    rm -rf $$venv; \
+	    "$$py" -m venv $$venv; \
+	    $$venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'; \
+	    touch $$venv/.installed; \
 	  fi; \
 	  echo "contract suite on Python $$v ($$py)"; \
-	  $$venv/bin/pytest -q tests/contract; \
+	  $$venv/bin/python -m pytest -q -p no:cacheprovider tests/contract; \
 	done
 
 bench: $(STAMP)

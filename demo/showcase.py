@@ -1,28 +1,39 @@
 """The corral showcase (``make demo``): what corral does that concurrent.futures does not.
 
-Run: ``.venv/bin/python demo/showcase.py``. Plain output, no dependencies, ~10 s.
+Run: ``.venv/bin/python demo/showcase.py``. Plain output, ~15 s; numpy, when installed,
+adds the shared-memory section.
 
 The showcase is a list of sections (``SECTIONS``); each is a function that takes the
 shared ``Demo`` and prints a short, side-by-side comparison under its header. A new
-capability (the process pool, Ctrl+C, asyncio...) adds a function to the list.
+capability (Ctrl+C, asyncio...) adds a function to the list.
+
+The process-pool sections send module-level functions (the stdlib pickles functions by
+name) and run only from ``main()``: a worker process started by forkserver or spawn
+imports this file again, and must not run the show.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import multiprocessing
+import os
 import re
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 import corral
+from corral import testing
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_SEED = ROOT / "examples" / "run_seed.py"
@@ -30,12 +41,23 @@ RUN_SEED = ROOT / "examples" / "run_seed.py"
 #: How long the probe task runs when nothing stops it (the stdlib's side of each race).
 TASK_SECONDS = 1.0
 
+#: The stdlib's process pools start their workers as corral's do by default: the same
+#: start method on both sides. (The stdlib's default before Python 3.14, fork, is unsafe
+#: in a process that runs threads, as this one does; 3.14 moved to forkserver.)
+START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def stdlib_processes(max_workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    context = multiprocessing.get_context(START_METHOD)
+    return concurrent.futures.ProcessPoolExecutor(max_workers, mp_context=context)
+
 
 @dataclass
 class Demo:
-    """What the sections share: one corral pool (its statistics close the show)."""
+    """What the sections share: corral's pools (their statistics close the show)."""
 
     pool: corral.ThreadPoolExecutor
+    processes: corral.ProcessPoolExecutor
     failures: list[str] = field(default_factory=list)
 
 
@@ -121,6 +143,69 @@ def square(x: int) -> int:
     return x * x
 
 
+# Process-pool tasks: module-level, so that the stdlib can pickle them too.
+
+
+def pid_then_sleep(path: str, seconds: float) -> str:
+    """Writes this process's pid to ``path``, then sleeps ``seconds`` (deaf to cancel)."""
+    with open(path + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    time.sleep(seconds)
+    return "ran to the end"
+
+
+def worker_pid() -> int:
+    return os.getpid()
+
+
+def square_later(x: int) -> int:
+    time.sleep(0.05)
+    return x * x
+
+
+def same(value: Any) -> Any:
+    return value
+
+
+def read_pid(path: str) -> int:
+    """Waits for pid_then_sleep to write ``path`` (so the task runs) and returns the pid."""
+    testing.wait_until(lambda: os.path.exists(path), timeout=10, message=f"{path} to appear")
+    with open(path) as f:
+        return int(f.read())
+
+
+def gone(pid: int) -> bool:
+    """True once process ``pid`` has ended (a zombie counts: it runs nothing)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def outcomes(futures: Iterable[concurrent.futures.Future[Any]]) -> str:
+    """Each future's result or error class, repeats collapsed: "0, 1, Broken x4"."""
+    runs: list[list[Any]] = []
+    for fut in futures:
+        error = fut.exception()
+        item = repr(fut.result()) if error is None else type(error).__name__
+        if runs and runs[-1][0] == item:
+            runs[-1][1] += 1
+        else:
+            runs.append([item, 1])
+    return ", ".join(item if n == 1 else f"{item} x{n}" for item, n in runs)
+
+
+def wrap(text: str, indent: str = "    ") -> None:
+    print(textwrap.fill(text, width=92, initial_indent=indent, subsequent_indent=indent))
+
+
+def start_method(executor: corral.ProcessPoolExecutor) -> str:
+    """The start method of corral's workers (a private attribute)."""
+    context = getattr(executor, "_ctx", None)
+    return context.get_start_method() if context is not None else "?"
+
+
 # --------------------------------------------------------------------- sections
 
 
@@ -128,12 +213,12 @@ def square(x: int) -> int:
 # (name, what it shows, which output lines to keep: a regex, or None for all).
 SEED_RUNS: list[tuple[str, str, str | None]] = [
     ("seed002_as_completed_urls", "as_completed with errors (no network here)", None),
-    ("seed003_map_sum", "ThreadPoolExecutor.map, WORK_LIST / 1000", None),
-    ("seed002_is_prime", "map over is_prime, primes near 1e9", None),
-    # Its tasks print from three threads at once; keep the outcome lines.
+    ("seed003_map_sum", "Thread-, then ProcessPoolExecutor.map, WORK_LIST / 1000", None),
+    ("seed002_is_prime", "ProcessPoolExecutor.map over is_prime, primes near 1e9", None),
+    # Its tasks print from three processes at once; keep the outcome lines.
     (
         "seed001_as_completed_errors",
-        "tasks that raise, sleeps x 0.05",
+        "a process pool, tasks that raise, sleeps x 0.05",
         r"task \d+ done|exception: task \d+ error",
     ),
     ("seed000_download_many", "Fluent Python's flags, local stand-in", None),
@@ -166,13 +251,16 @@ def seed_examples(demo: Demo) -> None:
             print(f"  | {line}")
         if len(shown) < len(lines) or len(shown) > SEED_LINES:
             print(f"  | ... ({len(lines) - min(len(shown), SEED_LINES)} more lines)")
+        pids = set(re.findall(r"start in (\d+)", proc.stdout))
+        if pids:
+            print(f"  ({len(pids)} worker processes ran the tasks: pids {', '.join(sorted(pids))})")
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
             print(f"  ! FAILED (exit status {proc.returncode}): {last}")
             demo.failures.append(f"{name}: {last}")
 
 
-@section("Cancel a running task")
+@section("Thread pool: cancel a running task")
 def cancel_running(demo: Demo) -> None:
     print("  fut.cancel() on a task that is already running (it polls corral.cancelled()):\n")
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as stdlib:
@@ -208,7 +296,7 @@ def cancel_running(demo: Demo) -> None:
     )
 
 
-@section("A timeout that stops the task")
+@section("Thread pool: a timeout that stops the task")
 def timeout_stops(demo: Demo) -> None:
     limit = 0.2
     print(f"  Give up on a {seconds(TASK_SECONDS)} task after {seconds(limit)}:\n")
@@ -353,13 +441,248 @@ def bounded_queue(demo: Demo) -> None:
     print(f"\n  map(nap, {naps}):  ordered -> {in_order}   ordered=False -> {as_done}")
 
 
+@section("Process pool: cancel a running task")
+def process_cancel(demo: Demo) -> None:
+    print(f"  One worker; its task sleeps {seconds(TASK_SECONDS)} and ignores cancellation.")
+    print("  fut.cancel() while it runs, then submit another task:\n")
+    with tempfile.TemporaryDirectory(prefix="corral-demo-") as folder:
+        with stdlib_processes(1) as stdlib:
+            path = os.path.join(folder, "stdlib")
+            fut = stdlib.submit(pid_then_sleep, path, TASK_SECONDS)
+            pid_s = read_pid(path)
+            t0 = time.perf_counter()
+            cancelled_s = fut.cancel()
+            state_s = state(fut)
+            following = stdlib.submit(worker_pid)
+            outcome_s = fut.result()
+            ran_on = time.perf_counter() - t0
+            next_pid_s = following.result()
+            next_s = time.perf_counter() - t0
+            alive_s = "still alive" if not gone(pid_s) else "gone"
+
+        with corral.ProcessPoolExecutor(max_workers=1) as pool:
+            path = os.path.join(folder, "corral")
+            fut = pool.submit(pid_then_sleep, path, TASK_SECONDS)
+            pid_c = read_pid(path)
+            t0 = time.perf_counter()
+            cancelled_c = fut.cancel()
+            state_c = state(fut)
+            following = pool.submit(worker_pid)
+            testing.wait_until(lambda: gone(pid_c), timeout=5, interval=0.0002)
+            gone_c = time.perf_counter() - t0
+            next_pid_c = following.result()
+            next_c = time.perf_counter() - t0
+            method = start_method(pool)
+
+    table(
+        [
+            ("fut.cancel() returns", cancelled_s, cancelled_c),
+            ("future right after cancel()", state_s, state_c),
+            (
+                "the task",
+                f"{outcome_s}, {seconds(ran_on)} later",
+                f"killed: worker gone after {seconds(gone_c)}",
+            ),
+            ("its worker process", f"{pid_s}, {alive_s}", f"{pid_c}, replaced"),
+            (
+                "next task done after",
+                f"{seconds(next_s)} ({'same' if next_pid_s == pid_s else 'new'} worker)",
+                f"{seconds(next_c)} (new worker {next_pid_c})",
+            ),
+        ],
+        COMPARE,
+    )
+    print(f"\n  (both pools start their workers with {method}, corral's default)")
+
+
+@section("Process pool: a timeout that stops a runaway")
+def process_timeout(demo: Demo) -> None:
+    limit = 0.3
+    print("  A runaway task (corral.testing.hang: it sleeps, deaf to cancellation); give up")
+    print(f"  after {seconds(limit)}. For corral it would sleep an hour; for the stdlib only")
+    print(f"  {seconds(TASK_SECONDS)}: nothing there can stop it, and shutdown waits for it.\n")
+    with testing.Gate() as started, stdlib_processes(1) as stdlib:
+        fut_s = stdlib.submit(testing.hang, started, TASK_SECONDS)
+        started.wait(10)
+        t0 = time.perf_counter()
+        try:
+            fut_s.result(timeout=limit)
+            raised_s = "nothing"
+        except TimeoutError as error:
+            raised_s = type(error).__name__
+        raised_after_s = time.perf_counter() - t0
+        state_s = state(fut_s)
+        fut_s.result()
+        ran_s = time.perf_counter() - t0
+
+    timed_out_before = demo.processes.statistics().timed_out
+    with testing.Gate() as started:
+        fut_c = demo.processes.options(task_timeout=limit).submit(testing.hang, started)
+        started.wait(10)
+        t0 = time.perf_counter()  # task_timeout counts from the task's start, just before
+        try:
+            fut_c.result()
+            raised_c = "nothing"
+        except corral.TaskTimeout as error:
+            raised_c = type(error).__name__
+            message = str(error)
+        raised_after_c = time.perf_counter() - t0
+        state_c = state(fut_c)
+    timed_out = demo.processes.statistics().timed_out - timed_out_before
+
+    table(
+        [
+            ("asked with", f"fut.result(timeout={limit})", f"ex.options(task_timeout={limit})"),
+            (
+                "raised",
+                f"{raised_s} after {seconds(raised_after_s)}",
+                f"{raised_c} after {seconds(raised_after_c)}",
+            ),
+            ("future after the timeout", state_s, state_c),
+            (
+                "the task",
+                f"ran on to its end, {seconds(ran_s)}",
+                f"killed with its worker (statistics: timed_out +{timed_out})",
+            ),
+        ],
+        COMPARE,
+    )
+    print("\n  corral's message:")
+    wrap(message)
+
+
+@section("Process pool: a worker crashes")
+def process_crash(demo: Demo) -> None:
+    tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
+        (square_later, (0,)),
+        (square_later, (1,)),
+        (testing.exit_now, (3,)),
+        (square_later, (3,)),
+        (square_later, (4,)),
+        (square_later, (5,)),
+    ]
+    print("  Two workers, six tasks; the third calls os._exit(3) (as a crash in native code,")
+    print("  the OOM killer or a kill -9 would end it):\n")
+    with stdlib_processes(2) as stdlib:
+        futs_s = [stdlib.submit(fn, *args) for fn, args in tasks]
+        concurrent.futures.wait(futs_s)
+        try:
+            stdlib.submit(square, 7).result()
+            after_s = "works"
+        except concurrent.futures.BrokenExecutor as error:
+            after_s = f"{type(error).__name__}"
+            broken_message = str(error)
+
+    futs_c = [demo.processes.submit(fn, *args) for fn, args in tasks]
+    corral.wait(futs_c)
+    crash = futs_c[2].exception()
+    assert isinstance(crash, corral.WorkerCrashed), crash
+    after_c = f"returns {demo.processes.submit(square, 7).result()}"
+    segv = demo.processes.submit(testing.segfault).exception()
+    assert isinstance(segv, corral.WorkerCrashed), segv
+
+    table(
+        [
+            ("the six futures", outcomes(futs_s), outcomes(futs_c)),
+            ("then submit(square, 7)", after_s, after_c),
+        ],
+        COMPARE,
+    )
+    print("\n  The stdlib's message (the pool is unusable from then on):")
+    wrap(broken_message)
+    print("\n  corral's WorkerCrashed, on the one future whose worker died:")
+    wrap(str(crash))
+    print(f"    .exitcode={crash.exitcode} .signal={crash.signal} .pid={crash.pid}")
+    print(
+        f"  and a segfault: WorkerCrashed .exitcode={segv.exitcode} .signal={segv.signal}; "
+        f"the pool still has {demo.processes.statistics().workers} workers"
+    )
+
+
+@section("Process pool: lambdas and closures")
+def process_lambda(demo: Demo) -> None:
+    factor = 3
+
+    def times_factor(x: int) -> int:  # a closure: it reads `factor`
+        return x * factor
+
+    def error_text(error: Exception) -> str:
+        return re.sub(r" at 0x[0-9a-f]+", "", f"{type(error).__name__}: {error}")
+
+    with stdlib_processes(1) as stdlib:
+        try:
+            lambda_s = repr(stdlib.submit(lambda x: x * 2, 21).result())
+        except Exception as error:  # the stdlib's pickling error
+            lambda_s = error_text(error)
+        try:
+            closure_s = repr(list(stdlib.map(times_factor, range(5))))
+        except Exception as error:
+            closure_s = error_text(error)
+    lambda_c = repr(demo.processes.submit(lambda x: x * 2, 21).result())
+    closure_c = repr(list(demo.processes.map(times_factor, range(5))))
+
+    for call, got_s, got_c in [
+        ("ex.submit(lambda x: x * 2, 21).result()", lambda_s, lambda_c),
+        ("list(ex.map(times_factor, range(5)))    # a closure", closure_s, closure_c),
+    ]:
+        print(f"  {call}")
+        wrap(f"concurrent.futures: {got_s}")
+        wrap(f"corral:             {got_c}")
+    print("\n  (corral sends what pickle refuses by value, with cloudpickle)")
+
+
+ARRAYS = 4
+ARRAY_MB = 16
+
+
+@section(f"Process pool: {ARRAYS} x {ARRAY_MB} MB numpy arrays there and back")
+def process_numpy(demo: Demo) -> None:
+    try:
+        import numpy as np
+    except ImportError:
+        print("  (skipped: numpy is not installed; `pip install numpy` shows this section)")
+        return
+    arrays = [np.full(ARRAY_MB * 1024 * 1024 // 8, i, dtype=np.float64) for i in range(ARRAYS)]
+
+    def best_of(runs: int, fn: Callable[[], object]) -> float:
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    with stdlib_processes(2) as stdlib:
+        back = list(stdlib.map(same, arrays))  # warm: workers started
+        assert all(np.array_equal(a, b) for a, b in zip(arrays, back, strict=True))
+        took_s = best_of(3, lambda: list(stdlib.map(same, arrays)))
+    back = list(demo.processes.map(same, arrays))
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, back, strict=True))
+    took_c = best_of(3, lambda: list(demo.processes.map(same, arrays)))
+    copy = best_of(3, lambda: [a.copy() for a in arrays])
+
+    print(f"  list(ex.map(same, arrays)): {ARRAYS} arrays of {ARRAY_MB} MB to the workers and")
+    print("  back, 2 workers, best of 3 (pools already started):\n")
+    table(
+        [
+            ("round trip", seconds(took_s), seconds(took_c)),
+            ("speed", "1.0x", f"{took_s / took_c:.1f}x"),
+            ("how", "pickled through a pipe", "pickle protocol 5 buffers in shared memory"),
+        ],
+        COMPARE,
+    )
+    print(f"\n  (copying the {ARRAYS * ARRAY_MB} MB once in this process: {seconds(copy)})")
+
+
 @section("statistics()")
 def statistics(demo: Demo) -> None:
-    stats = demo.pool.statistics()
-    print("  The pool the sections above shared, ex.statistics():\n")
-    rows = [(name, value) for name, value in vars(stats).items()]
-    rows.append(("done (property)", stats.done))
-    table(rows)
+    print("  The pools the sections above shared, ex.statistics():\n")
+    threads, processes = demo.pool.statistics(), demo.processes.statistics()
+    rows: list[tuple[str, object, object]] = [
+        (name, value, getattr(processes, name)) for name, value in vars(threads).items()
+    ]
+    rows.append(("done (property)", threads.done, processes.done))
+    table(rows, ("", "ThreadPoolExecutor", "ProcessPoolExecutor"))
 
 
 # --------------------------------------------------------------------- main
@@ -369,8 +692,11 @@ def main() -> int:
     start = time.perf_counter()
     version = sys.version.split()[0]
     print(f"corral {corral.__version__} showcase: concurrent.futures vs corral (Python {version})")
-    with corral.ThreadPoolExecutor(max_workers=8, thread_name_prefix="showcase") as pool:
-        demo = Demo(pool)
+    with (
+        corral.ThreadPoolExecutor(max_workers=8, thread_name_prefix="showcase") as pool,
+        corral.ProcessPoolExecutor(max_workers=2) as processes,
+    ):
+        demo = Demo(pool, processes)
         for number, (title, run) in enumerate(SECTIONS, 1):
             header = f"{number}. {title}"
             print(f"\n{header}\n{'=' * len(header)}")

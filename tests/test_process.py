@@ -473,3 +473,50 @@ def test_workers_exit_within_2s_when_the_parent_is_killed(tmp_path: Path) -> Non
     finally:
         parent.kill()
         parent.wait(10)
+
+
+# ------------------------------------------------------------------ regressions
+
+
+def test_a_retry_waiting_when_the_pool_breaks_still_ends(tmp_path: Path) -> None:
+    init = (str(tmp_path / "init"), 1)  # the first worker starts, every later one fails
+    with corral.ProcessPoolExecutor(1, initializer=testing.init_ok_times, initargs=init) as ex:
+        fut = ex.options(retries=3).submit(testing.crash_times, str(tmp_path / "n"), 5)
+        exc = fut.exception(timeout=60)
+    assert isinstance(exc, corral.BrokenExecutor)
+
+
+def test_max_tasks_per_child_holds_while_prefetching() -> None:
+    with corral.ProcessPoolExecutor(1, max_tasks_per_child=2) as ex:
+        pids = [f.result(timeout=60) for f in [ex.submit(testing.pid) for _ in range(40)]]
+    assert max(pids.count(p) for p in set(pids)) <= 2
+
+
+def test_an_item_failing_inside_a_chunk_ends_the_map(pool: corral.ProcessPoolExecutor) -> None:
+    results = pool.map(testing.identity_or_fail, [1, "fail", 3, 4], chunksize=4)
+    assert next(results) == 1
+    with pytest.raises(ValueError, match="fail"):
+        next(results)
+    assert list(results) == []
+
+
+def test_a_forked_child_exits_although_the_parent_has_a_thread_pool(tmp_path: Path) -> None:
+    script = tmp_path / "fork_child.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import multiprocessing as mp, corral
+            def f():
+                pass
+            if __name__ == "__main__":
+                with corral.ThreadPoolExecutor(2) as ex:
+                    ex.submit(f).result()
+                    p = mp.get_context("fork").Process(target=f)
+                    p.start()
+                    p.join(10)
+                    print(p.exitcode)
+            """
+        )
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "0", out.stderr

@@ -2,9 +2,10 @@
 
 Examples with a ``main()`` run in this process: the file is loaded without its
 ``__main__`` block, its workload constants (``WORK_LIST``, ``PRIMES``) are shrunk and
-``main()`` runs under capsys. Examples whose work is top-level code, or that stop only
-on Ctrl+C, run as subprocesses: through examples/run_seed.py (which scales
-``time.sleep`` down and changes no line of the example), or as they are.
+``main()`` runs under capsys (the constants are read in this process only; the worker
+processes get the numbers as arguments). Examples whose work is top-level code, or that
+stop only on Ctrl+C, run as subprocesses: through examples/run_seed.py (which scales
+``time.sleep`` down, in the worker processes too), or as they are.
 """
 
 from __future__ import annotations
@@ -50,18 +51,39 @@ def load(name: str, **constants: Any) -> ModuleType:
     return module
 
 
-def run_small(name: str) -> str:
-    """Runs ``examples/run_seed.py NAME`` and returns its stdout; it must exit cleanly."""
-    proc = subprocess.run(
+#: Seconds an example may take through run_seed.py. Small, they take under 1 s; the
+#: seeds' own sizes take 3-20 s (so a scaling that did not reach the workers shows).
+RUN_SMALL_TIMEOUT = 8
+
+
+def run_small_with_pid(name: str) -> tuple[str, int]:
+    """Runs ``examples/run_seed.py NAME``; returns its stdout and its pid.
+
+    It must exit cleanly, with nothing on stderr, within RUN_SMALL_TIMEOUT seconds.
+    """
+    with subprocess.Popen(
         [sys.executable, str(RUNNER), name],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=20,
         cwd=ROOT,
-    )
-    assert proc.returncode == 0, f"exit status {proc.returncode}\n{proc.stderr}"
-    assert proc.stderr == "", proc.stderr
-    return proc.stdout
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=RUN_SMALL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(
+                f"{name} still ran after {RUN_SMALL_TIMEOUT}s\n{out}\n{err}"
+            ) from None
+    assert proc.returncode == 0, f"exit status {proc.returncode}\n{err}"
+    assert err == "", err
+    return out, proc.pid
+
+
+def run_small(name: str) -> str:
+    """Runs ``examples/run_seed.py NAME`` and returns its stdout (see run_small_with_pid)."""
+    return run_small_with_pid(name)[0]
 
 
 def last_list(text: str) -> list[Any]:
@@ -111,6 +133,58 @@ def test_every_example_has_a_small_run() -> None:
     assert sorted(runner_examples()) == [path.stem for path in SEED_FILES]
 
 
+#: The examples whose seed uses a process pool: with corral's, not a thread pool.
+PROCESS_POOL_EXAMPLES = {
+    "seed000_wait": "ProcessPoolExecutor",
+    "seed000_as_completed": "ProcessPoolExecutor",
+    "seed001_as_completed_errors": "ProcessPoolExecutor",
+    "seed001_done_callbacks": "ProcessPoolExecutor",
+    "seed001_asyncio": "ProcessPoolExecutor",
+    "seed002_is_prime": "PE",
+    "seed003_wait_as_completed": "ProcessPoolExecutor",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROCESS_POOL_EXAMPLES))
+def test_process_pool_examples_use_corrals_process_pool(name: str) -> None:
+    """Read from the source: the seed001 files run their pool at import time."""
+    alias = PROCESS_POOL_EXAMPLES[name]
+    tree = ast.parse((SEEDS / f"{name}.py").read_text(encoding="utf-8"))
+    bound = {
+        alias_.asname or alias_.name: alias_.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "corral"
+        for alias_ in node.names
+    }
+    assert bound[alias] == "ProcessPoolExecutor"
+
+
+def test_003_map_sum_has_main2_on_a_process_pool() -> None:
+    example = load("seed003_map_sum")
+    assert example.futures is corral
+    assert "futures.ProcessPoolExecutor()" in (SEEDS / "seed003_map_sum.py").read_text()
+
+
+def runner_module() -> ModuleType:
+    runner_examples()
+    return sys.modules["corral_examples_run_seed"]
+
+
+def test_runner_rewrites_only_the_constants() -> None:
+    source = (SEEDS / "seed002_is_prime.py").read_text(encoding="utf-8")
+    small = runner_module().rewrite_constants(source, {"PRIMES": [7, 9]})
+    before, after = source.splitlines(), small.splitlines()
+    assert len(after) == len(before)  # tracebacks keep their line numbers
+    changed = [(b, a) for b, a in zip(before, after, strict=True) if a != b]
+    assert changed[0] == ("PRIMES = [", "PRIMES = [7, 9]")
+    assert all(a == "" for _, a in changed[1:])  # the rest of the old list
+    namespace: dict[str, Any] = {}
+    exec(compile(small, "small", "exec"), namespace)  # the __main__ block does not run
+    assert namespace["PRIMES"] == [7, 9]
+    with pytest.raises(ValueError, match="WORK_LIST"):
+        runner_module().rewrite_constants(source, {"WORK_LIST": []})
+
+
 # Those that no test below already runs through examples/run_seed.py.
 SCRIPT_SMOKE = sorted(
     set(runner_examples())
@@ -119,6 +193,7 @@ SCRIPT_SMOKE = sorted(
         "seed001_done_callbacks",
         "seed001_asyncio",
         "seed002_as_completed_urls",
+        "seed003_map_sum",
     }
 )
 
@@ -203,13 +278,15 @@ def test_000_as_completed(capsys: pytest.CaptureFixture[str]) -> None:
 # --------------------------------------------------------------------- seed 001
 
 
-def check_001_output(out: str) -> None:
-    """Ten tasks on three workers: every third raises, the others return their index."""
+def check_001_output(out: str, runner_pid: int) -> None:
+    """Ten tasks on three worker processes: every third raises, the others return it."""
     assert out.count("submit done") == 1
-    # Lines printed from different threads may share a line: search the whole text.
+    # Lines printed from different processes may share a line: search the whole text.
     starts = re.findall(r"task (\d+) start in (\d+)", out)
     assert sorted(int(index) for index, _ in starts) == list(range(10))
-    assert len({pid for _, pid in starts}) == 1  # a thread pool: one process
+    pids = {int(pid) for _, pid in starts}
+    assert runner_pid not in pids  # not run in the script's process: in workers,
+    assert 2 <= len(pids) <= 3  # of which max_workers=3 (the sleeps overlap)
     done = re.findall(r"task (\d+) done", out)
     assert sorted(int(index) for index in done) == [1, 2, 4, 5, 7, 8]
     errors = re.findall(r"exception: task (\d+) error", out)
@@ -218,12 +295,15 @@ def check_001_output(out: str) -> None:
 
 @pytest.mark.parametrize("name", ["seed001_as_completed_errors", "seed001_done_callbacks"])
 def test_001_errors_and_results(name: str) -> None:
-    check_001_output(run_small(name))
+    """No ``__main__`` guard (the pool is made at import): corral forks the workers."""
+    check_001_output(*run_small_with_pid(name))
 
 
 def test_001_asyncio_run_in_executor() -> None:
-    out = run_small("seed001_asyncio")
-    check_001_output(out)
+    """Guarded, so forkserver workers: run_seed.py's sleep scaling reaches them too
+    (unscaled, the example takes about 18 s, beyond RUN_SMALL_TIMEOUT)."""
+    out, pid = run_small_with_pid("seed001_asyncio")
+    check_001_output(out, pid)
     assert sorted(last_list(out)) == [1, 2, 4, 5, 7, 8]
 
 
@@ -324,10 +404,17 @@ def test_002_is_prime(capsys: pytest.CaptureFixture[str]) -> None:
 # --------------------------------------------------------------------- seed 003
 
 
-def test_003_map_sum(capsys: pytest.CaptureFixture[str]) -> None:
-    load("seed003_map_sum", WORK_LIST=[10, 100, 1000, 10000]).main1()
+@pytest.mark.parametrize("entry", ["main1", "main2"])  # thread pool, process pool
+def test_003_map_sum(entry: str, capsys: pytest.CaptureFixture[str]) -> None:
+    getattr(load("seed003_map_sum", WORK_LIST=[10, 100, 1000, 10000]), entry)()
     out = capsys.readouterr().out
     assert re.fullmatch(r"\n Result -> \[55, 5050, 500500, 50005000\] Time : \d+\.\d\ds\n", out)
+
+
+def test_003_map_sum_script_runs_both() -> None:
+    out = run_small("seed003_map_sum")
+    results = re.findall(r"^ Result -> (\[.*\]) Time : \d+\.\d\ds$", out, re.M)
+    assert results == ["[5050, 500500, 50005000, 5000050000]"] * 2
 
 
 def test_003_wait_as_completed(capsys: pytest.CaptureFixture[str]) -> None:

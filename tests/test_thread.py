@@ -256,3 +256,45 @@ def test_user_made_running_future_cannot_be_cancelled() -> None:
     assert not fut.cancel()
     fut.set_result(1)
     assert fut.result() == 1
+
+
+def test_shutdown_cancel_futures_cancels_tasks_waiting_to_retry() -> None:
+    ex = corral.ThreadPoolExecutor(1)
+    fut = ex.options(retries=50, retry_on=ValueError).submit(testing.fail)
+    testing.wait_until(lambda: ex.statistics().retried >= 1)
+    ex.shutdown(wait=True, cancel_futures=True)
+    assert fut.cancelled()
+
+
+def test_caller_with_an_event_loop_does_not_run_the_task_itself() -> None:
+    import asyncio
+
+    async def inner() -> int:
+        return 5
+
+    async def outer(ex: corral.ThreadPoolExecutor) -> int:
+        # asyncio.run() cannot run in a thread whose loop is running: a worker runs it
+        return ex.submit(asyncio.run, inner()).result()
+
+    with corral.ThreadPoolExecutor(1) as ex:
+        assert asyncio.run(outer(ex)) == 5
+
+
+def test_queued_tasks_put_back_keep_their_order(gate: testing.Gate) -> None:
+    ex = corral.ThreadPoolExecutor(1)
+    try:
+        blocker = ex.submit(testing.wait_for_gate, gate)
+        testing.wait_until(blocker.running)
+        futs = [ex.options(priority=p).submit(testing.noop) for p in (0, 0, 0, 1)]
+        with ex._lock:
+            taken = [ex._pop_locked() for _ in range(4)]  # as a process manager hands over
+            for task in reversed(taken):  # ... and gets them back one by one
+                ex._unstart_locked(task)
+            order = [ex._pop_locked() for _ in range(4)]
+            for task in order:
+                ex._unstart_locked(task)
+        assert order == taken
+        assert [t.fut for t in taken] == [futs[3], futs[0], futs[1], futs[2]]
+    finally:
+        gate.open()
+        ex.shutdown(wait=True)

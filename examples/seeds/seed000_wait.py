@@ -3,12 +3,10 @@
 #
 # Changes from the seed:
 #   - import: `from concurrent.futures import ThreadPoolExecutor, ProcessPoolExecutor, wait`
-#     -> from corral, with ProcessPoolExecutor bound to corral's ThreadPoolExecutor for now.
-#     When corral.ProcessPoolExecutor lands this line becomes
-#     `from corral import ThreadPoolExecutor, ProcessPoolExecutor, wait`.
+#     -> `from corral import ThreadPoolExecutor, ProcessPoolExecutor, wait`.
 #   - indentation restored (the seed lost it); wait() and the prints sit inside the
 #     `with` block, as in the course code the seed was copied from.
-from corral import ThreadPoolExecutor, ThreadPoolExecutor as ProcessPoolExecutor, wait
+from corral import ThreadPoolExecutor, ProcessPoolExecutor, wait
 import time
 WORK_LIST = [int(1e4), int(1e5), int(1e6), int(1e7)]
 def sum_generator(n):

@@ -3,13 +3,15 @@
 #
 # Changes from the seed:
 #   - import: `from concurrent.futures import ProcessPoolExecutor, as_completed`
-#     -> from corral, with ProcessPoolExecutor bound to corral's ThreadPoolExecutor for
-#     now (the pids printed are then all the same). When corral.ProcessPoolExecutor
-#     lands this line becomes `from corral import ProcessPoolExecutor, as_completed`.
+#     -> `from corral import ProcessPoolExecutor, as_completed`.
 #   - indentation restored (the seed lost it).
+#
+# Like the seed, the pool is made at the top level, with no `if __name__ == "__main__":`
+# guard: corral starts its workers with fork for such a script (forkserver and spawn
+# would run the top level again in every worker).
 import os
 import time
-from corral import ThreadPoolExecutor as ProcessPoolExecutor, as_completed
+from corral import ProcessPoolExecutor, as_completed
 
 
 def task(index: int) -> int:

@@ -3,9 +3,7 @@
 #
 # Changes from the seed:
 #   - import: `from concurrent.futures import ProcessPoolExecutor`
-#     -> from corral, with ProcessPoolExecutor bound to corral's ThreadPoolExecutor for
-#     now (the pids printed are then all the same). When corral.ProcessPoolExecutor
-#     lands this line becomes `from corral import ProcessPoolExecutor`.
+#     -> `from corral import ProcessPoolExecutor`.
 #   - indentation restored (the seed lost it).
 #   - `import os` and `import time` added: the seed's snippet uses them but relied on
 #     the previous snippet's imports.
@@ -15,7 +13,7 @@
 import asyncio
 import os
 import time
-from corral import ThreadPoolExecutor as ProcessPoolExecutor
+from corral import ProcessPoolExecutor
 
 def task(index: int) -> int:
     print(f"task {index} start in {os.getpid()}")

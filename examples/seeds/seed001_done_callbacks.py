@@ -3,13 +3,15 @@
 #
 # Changes from the seed:
 #   - import: `from concurrent.futures import Future, ProcessPoolExecutor, wait`
-#     -> from corral, with ProcessPoolExecutor bound to corral's ThreadPoolExecutor for
-#     now (the pids printed are then all the same). When corral.ProcessPoolExecutor
-#     lands this line becomes `from corral import Future, ProcessPoolExecutor, wait`.
+#     -> `from corral import Future, ProcessPoolExecutor, wait`.
 #   - indentation restored (the seed lost it).
+#
+# Like the seed, the pool is made at the top level, with no `if __name__ == "__main__":`
+# guard: corral starts its workers with fork for such a script. The callbacks run in
+# this process, in corral's manager thread.
 import os
 import time
-from corral import Future, ThreadPoolExecutor as ProcessPoolExecutor, wait
+from corral import Future, ProcessPoolExecutor, wait
 
 
 def task(index: int) -> int:

@@ -2,14 +2,15 @@
 # Source: seeds/002_8542354901df4589.txt, run on corral.
 #
 # Changes from the seed:
-#   - import added: the seed's snippet uses PE from the previous snippet,
-#     `from concurrent.futures import ThreadPoolExecutor as PE`; here
-#     `from corral import ThreadPoolExecutor as PE`. (With processes, once
-#     corral.ProcessPoolExecutor lands: `from corral import ProcessPoolExecutor as PE`.)
+#   - import added: the seed's snippet uses a `PE` it does not import (the previous
+#     snippet's `from concurrent.futures import ThreadPoolExecutor as PE`), under the
+#     heading "ProcessPoolExecutor의 사용예" and the words "이번에는 앞에서 언급한 프로세스
+#     풀을 통한 CPU 분산처리 방법이다" (this time, CPU work spread over a process pool):
+#     so here `from corral import ProcessPoolExecutor as PE`.
 #
 # Not changed: is_prime() never tests divisibility by 2 (so is_prime(4) is True); the
 # seed's numbers are all odd.
-from corral import ThreadPoolExecutor as PE
+from corral import ProcessPoolExecutor as PE
 
 PRIMES = [
     112272535095293,

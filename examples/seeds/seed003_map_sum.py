@@ -1,11 +1,10 @@
-# Seed 003, "5. Exercise - PoolExecutor", main1: ThreadPoolExecutor.map over sum_generator.
+# Seed 003, "5. Exercise - PoolExecutor": map over sum_generator, on a ThreadPoolExecutor
+# (main1), then on a ProcessPoolExecutor (main2).
 # Source: seeds/003_d6f4dd6dd539b1cf.txt, run on corral.
 #
 # Changes from the seed:
 #   - import: `from concurrent import futures` -> `import corral as futures`.
 #   - the blog's `> ` quote marks removed and the indentation made regular.
-#   - main2 (the same on futures.ProcessPoolExecutor) is left out until
-#     corral.ProcessPoolExecutor lands; then it joins this file as in the seed.
 import os
 import time
 
@@ -48,7 +47,22 @@ def main1():
     print(msg.format(list(result), end_tm))
 
 
+def main2():
+    worker= min(10, len(WORK_LIST))
+
+    start_tm = time.time()
+
+# def main2 와의 차이점 (ProcessPoolExcutor)
+    with futures.ProcessPoolExecutor() as excutor:
+        result = excutor.map(sum_generator, WORK_LIST)
+
+    end_tm = time.time() - start_tm
+
+    msg = '\n Result -> {} Time : {:.2f}s'
+    print(msg.format(list(result), end_tm))
+
 ## 실행
 # 진입점을 알려줘야, multi-processing이 실행될 때 작업을 할 수 있다.
 if __name__ == '__main__':
     main1()
+    main2()

@@ -3,9 +3,7 @@
 #
 # Changes from the seed:
 #   - import: `from concurrent.futures import ThreadPoolExecutor, ProcessPoolExecutor, wait, as_completed`
-#     -> from corral, with ProcessPoolExecutor bound to corral's ThreadPoolExecutor for
-#     now (the seed's own comment says to try ThreadPoolExecutor too). When
-#     corral.ProcessPoolExecutor lands this line names ProcessPoolExecutor directly.
+#     -> `from corral import ThreadPoolExecutor, ProcessPoolExecutor, wait, as_completed`.
 #   - the blog's `> ` quote marks removed and the indentation repaired: the `with`
 #     block sits inside main(), the two prints after `cancelled = ...` inside the
 #     as_completed loop.
@@ -15,7 +13,7 @@ import os
 import time
 
 # 이번에는 쓸만큼만 호출한다.
-from corral import ThreadPoolExecutor, ThreadPoolExecutor as ProcessPoolExecutor, wait, as_completed
+from corral import ThreadPoolExecutor, ProcessPoolExecutor, wait, as_completed
 
 WORK_LIST = [100000, 1000000, 10000000, 100000000]
 

@@ -16,7 +16,8 @@ measured run times instead of asking the caller for ``chunksize``:
 What the user sees does not change: one result or exception per item, in order. Two
 things are per chunk, not per item: a worker crash fails the whole chunk (retries
 re-run it), and ``task_timeout`` would apply to the chunk, so a map with a
-``task_timeout`` is never chunked. An explicit ``chunksize`` > 1 is used as given.
+``task_timeout`` is not chunked automatically. An explicit ``chunksize`` > 1 is used as
+given, and then a ``task_timeout`` limits each chunk.
 """
 
 from __future__ import annotations

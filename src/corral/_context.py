@@ -56,7 +56,8 @@ def cancelled() -> bool:
     """Tells a running task whether it has been asked to stop.
 
     True once the task's future was cancelled or the task overran its
-    ``task_timeout`` (or the pool is stopping because of Ctrl+C). The future has
+    ``task_timeout`` (``shutdown(kill=True)`` and a with-block left by an exception
+    cancel running tasks too). The future has
     already been resolved by then: whatever the task returns afterwards is dropped,
     so it should return promptly. Outside a corral task this returns False.
 

@@ -18,8 +18,17 @@ from __future__ import annotations
 
 import concurrent.futures
 import signal as _signal
+import sys
 
 CancelledError = concurrent.futures.CancelledError
+
+if sys.version_info >= (3, 11):
+    #: What a wait that gives up raises: the builtin TimeoutError, as the stdlib (3.11+).
+    WaitTimeout = TimeoutError
+else:  # pragma: no cover - Python 3.10
+
+    class WaitTimeout(concurrent.futures.TimeoutError, TimeoutError):
+        """A wait gave up: both the builtin TimeoutError and the stdlib's (3.10)."""
 
 
 class CorralError(Exception):

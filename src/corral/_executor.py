@@ -28,6 +28,7 @@ import concurrent.futures
 import functools
 import heapq
 import itertools
+import os
 import threading
 import weakref
 from collections import deque
@@ -54,8 +55,9 @@ E = TypeVar("E", bound="BaseExecutor")
 
 QUEUED, RUNNING, BACKOFF, ENDED = range(4)
 
-#: Every executor alive; the Ctrl+C policy and interpreter exit walk it.
+#: Every executor alive; interpreter exit walks it. A forked child inherits none.
 live_executors: weakref.WeakSet[BaseExecutor] = weakref.WeakSet()
+os.register_at_fork(after_in_child=live_executors.clear)
 
 
 class _Task:
@@ -102,6 +104,8 @@ class BaseExecutor(concurrent.futures.Executor):
     """What every corral executor shares; see ThreadPoolExecutor for the full contract."""
 
     _kind = "executor"
+    #: Set by the interpreter-exit hook: threads running cancelled tasks are not waited for.
+    _at_exit = False
     #: Runs a queued task in the thread that waits for it (see _thread.py), or None.
     _inline_helper: Callable[[Future[Any]], None] | None = None
     #: Turns a new task into what the backend sends (process: pickles the call); an
@@ -135,7 +139,7 @@ class BaseExecutor(concurrent.futures.Executor):
         self._heap: list[tuple[int, int, _Task]] = []  # other priorities: (-priority, seq)
         self._seq = itertools.count()
         self._pending = 0  # tasks QUEUED (tombstones of cancelled ones excluded)
-        self._backoff = 0  # tasks waiting to be retried
+        self._backoff: set[_Task] = set()  # tasks waiting out a retry backoff
         self._running: set[_Task] = set()
         self._shutdown = False
         self._broken: str | None = None
@@ -217,7 +221,8 @@ class BaseExecutor(concurrent.futures.Executor):
 
         Args:
             wait: block until every worker has exited. Ctrl+C while waiting raises
-                KeyboardInterrupt in the caller; the workers are then stopped.
+                KeyboardInterrupt in the caller; the work goes on (a one-press Ctrl+C
+                policy is not built yet).
             cancel_futures: cancel the tasks that have not started.
             kill: also stop running tasks now (processes are killed; thread tasks
                 see ``corral.cancelled()``). Implies cancel_futures.
@@ -225,7 +230,11 @@ class BaseExecutor(concurrent.futures.Executor):
         with self._lock:
             self._shutdown = True
             self._not_full.notify_all()
-            doomed = [t.fut for t in self._queued_locked()] if (cancel_futures or kill) else []
+            doomed = (
+                [t.fut for t in (*self._queued_locked(), *self._backoff)]
+                if (cancel_futures or kill)
+                else []
+            )
             if kill:
                 doomed += [t.fut for t in self._running]
             wake = self._work_available_locked(shutdown=True)
@@ -246,7 +255,7 @@ class BaseExecutor(concurrent.futures.Executor):
                 running=len(self._running),
                 max_pending=self._max_pending,
                 **self._counts,
-                retrying=self._backoff,
+                retrying=len(self._backoff),
             )
 
     def __enter__(self: E) -> E:
@@ -339,21 +348,19 @@ class BaseExecutor(concurrent.futures.Executor):
         task.state = QUEUED
         self._pending += 1
         priority = task.opts.priority
-        if priority == 0:
-            if front:
-                self._queue.appendleft(task)
-            else:
+        if not front:
+            task.seq = next(self._seq)
+            if priority == 0:
                 self._queue.append(task)
-        else:
-            if not front:
-                task.seq = next(self._seq)
-            heapq.heappush(self._heap, (-priority, task.seq, task))
+                return
+        # other priorities, and tasks put back (in their first place, by their seq)
+        heapq.heappush(self._heap, (-priority, task.seq, task))
 
     def _pop_locked(self) -> _Task | None:
         """Takes the next task to run and marks it running; None if there is none."""
         queue, heap = self._queue, self._heap
         while True:
-            if heap and (heap[0][0] < 0 or not queue):
+            if heap and (not queue or heap[0][:2] < (0, queue[0].seq)):
                 task = heapq.heappop(heap)[2]
             elif queue:
                 task = queue.popleft()
@@ -402,7 +409,7 @@ class BaseExecutor(concurrent.futures.Executor):
             self._counts["completed"] += 1
         elif task.opts.is_retryable(exc, task.fut.attempts) and task.fut._restart():
             task.state = BACKOFF
-            self._backoff += 1
+            self._backoff.add(task)
             self._counts["retried"] += 1
             task.timer = timer.call_later(
                 retry_delay(task.fut.attempts), lambda: self._requeue(task)
@@ -415,11 +422,18 @@ class BaseExecutor(concurrent.futures.Executor):
         with self._lock:
             if task.state != BACKOFF:
                 return
-            self._backoff -= 1
+            self._backoff.discard(task)
             task.timer = None
-            self._push_locked(task)
-            wake = self._work_available_locked()
-        if wake is not None:
+            if self._broken is not None:  # no worker will ever take it
+                task.state = ENDED
+                broken = self._broken_error()
+            else:
+                broken = None
+                self._push_locked(task)
+                wake = self._work_available_locked()
+        if broken is not None:
+            task.fut._resolve(exception=broken)
+        elif wake is not None:
             wake()
 
     def _on_cancel(self, fut: Future[Any], was_running: bool) -> None:
@@ -436,7 +450,7 @@ class BaseExecutor(concurrent.futures.Executor):
                 return
             if state == BACKOFF:
                 task.state = ENDED
-                self._backoff -= 1
+                self._backoff.discard(task)
                 if task.timer is not None:
                     task.timer.cancel()
                 wake = self._work_available_locked()
@@ -473,11 +487,17 @@ class BaseExecutor(concurrent.futures.Executor):
             task.fut._resolve(exception=exc)
 
     def _fail_queued_locked(self) -> list[Future[Any]]:
-        """Marks every queued task ended; returns their futures to fail outside the lock."""
+        """Ends every queued (or retrying) task; returns their futures to fail unlocked."""
         futs = []
         for task in self._queued_locked():
             task.state = ENDED
             futs.append(task.fut)
+        for task in self._backoff:  # retries that would never find a worker
+            task.state = ENDED
+            if task.timer is not None:
+                task.timer.cancel()
+            futs.append(task.fut)
+        self._backoff.clear()
         self._queue.clear()
         self._heap.clear()
         self._pending = 0
@@ -576,6 +596,7 @@ def _python_exit() -> None:
     before multiprocessing would wait for them. See docs/design.md, "Interpreter exit".
     """
     for executor in list(live_executors):
+        executor._at_exit = True
         executor.shutdown(wait=True)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
 from collections.abc import Callable, Generator
 from concurrent.futures._base import (
     CANCELLED,
@@ -31,6 +32,8 @@ from concurrent.futures._base import (
     RUNNING,
 )
 from typing import Any, Generic, TypeVar
+
+from ._errors import WaitTimeout
 
 T = TypeVar("T")
 
@@ -71,13 +74,23 @@ class Future(concurrent.futures.Future[T], Generic[T]):
         """
         if timeout is None and self._helper is not None and self._state == PENDING:
             self._helper(self)
-        return super().result(timeout)
+        if sys.version_info >= (3, 11):
+            return super().result(timeout)
+        try:  # pragma: no cover - Python 3.10: its TimeoutError is not the builtin one
+            return super().result(timeout)
+        except concurrent.futures.TimeoutError as exc:
+            raise WaitTimeout(*exc.args) from None
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """As ``result()``, but returns the work's exception (None if it succeeded)."""
         if timeout is None and self._helper is not None and self._state == PENDING:
             self._helper(self)
-        return super().exception(timeout)
+        if sys.version_info >= (3, 11):
+            return super().exception(timeout)
+        try:  # pragma: no cover - Python 3.10
+            return super().exception(timeout)
+        except concurrent.futures.TimeoutError as exc:
+            raise WaitTimeout(*exc.args) from None
 
     def cancel(self) -> bool:
         """Cancels the work, even if it is already running.

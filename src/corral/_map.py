@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
+from ._errors import WaitTimeout
 from ._future import Future
 from ._timer import now
 
@@ -159,7 +160,7 @@ class MapIterator(Generic[T]):
         try:
             fut, _ = self._done.get(block, self._remaining() if block else None)
         except queue.Empty:
-            raise TimeoutError("map() results not ready within its timeout") from None
+            raise WaitTimeout("map() results not ready within its timeout") from None
         return fut
 
     def _take(self, fut: Future[Any], timeout: float | None) -> Iterable[T]:
@@ -168,7 +169,7 @@ class MapIterator(Generic[T]):
         try:
             value = fut.result(timeout)
         except TimeoutError:
-            raise TimeoutError("map() results not ready within its timeout") from None
+            raise WaitTimeout("map() results not ready within its timeout") from None
         finally:
             if fut.done():
                 if self._ordered:
@@ -187,6 +188,7 @@ class MapIterator(Generic[T]):
     def _with_errors(self, values: list[T], errors: dict[int, bytes]) -> Iterator[T]:
         for position, value in enumerate(values):
             if position in errors:
+                self.close()  # as for any failing item: the rest is cancelled
                 raise self._units.error(errors[position])
             yield value
 
@@ -227,7 +229,7 @@ class MapIterator(Generic[T]):
                         waiter = asyncio.wrap_future(fut)
                         await asyncio.wait({waiter}, timeout=self._remaining())
                         if not waiter.done():
-                            raise TimeoutError
+                            raise WaitTimeout
                         if not waiter.cancelled():
                             waiter.exception()  # seen here; _take() raises it
                 else:
@@ -242,7 +244,7 @@ class MapIterator(Generic[T]):
                 for value in self._take(fut, 0):
                     yield value
         except (asyncio.TimeoutError, TimeoutError):
-            raise TimeoutError("map() results not ready within its timeout") from None
+            raise WaitTimeout("map() results not ready within its timeout") from None
         finally:
             self._wakeup = None
             self.close()

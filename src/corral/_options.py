@@ -17,7 +17,7 @@ from ._errors import TaskTimeout, WorkerCrashed
 #: Exceptions a task is retried on when ``retries`` > 0 and ``retry_on`` is not given.
 DEFAULT_RETRY_ON: tuple[type[BaseException], ...] = (WorkerCrashed,)
 
-#: First backoff before a retry, and the cap; each retry doubles it, with full jitter.
+#: First backoff before a retry, and the cap; each retry doubles it, with jitter.
 RETRY_BACKOFF = 0.05
 RETRY_BACKOFF_MAX = 5.0
 
@@ -107,7 +107,7 @@ class TaskOptions:
 
 
 def retry_delay(attempt: int) -> float:
-    """Backoff before run number ``attempt + 1``: exponential with full jitter."""
+    """Backoff before run number ``attempt + 1``: exponential, drawn from [cap/2, cap]."""
     cap = min(RETRY_BACKOFF_MAX, RETRY_BACKOFF * (2 ** max(0, attempt - 1)))
     return random.uniform(cap / 2, cap)
 

@@ -376,7 +376,11 @@ class ProcessPoolExecutor(BaseExecutor):
                 pass
         except BaseException as exc:  # pragma: no cover - a bug in corral
             LOGGER.critical("corral: the process pool manager failed", exc_info=True)
-            self._break(f"the pool's manager thread failed: {exc!r}", exc)
+            message = f"the pool's manager thread failed: {exc!r}"
+            self._break(message, exc)
+            for proc in self._procs.values():  # every future ends, running ones too
+                for task in proc.inflight:
+                    task.fut._resolve(exception=BrokenProcessPool(message))
         finally:
             self._close()
 
@@ -462,7 +466,6 @@ class ProcessPoolExecutor(BaseExecutor):
         if self._avg_seconds is None:
             return 1
         return max(1, min(MAX_WINDOW, int(PREFETCH_SECONDS / max(self._avg_seconds, 1e-7))))
-        # "shutdown" needs nothing more than the _maintain() that follows
 
     def _maintain(self) -> bool:
         """Dispatches queued work, starts and retires workers; True when all is done."""
@@ -481,7 +484,12 @@ class ProcessPoolExecutor(BaseExecutor):
                     key=lambda p: len(p.inflight),
                 )
                 for proc in busy:
-                    while len(proc.inflight) < window and proc.queued_bytes < PREFETCH_BYTES:
+                    if self._max_memory is not None:
+                        break  # memory is checked between tasks: hand over one at a time
+                    limit = window
+                    if self._max_tasks_per_child is not None:
+                        limit = min(limit, self._max_tasks_per_child - proc.tasks_run)
+                    while len(proc.inflight) < limit and proc.queued_bytes < PREFETCH_BYTES:
                         task = self._pop_locked()
                         if task is None:
                             break
@@ -569,8 +577,9 @@ class ProcessPoolExecutor(BaseExecutor):
         if self._start_failures >= START_FAILURES_TO_BREAK:
             self._break(
                 f"worker processes cannot start: {self._start_failures} starts failed in a "
-                f"row, the last with {type(error).__name__}: {error}. Fix the initializer "
-                "(or what the workers import); the error is this exception's __cause__",
+                f"row, the last with {type(error).__name__}: {error}. "
+                + ("Fix the initializer, or " if self._init_blob is not None else "Fix ")
+                + "what the workers import; the error is this exception's __cause__",
                 error,
             )
 
@@ -608,6 +617,12 @@ class ProcessPoolExecutor(BaseExecutor):
             return
         if kind == "init_failed":
             proc.init_error = _wire.load_exception(message[1])
+            return
+        if kind == "started":  # a revoked task had already started
+            proc.revoked.discard(message[1])
+            head = proc.inflight[0] if proc.inflight else None
+            if head is not None and head.tid == message[1] and head.state != RUNNING:
+                self._kill(proc)  # it was cancelled, not just moved: stop it
             return
         if kind == "skipped":  # a revoked task, from anywhere behind the running one
             task = next(t for t in proc.inflight if t.tid == message[1])

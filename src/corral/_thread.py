@@ -21,11 +21,13 @@ written. So, when a running task is cancelled or overruns ``task_timeout``:
    starts a replacement and is never starved by a task that ignores the request;
 4. the task's code keeps running until it returns; its return value is dropped. The
    thread then rejoins the pool if there is room, or exits. ``shutdown(wait=True)``
-   waits for it; interpreter exit does not (worker threads are daemons).
+   waits for it; interpreter exit does not (worker threads are daemons, and the exit
+   hook skips abandoned threads).
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures.thread
 import contextvars
 import logging
@@ -126,6 +128,7 @@ class ThreadPoolExecutor(BaseExecutor):
         self._idle: list[_Worker] = []
         self._nthreads = 0  # live threads counted against max_workers (not abandoned)
         self._threads: set[threading.Thread] = set()
+        self._abandoned: set[threading.Thread] = set()  # running a cancelled task
         self._thread_seq = 0
         self._waking = 0  # workers woken or started for queued work, not yet looking at it
         self._spawn_pending = 0  # threads counted by _take_locked, started after unlocking
@@ -166,6 +169,8 @@ class ThreadPoolExecutor(BaseExecutor):
             if worker is None or worker.abandoned or worker.task is not task:
                 return
             worker.abandoned = True
+            if worker.thread is not None:
+                self._abandoned.add(worker.thread)
             self._nthreads -= 1
             wake = self._work_available_locked() if self._pending else None
         if wake is not None:
@@ -177,11 +182,17 @@ class ThreadPoolExecutor(BaseExecutor):
         current = threading.current_thread()
         while True:
             with self._lock:
-                threads = [t for t in self._threads if t is not current]
+                threads = [
+                    t
+                    for t in self._threads
+                    if t is not current and not (self._at_exit and t in self._abandoned)
+                ]
             if not threads:
                 return
             for thread in threads:
                 thread.join()
+                with self._lock:
+                    self._threads.discard(thread)  # ended (also: stale after a fork)
 
     def _backend_counts(self) -> tuple[int, int]:
         with self._lock:
@@ -227,6 +238,7 @@ class ThreadPoolExecutor(BaseExecutor):
             self._nthreads -= 1
         if worker.thread is not None:
             self._threads.discard(worker.thread)
+            self._abandoned.discard(worker.thread)
 
     def _take_locked(self, worker: _Worker) -> _Task | None:
         if worker.waking:
@@ -252,11 +264,14 @@ class ThreadPoolExecutor(BaseExecutor):
         """Caller runs: executes a still-queued task in the thread waiting for it.
 
         Only when a worker slot is free (running tasks stay <= max_workers, so a
-        one-worker pool still serialises its tasks), the pool has no initializer
-        and the task has no task_timeout or retries. The task runs in a fresh
-        contextvars context, as it would in a worker thread.
+        one-worker pool still serialises its tasks), the pool has no initializer,
+        the task has no task_timeout or retries, and the calling thread runs no
+        asyncio loop. The task runs in a fresh contextvars context; it does see the
+        caller's thread-locals and thread name (docs/design.md, "Caller runs").
         """
         task: _Task = fut._task
+        if asyncio._get_running_loop() is not None:
+            return  # a task may run its own event loop: not in a thread that has one
         with self._lock:
             if (
                 task.state != QUEUED
@@ -322,6 +337,7 @@ class ThreadPoolExecutor(BaseExecutor):
                 if worker.abandoned:
                     if self._nthreads < self._max_workers and not self._shutdown:
                         worker.abandoned = False
+                        self._abandoned.discard(worker.thread)
                         self._nthreads += 1
                     else:
                         leave = True
@@ -344,7 +360,7 @@ class ThreadPoolExecutor(BaseExecutor):
             with lock:
                 task = self._take_locked(worker)
                 if task is None:
-                    if self._broken is not None or (self._shutdown and self._backoff == 0):
+                    if self._broken is not None or (self._shutdown and not self._backoff):
                         self._exit_locked(worker)
                         return None
                     self._idle.append(worker)
@@ -379,4 +395,3 @@ class ThreadPoolExecutor(BaseExecutor):
 
     def _broken_error(self) -> BaseException:
         return BrokenThreadPool(self._broken or "the thread pool is broken")
-

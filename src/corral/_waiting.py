@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
-from typing import Any, Generic, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
 
+from ._errors import WaitTimeout
 from ._options import check_timeout
 from ._timer import now
 
@@ -22,9 +24,21 @@ F = TypeVar("F", bound=concurrent.futures.Future[Any])
 _RETURN_WHEN = (FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED)
 
 
-class DoneAndNotDoneFutures(NamedTuple, Generic[F]):
-    done: set[F]
-    not_done: set[F]
+if TYPE_CHECKING or sys.version_info >= (3, 11):
+
+    class DoneAndNotDoneFutures(NamedTuple, Generic[F]):
+        """What wait() returns: the futures ``done`` and ``not_done``."""
+
+        done: set[F]
+        not_done: set[F]
+
+else:  # Python 3.10 cannot make a generic NamedTuple
+
+    class DoneAndNotDoneFutures(NamedTuple):
+        """What wait() returns: the futures ``done`` and ``not_done``."""
+
+        done: set[Any]
+        not_done: set[Any]
 
 
 def _check_futures(fs: Iterable[F], caller: str) -> set[F]:
@@ -95,7 +109,12 @@ class as_completed(Generic[F]):
             self._iter = cast(
                 "Iterator[F]", concurrent.futures.as_completed(self._fs, self._remaining())
             )
-        return next(self._iter)
+        try:
+            return next(self._iter)
+        except concurrent.futures.TimeoutError as exc:  # 3.10: not the builtin one
+            if isinstance(exc, WaitTimeout):
+                raise
+            raise WaitTimeout(*exc.args) from None
 
     def __aiter__(self) -> AsyncIterator[F]:
         return self._aiter()
@@ -119,7 +138,7 @@ class as_completed(Generic[F]):
                 try:
                     fut = await asyncio.wait_for(ready.get(), self._remaining())
                 except (asyncio.TimeoutError, TimeoutError):
-                    raise TimeoutError(
+                    raise WaitTimeout(
                         f"{pending} (of {len(self._fs)}) futures unfinished"
                     ) from None
                 pending -= 1

@@ -11,6 +11,7 @@ A worker talks only to its parent, over its own duplex pipe, in length-prefixed 
                        ("ok", task_id, result_bytes, segments, seconds, rss)
                        ("error", task_id, exc_bytes, seconds, rss)
                        ("skipped", task_id)         revoked before it started
+                       ("started", task_id)         revoked too late: it runs (ran)
 
 Tasks handed over run one after the other in the order received, and each outcome is
 sent as soon as the task ends, so the parent always knows which task a worker runs:
@@ -169,11 +170,12 @@ class _Inbox:
         elif kind == "revoke":
             ids = set(message[1])
             kept = [item for item in self.queue if item[0] not in ids]
-            skipped = [item[0] for item in self.queue if item[0] in ids]
+            skipped = {item[0] for item in self.queue if item[0] in ids}
             self.queue.clear()
             self.queue.extend(kept)
-            for task_id in skipped:  # the rest already started: their outcome follows
-                _wire.write_frame(self.fd, pickle.dumps(("skipped", task_id), _wire.PROTOCOL))
+            for task_id in message[1]:  # "started": its outcome follows (or came already)
+                reply = ("skipped" if task_id in skipped else "started", task_id)
+                _wire.write_frame(self.fd, pickle.dumps(reply, _wire.PROTOCOL))
         elif kind == "exit":
             self.exiting = True
 

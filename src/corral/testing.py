@@ -336,6 +336,12 @@ def get_state(key: str) -> Any:
     return _worker_state.get(key)
 
 
+def init_ok_times(counter_path: str, successes: int) -> None:
+    """An initializer that succeeds on its first ``successes`` runs, then always raises."""
+    if _count_run(counter_path) > successes:
+        raise RuntimeError("initializer broke on purpose")
+
+
 def fail_first_init(counter_path: str, failures: int) -> None:
     """An initializer that raises on its first ``failures`` runs (in any worker)."""
     if _count_run(counter_path) <= failures:
