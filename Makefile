@@ -52,6 +52,8 @@ contract-matrix: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_thread.py
+	$(BIN)/python bench/bench_process.py
+	$(BIN)/python bench/bench_latency.py
 
 clean:
 	rm -rf $(VENV) .venv-* .mypy_cache .pytest_cache .ruff_cache

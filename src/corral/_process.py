@@ -282,6 +282,7 @@ class ProcessPoolExecutor(BaseExecutor):
         self._parent_pid = os.getpid()
         self._arg_prefix = _wire.segment_prefix(self._parent_pid, f"p{next(_pool_ids)}")
         self._tids = itertools.count(1)
+        self._outcomes: list[tuple[_Task, Any, BaseException | None]] = []  # to settle
         self._functions = _wire.FunctionPickler()
         # manager-thread state
         self._procs: dict[int, _Proc] = {}  # pid -> worker
@@ -596,6 +597,8 @@ class ProcessPoolExecutor(BaseExecutor):
             return
         for frame in proc.reader.feed(data):
             self._on_message(proc, pickle.loads(frame))
+        if self._outcomes:
+            self._settle()
 
     def _drain(self, proc: _Proc) -> None:
         """Reads whatever a dead worker wrote before it died."""
@@ -674,13 +677,20 @@ class ProcessPoolExecutor(BaseExecutor):
             if not live:
                 return
             exc = _wire.load_exception(message[2])
+        self._outcomes.append((task, result, exc))
+
+    def _settle(self) -> None:
+        """Books the outcomes read in one go under one lock, then resolves their futures."""
+        outcomes, self._outcomes = self._outcomes, []
+        resolved = []
         with self._lock:
-            if task.state != RUNNING:
-                return
-            self._finished_locked(task, exc)
-            resolve = task.state == ENDED
-        if resolve:
-            task.fut._resolve(result, exc)
+            for task, result, exc in outcomes:
+                if task.state == RUNNING:  # not cancelled or timed out meanwhile
+                    self._finished_locked(task, exc)
+                    if task.state == ENDED:
+                        resolved.append((task.fut, result, exc))
+        for fut, result, exc in resolved:
+            fut._resolve(result, exc)
 
     def _after_task(self, proc: _Proc) -> None:
         if self._max_tasks_per_child is not None and proc.tasks_run >= self._max_tasks_per_child:
