@@ -122,6 +122,8 @@ class BaseExecutor(concurrent.futures.Executor):
         task_timeout: float | None,
         retries: int,
     ) -> None:
+        if isinstance(max_workers, int) and not isinstance(max_workers, bool) and max_workers < 1:
+            raise ValueError(f"max_workers must be greater than 0, got {max_workers}")
         check_count("max_workers", max_workers, minimum=1)
         check_count("min_workers", min_workers, minimum=0)
         if min_workers > max_workers:

@@ -7,6 +7,7 @@ fails before any work is queued and the message says what to pass instead.
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -51,6 +52,16 @@ def check_count(name: str, value: object, *, minimum: int, allow_none: bool = Fa
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def cpu_count() -> int:
+    """CPUs this process may use (``os.process_cpu_count`` where Python has it)."""
+    return getattr(os, "process_cpu_count", os.cpu_count)() or 1
+
+
+def check_initializer(initializer: object) -> None:
+    if initializer is not None and not callable(initializer):
+        raise TypeError(f"initializer must be a callable, got {type(initializer).__name__}")
 
 
 def check_callable(fn: object, what: str = "fn") -> None:

@@ -53,7 +53,7 @@ from ._chunks import ChunkUnits
 from ._errors import BrokenExecutor, WorkerCrashed, signal_name
 from ._executor import ENDED, RUNNING, BaseExecutor, _Task
 from ._map import Units
-from ._options import TaskOptions, check_count, check_timeout
+from ._options import TaskOptions, check_count, check_initializer, check_timeout, cpu_count
 from ._timer import now
 from ._worker import REVOKE_SIGNAL, worker_main
 
@@ -245,13 +245,8 @@ class ProcessPoolExecutor(BaseExecutor):
     ) -> None:
         _check_not_bootstrapping()
         if max_workers is None:
-            max_workers = getattr(os, "process_cpu_count", os.cpu_count)() or 1
-        elif (
-            isinstance(max_workers, int) and not isinstance(max_workers, bool) and max_workers <= 0
-        ):
-            raise ValueError(f"max_workers must be greater than 0, got {max_workers}")
-        if initializer is not None and not callable(initializer):
-            raise TypeError(f"initializer must be a callable, got {type(initializer).__name__}")
+            max_workers = cpu_count()
+        check_initializer(initializer)
         check_count("max_tasks_per_child", max_tasks_per_child, minimum=1, allow_none=True)
         check_count("max_memory_per_child", max_memory_per_child, minimum=1, allow_none=True)
         self._kill_grace = check_timeout("kill_grace", kill_grace, allow_none=False) or 0.0

@@ -31,7 +31,6 @@ import asyncio
 import concurrent.futures.thread
 import contextvars
 import logging
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +39,7 @@ from ._context import CancelToken, current_token, set_current_token
 from ._errors import BrokenExecutor
 from ._executor import ENDED, QUEUED, RUNNING, BaseExecutor, _Task
 from ._future import Future
+from ._options import check_initializer, cpu_count
 
 LOGGER = logging.getLogger("corral")
 
@@ -61,8 +61,7 @@ class _Worker:
 
 
 def _default_max_workers() -> int:
-    count = getattr(os, "process_cpu_count", os.cpu_count)() or 1
-    return min(32, count + 4)
+    return min(32, cpu_count() + 4)
 
 
 class ThreadPoolExecutor(BaseExecutor):
@@ -108,12 +107,7 @@ class ThreadPoolExecutor(BaseExecutor):
     ) -> None:
         if max_workers is None:
             max_workers = _default_max_workers()
-        elif (
-            isinstance(max_workers, int) and not isinstance(max_workers, bool) and max_workers <= 0
-        ):
-            raise ValueError(f"max_workers must be greater than 0, got {max_workers}")
-        if initializer is not None and not callable(initializer):
-            raise TypeError(f"initializer must be a callable, got {type(initializer).__name__}")
+        check_initializer(initializer)
         super().__init__(
             max_workers=max_workers,
             min_workers=min_workers,
