@@ -520,3 +520,25 @@ def test_a_forked_child_exits_although_the_parent_has_a_thread_pool(tmp_path: Pa
     )
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "0", out.stderr
+
+
+def test_large_payloads_never_block_a_busy_worker() -> None:
+    # a busy worker reads nothing: a big frame written to it would block the manager,
+    # and the worker's own result write with it (a deadlock before the fix)
+    with corral.ProcessPoolExecutor(2) as ex:
+        list(ex.map(testing.identity, ["a"] * 200, chunksize=1))  # opens the prefetch window
+        futs = [ex.submit(testing.identity, "x" * 600_000) for _ in range(40)]
+        assert all(len(f.result(timeout=60)) == 600_000 for f in futs)
+
+
+def test_tasks_put_back_after_the_pool_broke_still_end(tmp_path: Path, gate: testing.Gate) -> None:
+    init = (str(tmp_path / "init"), 1)  # the first worker starts, every later one fails
+    with corral.ProcessPoolExecutor(1, initializer=testing.init_ok_times, initargs=init) as ex:
+        list(ex.map(testing.identity, range(300), chunksize=1))  # prefetching now
+        crash = ex.submit(testing.crash_after_gate, gate)
+        behind = [ex.submit(testing.identity, i) for i in range(5)]
+        testing.wait_until(crash.running)
+        gate.open()
+        assert isinstance(crash.exception(timeout=60), corral.WorkerCrashed)
+        for fut in behind:  # handed to the dead worker, put back, and the pool is broken
+            assert isinstance(fut.exception(timeout=60), corral.BrokenExecutor)

@@ -298,3 +298,23 @@ def test_queued_tasks_put_back_keep_their_order(gate: testing.Gate) -> None:
     finally:
         gate.open()
         ex.shutdown(wait=True)
+
+
+def test_cancelling_a_task_its_caller_runs_frees_the_slot_for_the_queue() -> None:
+    main = threading.current_thread()
+    outcome: dict[str, bool] = {}
+    with corral.ThreadPoolExecutor(1) as ex:
+        holder: list[corral.Future[Any]] = []
+
+        def first() -> None:
+            if threading.current_thread() is not main:
+                return  # a worker got it: this run tells nothing
+            queued = ex.submit(testing.noop)  # the one slot is taken by the caller
+            holder[0].cancel()  # the slot is free again: a worker must take the queue
+            outcome["ran"] = bool(corral.wait([queued], timeout=10).done)
+
+        fut = ex.submit(first)
+        holder.append(fut)
+        with pytest.raises(corral.CancelledError):
+            fut.result()  # runs `first` here, in the caller
+    assert outcome.get("ran", True)

@@ -350,7 +350,9 @@ class ProcessPoolExecutor(BaseExecutor):
             wake()
 
     def _stop_running(self, task: _Task, why: str) -> None:
-        self._command("stop", task)
+        # the run to stop is the one on this worker with this id, even if the task has
+        # been handed out again meanwhile (a retry after a timeout)
+        self._command("stop", task, task.worker, task.tid)
 
     def _backend_shutdown(self, wait: bool) -> None:
         self._command("shutdown")
@@ -430,9 +432,9 @@ class ProcessPoolExecutor(BaseExecutor):
     def _run_command(self, command: tuple[Any, ...]) -> None:
         if command[0] == "stop":
             task: _Task = command[1]
-            proc = task.worker
-            if isinstance(proc, _Proc) and task in proc.inflight:
-                if proc.inflight[0] is task:
+            proc, tid = command[2], command[3]
+            if isinstance(proc, _Proc) and any(t.tid == tid for t in proc.inflight):
+                if proc.inflight[0].tid == tid:
                     self._kill(proc)
                 else:  # handed over but not started: the worker drops it, nothing dies
                     self._revoke(proc, [task])
@@ -485,14 +487,24 @@ class ProcessPoolExecutor(BaseExecutor):
                     limit = window
                     if self._max_tasks_per_child is not None:
                         limit = min(limit, self._max_tasks_per_child - proc.tasks_run)
-                    while len(proc.inflight) < limit and proc.queued_bytes < PREFETCH_BYTES:
+                    while len(proc.inflight) < limit:
                         task = self._pop_locked()
                         if task is None:
                             break
+                        size = len(task.payload[0]) + len(task.payload[1])
+                        if proc.queued_bytes + size > PREFETCH_BYTES:
+                            # a busy worker does not read: a write that fills its socket
+                            # would block this thread (and the worker's own result write)
+                            self._unstart_locked(task)
+                            break
                         self._hand_over_locked(proc, task, sends)
+            broken = self._broken is not None
+            # tasks put back after the pool broke (a crash, a revoke) have no worker to go to
+            doomed = self._fail_queued_locked() if broken and self._pending else []
             pending = self._pending
             idle_out = self._shutdown and not pending and not self._backoff and not self._running
-            broken = self._broken is not None
+        for fut in doomed:
+            fut._resolve(exception=self._broken_error())
         for proc, tasks in sends.items():
             self._send(proc, ("run", [(t.tid, *t.payload) for t in tasks]))
         if self._idle and not pending:

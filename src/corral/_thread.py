@@ -160,13 +160,16 @@ class ThreadPoolExecutor(BaseExecutor):
         token.cancel(why, task.opts.task_timeout)
         with self._lock:
             worker: _Worker | None = task.worker
-            if worker is None or worker.abandoned or worker.task is not task:
+            if worker is None:  # the caller was running it: its slot is free now
+                wake = self._work_available_locked() if self._pending else None
+            elif worker.abandoned or worker.task is not task:
                 return
-            worker.abandoned = True
-            if worker.thread is not None:
-                self._abandoned.add(worker.thread)
-            self._nthreads -= 1
-            wake = self._work_available_locked() if self._pending else None
+            else:
+                worker.abandoned = True
+                if worker.thread is not None:
+                    self._abandoned.add(worker.thread)
+                self._nthreads -= 1
+                wake = self._work_available_locked() if self._pending else None
         if wake is not None:
             wake()
 

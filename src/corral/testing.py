@@ -283,6 +283,12 @@ def crash_times(counter_path: str, crashes: int) -> int:
     return runs
 
 
+def crash_after_gate(gate: Gate) -> None:
+    """Waits for ``gate``, then ends its process at once (``os._exit(3)``)."""
+    gate.wait(60)
+    os._exit(3)
+
+
 def pid() -> int:
     """The process id of the worker that runs it."""
     return os.getpid()
