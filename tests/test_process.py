@@ -422,12 +422,25 @@ def test_large_arrays_travel_through_shared_memory(pool: corral.ProcessPoolExecu
 def test_segments_of_cancelled_tasks_are_released(gate: testing.Gate) -> None:
     with corral.ProcessPoolExecutor(1) as ex:
         blocker = ex.submit(testing.wait_for_gate, gate)
-        queued = ex.submit(testing.identity, np.ones(1_000_000))
-        assert any("corral" in n for n in os.listdir("/dev/shm"))
+        queued = ex.submit(testing.identity, np.ones(1_000_000))  # 8 MB: shared memory
+        assert ex._segments is not None and len(ex._segments._lent) == 1
         queued.cancel()
+        assert not ex._segments._lent  # back in the pool for the next large argument
         gate.open()
         blocker.result(timeout=30)
-    # the autouse leak check asserts that /dev/shm holds nothing of ours
+    # memfds have no name: nothing can be left in /dev/shm (the leak check looks anyway)
+
+
+def test_segments_are_reused_and_results_are_private_copies(
+    pool: corral.ProcessPoolExecutor,
+) -> None:
+    a = np.arange(1_000_000, dtype=np.float64)
+    first = pool.submit(np.add, a, 1).result(timeout=30)
+    second = pool.submit(np.add, a, 2).result(timeout=30)  # same segments, reused
+    assert first[-1] == a[-1] + 1 and second[-1] == a[-1] + 2  # the first is untouched
+    assert pool._segments is not None and len(pool._segments._free) >= 1
+    first[0] = -1.0  # results are writable memory of our own
+    assert first[0] == -1.0
 
 
 # ------------------------------------------------------------------ signals and parent death

@@ -76,8 +76,6 @@ REVOKE_AFTER = 0.01
 #: Payload bytes queued at a busy worker at most, so a write never waits on its pipe.
 PREFETCH_BYTES = 32 * 1024
 
-_pool_ids = itertools.count()
-
 
 class BrokenProcessPool(BrokenExecutor, concurrent.futures.process.BrokenProcessPool):
     """Workers cannot start (stdlib: BrokenProcessPool); pending tasks fail with it."""
@@ -275,7 +273,8 @@ class ProcessPoolExecutor(BaseExecutor):
         self._max_tasks_per_child = max_tasks_per_child
         self._max_memory = max_memory_per_child
         self._parent_pid = os.getpid()
-        self._arg_prefix = _wire.segment_prefix(self._parent_pid, f"p{next(_pool_ids)}")
+        self._segments = _wire.SegmentPool() if _wire.SHARED_MEMORY else None
+        self._reader = _wire.SegmentReader()  # manager thread only
         self._tids = itertools.count(1)
         self._outcomes: list[tuple[_Task, Any, BaseException | None]] = []  # to settle
         self._functions = _wire.FunctionPickler()
@@ -308,13 +307,15 @@ class ProcessPoolExecutor(BaseExecutor):
     def _pickle_call(self, task: _Task) -> BaseException | None:
         try:
             fn_data, data, segments = _wire.dumps_call(
-                self._functions, task.fn, task.args, task.kwargs, self._arg_prefix
+                self._functions, task.fn, task.args, task.kwargs, self._segments
             )
         except _wire.SerializationError as exc:
             return exc
         task.payload = (fn_data, data, segments)
         if segments:
-            task.fut.add_done_callback(lambda _: _wire.unlink(segments))
+            pool = self._segments
+            assert pool is not None
+            task.fut.add_done_callback(lambda _: pool.give_back_all(segments))
         # the worker gets the pickled call: drop our references to the objects
         task.args = ()
         task.kwargs = {}
@@ -669,17 +670,21 @@ class ProcessPoolExecutor(BaseExecutor):
         result: Any = None
         exc: BaseException | None = None
         if message[0] == "ok":
-            if not live:
-                _wire.unlink(message[3])
-                return
+            segments = message[3]
             try:
-                result = _wire.loads(message[2], message[3], take=True)
+                if live:
+                    result = _wire.loads(message[2], segments, self._reader)
             except BaseException as error:
                 exc = _wire.SerializationError(
                     f"the result could not be unpickled in the parent: "
                     f"{type(error).__name__}: {error}"
                 )
                 exc.__cause__ = error
+            finally:
+                if segments:  # copied out (or dropped): the worker may reuse them
+                    self._send(proc, ("free", [fd for _, fd, _ in segments]))
+            if not live:
+                return
         else:
             if not live:
                 return
@@ -774,7 +779,7 @@ class ProcessPoolExecutor(BaseExecutor):
         self._procs.pop(proc.pid, None)
         if proc in self._idle:
             self._idle.remove(proc)
-        _wire.sweep(_wire.segment_prefix(self._parent_pid, proc.pid))
+        self._reader.forget(proc.pid)
         if proc.state == STARTING:
             error = proc.init_error or RuntimeError(
                 f"worker process {proc.pid} exited with code {exitcode} while starting "
@@ -825,10 +830,12 @@ class ProcessPoolExecutor(BaseExecutor):
             proc.process.join(1)
             if proc.conn is not None:
                 proc.conn.close()
-            _wire.sweep(_wire.segment_prefix(self._parent_pid, proc.pid))
         self._procs.clear()
         self._idle.clear()
         self._update_counts()
+        self._reader.close()
+        if self._segments is not None:
+            self._segments.close()
         self._selector.close()
         with self._lock:
             os.close(self._wake_r)

@@ -5,6 +5,7 @@ A worker talks only to its parent, over its own duplex pipe, in length-prefixed 
 
     parent -> worker   ("run", [(task_id, function_bytes, args_bytes, segments), ...])
                        ("revoke", [task_id, ...])   drop these if not started yet
+                       ("free", [fd, ...])          result segments read: reuse them
                        ("exit",)                    finish and exit
     worker -> parent   ("ready", pid)               initializer done, waiting for work
                        ("init_failed", exc_bytes)   the initializer raised; exiting
@@ -89,8 +90,9 @@ def worker_main(
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
-    prefix = _wire.segment_prefix(parent_pid, os.getpid())
-    inbox = _Inbox(conn.fileno())
+    pool = _wire.SegmentPool() if _wire.SHARED_MEMORY else None
+    reader = _wire.SegmentReader()
+    inbox = _Inbox(conn.fileno(), pool)
     signal.signal(REVOKE_SIGNAL, inbox.on_signal)
     send = inbox.send
 
@@ -113,9 +115,7 @@ def worker_main(
         if not queue:
             continue
         task_id, fn_data, call, segments = queue.popleft()
-        # argument segments stay mapped while the call's objects live (the parent
-        # unlinks their names when the task ends), so nothing is released by hand
-        _run_one(task_id, fn_data, call, segments, functions, prefix, send, report_memory)
+        _run_one(task_id, fn_data, call, segments, functions, pool, reader, send, report_memory)
     conn.close()
 
 
@@ -130,8 +130,9 @@ class _Inbox:
     the loop itself reads or writes the pipe is handled right after.
     """
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, pool: _wire.SegmentPool | None) -> None:
         self.fd = fd
+        self.pool = pool
         self.queue: deque[tuple[int, bytes, bytes, _wire.Segments]] = deque()
         self.exiting = False
         self._busy = False
@@ -176,6 +177,10 @@ class _Inbox:
             for task_id in message[1]:  # "started": its outcome follows (or came already)
                 reply = ("skipped" if task_id in skipped else "started", task_id)
                 _wire.write_frame(self.fd, pickle.dumps(reply, _wire.PROTOCOL))
+        elif kind == "free":  # the parent copied these result segments out
+            if self.pool is not None:
+                for fd in message[1]:
+                    self.pool.give_back(fd)
         elif kind == "exit":
             self.exiting = True
 
@@ -202,13 +207,14 @@ def _run_one(
     call: bytes,
     segments: _wire.Segments,
     functions: dict[bytes, Any],
-    prefix: str,
+    pool: _wire.SegmentPool | None,
+    reader: _wire.SegmentReader,
     send: Any,
     report_memory: bool,
 ) -> None:
     try:
         fn = _load_function(fn_data, functions)
-        args, kwargs = _wire.loads(call, segments, take=False)
+        args, kwargs = _wire.loads(call, segments, reader)
     except BaseException as exc:
         error = _wire.SerializationError(
             f"the call could not be unpickled in the worker process: "
@@ -233,7 +239,7 @@ def _run_one(
     set_current_token(None)
     del fn, args, kwargs
     try:
-        data, out_segments = _wire.dumps(result, prefix)
+        data, out_segments = _wire.dumps(result, pool)
     except BaseException as exc:
         error = _wire.SerializationError(
             f"the result ({type(result).__name__}) could not be pickled to send it back: {exc}"
