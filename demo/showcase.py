@@ -674,6 +674,66 @@ def process_numpy(demo: Demo) -> None:
     print(f"\n  (copying the {ARRAYS * ARRAY_MB} MB once in this process: {seconds(copy)})")
 
 
+def spin(seconds_: float) -> int:
+    """CPU-bound work: counts for ``seconds_``."""
+    end = time.perf_counter() + seconds_
+    n = 0
+    while time.perf_counter() < end:
+        n += 1
+    return n
+
+
+@section("asyncio: the event loop keeps ticking, and wait_for() stops the work")
+def asyncio_section(demo: Demo) -> None:
+    import asyncio
+
+    async def ticker_during(work: Callable[[], Any]) -> tuple[float, int]:
+        gaps: list[float] = []
+        task = asyncio.ensure_future(work())
+        last = time.perf_counter()
+        while not task.done():
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+        await task
+        return max(gaps), len(gaps)
+
+    async def in_the_loop() -> None:
+        for _ in range(4):
+            spin(0.25)  # what "just call it" does: blocks the loop
+
+    async def on_corral() -> None:
+        await asyncio.gather(*(demo.processes.submit(spin, 0.25) for _ in range(4)))
+
+    gap_blocking, _ = asyncio.run(ticker_during(in_the_loop))
+    gap_corral, _ = asyncio.run(ticker_during(on_corral))
+    print("  A ticker sleeps 10 ms in a loop while 4 x 0.25 s of CPU work run:\n")
+    table(
+        [
+            ("longest gap between ticks", seconds(gap_blocking), seconds(gap_corral)),
+            ("how", "spin() called in a coroutine", "await ex.submit(spin, 0.25)"),
+        ],
+        ("", "in the event loop", "corral process pool"),
+    )
+
+    async def runaway() -> str:
+        try:
+            await asyncio.wait_for(demo.processes.submit(testing.hang), 0.3)
+        except (asyncio.TimeoutError, TimeoutError):
+            return "TimeoutError"
+        return "finished"
+
+    before = demo.processes.statistics().cancelled
+    t0 = time.perf_counter()
+    outcome = asyncio.run(runaway())
+    took = time.perf_counter() - t0
+    killed = demo.processes.statistics().cancelled - before
+    call = "await asyncio.wait_for(ex.submit(testing.hang), 0.3)"
+    print(f"\n  {call}: {outcome} after {seconds(took)};")
+    print(f"  the worker running it was killed (statistics: cancelled +{killed})")
+
+
 @section("statistics()")
 def statistics(demo: Demo) -> None:
     print("  The pools the sections above shared, ex.statistics():\n")
