@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
+import logging
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -13,6 +16,9 @@ from typing import Any
 import pytest
 
 import corral
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 from corral import testing
 
 LOOPS = ["asyncio"]
@@ -29,6 +35,12 @@ except ImportError:  # pragma: no cover - uvloop is optional
 def run(request: pytest.FixtureRequest) -> Iterator[Callable[[Any], Any]]:
     """Runs a coroutine on the loop under test, with warnings turned into errors."""
 
+    complaints: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = complaints.append  # type: ignore[method-assign]
+    asyncio_logger = logging.getLogger("asyncio")
+    asyncio_logger.addHandler(handler)
+
     def runner(coro: Any) -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -38,7 +50,12 @@ def run(request: pytest.FixtureRequest) -> Iterator[Callable[[Any], Any]]:
                 return uvloop.run(coro)
             return asyncio.run(coro)
 
-    yield runner
+    try:
+        yield runner
+        gc.collect()  # a pending task destroyed late logs "Task was destroyed" here
+    finally:
+        asyncio_logger.removeHandler(handler)
+    assert not complaints, [r.getMessage() for r in complaints]
 
 
 def _gone(pid: int) -> bool:
@@ -183,3 +200,23 @@ def test_async_with_shuts_down_without_blocking_the_loop(run: Callable[[Any], An
         return fut.result()
 
     assert run(main()) == 49
+
+
+def test_async_task_group(run: Callable[[Any], Any], started: testing.Gate) -> None:
+    with corral.ProcessPoolExecutor(2) as ex:
+
+        async def ok() -> list[int]:
+            async with corral.TaskGroup(ex) as group:
+                futs = [group.submit(testing.square, i) for i in range(4)]
+            return [f.result() for f in futs]
+
+        async def failing() -> corral.Future[Any]:
+            with pytest.raises(BaseExceptionGroup):
+                async with corral.TaskGroup(ex) as group:
+                    sibling = group.submit(testing.sleep_until_cancelled, 30.0, started)
+                    await asyncio.get_running_loop().run_in_executor(None, started.wait, 30)
+                    group.submit(testing.fail, "boom")
+            return sibling
+
+        assert run(ok()) == [0, 1, 4, 9]
+        assert run(failing()).cancelled()
