@@ -442,8 +442,10 @@ class BaseExecutor(concurrent.futures.Executor):
         """Stop hook of every future this executor made (called by Future.cancel)."""
         task: _Task = fut._task
         with self._lock:
-            self._counts["cancelled"] += 1
             state = task.state
+            if state == ENDED:
+                return  # it finished just before the cancel: counted as such
+            self._counts["cancelled"] += 1
             if state == QUEUED:
                 task.state = ENDED
                 self._pending -= 1
@@ -455,13 +457,12 @@ class BaseExecutor(concurrent.futures.Executor):
                 self._backoff.discard(task)
                 if task.timer is not None:
                     task.timer.cancel()
+                # workers of a pool shutting down wait for retries: let them look again
                 wake = self._work_available_locked()
             elif state == RUNNING:
                 self._running.discard(task)
                 task.state = ENDED
                 wake = None
-            else:
-                return
         if wake is not None:
             wake()
         if state == RUNNING:

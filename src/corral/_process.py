@@ -154,6 +154,11 @@ class _Proc:
 _MAIN_GUARD = re.compile(r"""^if\s+__name__\s*==\s*['"]__main__['"]\s*:""", re.MULTILINE)
 
 
+def _payload_size(task: _Task) -> int:
+    """Bytes a task's pickled call takes on the pipe (its function and its arguments)."""
+    return len(task.payload[0]) + len(task.payload[1])
+
+
 def _default_context() -> multiprocessing.context.BaseContext:
     """forkserver (safe with threads, as Python 3.14 chose), but fork for unguarded scripts.
 
@@ -284,7 +289,6 @@ class ProcessPoolExecutor(BaseExecutor):
         self._start_failures = 0
         self._avg_seconds: float | None = None  # moving average of task run times
         self._replacements = 0  # workers that died under work, to replace at once
-        self._last_start_error: BaseException | None = None
         self._deadlines: list[tuple[float, int, Callable[[], None]]] = []
         self._deadline_seq = itertools.count()
         self._commands: deque[tuple[Any, ...]] = deque()
@@ -492,7 +496,7 @@ class ProcessPoolExecutor(BaseExecutor):
                         task = self._pop_locked()
                         if task is None:
                             break
-                        size = len(task.payload[0]) + len(task.payload[1])
+                        size = _payload_size(task)
                         if proc.queued_bytes + size > PREFETCH_BYTES:
                             # a busy worker does not read: a write that fills its socket
                             # would block this thread (and the worker's own result write)
@@ -530,7 +534,7 @@ class ProcessPoolExecutor(BaseExecutor):
             proc.head_started = now()
             self._arm_timeout_locked(task)  # the clock runs while the task runs
         else:
-            proc.queued_bytes += len(task.payload[0]) + len(task.payload[1])
+            proc.queued_bytes += _payload_size(task)
         proc.inflight.append(task)
         task.worker = proc
         task.tid = next(self._tids)
@@ -582,7 +586,6 @@ class ProcessPoolExecutor(BaseExecutor):
 
     def _start_failed(self, error: BaseException) -> None:
         self._start_failures += 1
-        self._last_start_error = error
         if self._start_failures >= START_FAILURES_TO_BREAK:
             self._break(
                 f"worker processes cannot start: {self._start_failures} starts failed in a "
@@ -639,7 +642,7 @@ class ProcessPoolExecutor(BaseExecutor):
             task = next(t for t in proc.inflight if t.tid == message[1])
             proc.inflight.remove(task)
             proc.revoked.discard(task.tid)
-            proc.queued_bytes -= len(task.payload[0]) + len(task.payload[1])
+            proc.queued_bytes -= _payload_size(task)
             with self._lock:
                 self._unstart_locked(task)
             if not proc.inflight and proc.state == READY:
@@ -649,7 +652,7 @@ class ProcessPoolExecutor(BaseExecutor):
         proc.revoked.discard(task.tid)
         head = proc.inflight[0] if proc.inflight else None
         if head is not None:
-            proc.queued_bytes -= len(head.payload[0]) + len(head.payload[1])
+            proc.queued_bytes -= _payload_size(head)
         self._task_done(proc, task, message)
         if head is not None:
             proc.head_started = now()
