@@ -26,6 +26,9 @@ import corral
 from corral import testing
 from corral._wire import RemoteError, SerializationError, WorkerTraceback
 
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import ExceptionGroup
+
 
 @pytest.fixture
 def pool() -> Iterator[corral.ProcessPoolExecutor]:
@@ -486,6 +489,29 @@ def test_workers_exit_within_2s_when_the_parent_is_killed(tmp_path: Path) -> Non
     finally:
         parent.kill()
         parent.wait(10)
+
+
+# ------------------------------------------------------------------ TaskGroup
+
+
+def test_task_group_failure_kills_an_hour_long_sibling_within_2s(
+    pool: corral.ProcessPoolExecutor, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "pid"
+    with pytest.raises(ExceptionGroup) as info, corral.TaskGroup(pool) as group:
+        sibling = group.submit(testing.write_pids_and_hang, str(pidfile), None, True)
+        worker, grandchild = _read_pids(pidfile)
+        begin = time.monotonic()
+        group.submit(testing.fail, "first failure")
+    took = time.monotonic() - begin
+    assert [str(e) for e in info.value.exceptions] == ["first failure"]
+    assert sibling.cancelled()
+    testing.wait_until(
+        lambda: not _alive(worker) and not _alive(grandchild),
+        timeout=2.0,
+        message="the sibling's worker and its child to be gone",
+    )
+    assert took < 2.0, f"the group raised {took:.2f} s after the failure"
 
 
 # ------------------------------------------------------------------ regressions

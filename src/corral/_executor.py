@@ -29,6 +29,7 @@ import functools
 import heapq
 import itertools
 import os
+import sys
 import threading
 import weakref
 from collections import deque
@@ -36,6 +37,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
+from . import _interrupt as interrupt
 from ._errors import BrokenExecutor, QueueFull
 from ._future import Future
 from ._map import MapIterator, Units
@@ -106,6 +108,8 @@ class BaseExecutor(concurrent.futures.Executor):
     _kind = "executor"
     #: Set by the interpreter-exit hook: threads running cancelled tasks are not waited for.
     _at_exit = False
+    #: Seconds a stopped worker process gets between SIGTERM and SIGKILL.
+    _kill_grace = 0.0
     #: Runs a queued task in the thread that waits for it (see _thread.py), or None.
     _inline_helper: Callable[[Future[Any]], None] | None = None
     #: Turns a new task into what the backend sends (process: pickles the call); an
@@ -149,6 +153,7 @@ class BaseExecutor(concurrent.futures.Executor):
             ("completed", "failed", "cancelled", "timed_out", "crashed", "retried"), 0
         )
         live_executors.add(self)
+        interrupt.install(_live_pools)
 
     # ------------------------------------------------------------------ public API
 
@@ -232,19 +237,39 @@ class BaseExecutor(concurrent.futures.Executor):
         with self._lock:
             self._shutdown = True
             self._not_full.notify_all()
-            doomed = (
-                [t.fut for t in (*self._queued_locked(), *self._backoff)]
-                if (cancel_futures or kill)
-                else []
-            )
-            if kill:
-                doomed += [t.fut for t in self._running]
+            doomed = self._doomed_locked(running=kill) if (cancel_futures or kill) else []
             wake = self._work_available_locked(shutdown=True)
         for fut in doomed:
             fut.cancel()
         if wake is not None:
             wake()
-        self._backend_shutdown(wait)
+        if wait and not interrupt.forced():
+            with interrupt.stopping():
+                self._backend_shutdown(True)
+        else:
+            self._backend_shutdown(False)
+        interrupt.release()
+
+    def _doomed_locked(self, running: bool) -> list[Future[Any]]:
+        """The futures to cancel to stop the pending (and running) work."""
+        doomed = [t.fut for t in (*self._queued_locked(), *self._backoff)]
+        if running:
+            doomed += [t.fut for t in self._running]
+        return doomed
+
+    def _interrupt(self) -> None:
+        """Ctrl+C (see _interrupt.py): cancels all work, pending and running."""
+        with self._lock:
+            doomed = self._doomed_locked(running=True)
+        for fut in doomed:
+            fut.cancel()
+
+    def _signal_workers(self, signum: int) -> list[int]:
+        """Sends ``signum`` to every worker process group; returns their pids.
+
+        Called from a signal handler: no locks. Pools without processes have none.
+        """
+        return []
 
     def statistics(self) -> Statistics:
         """A snapshot of the pool: workers, queue and outcome counters."""
@@ -591,16 +616,41 @@ class Configured:
         )
 
 
-def _python_exit() -> None:
-    """At interpreter exit, finish queued work of every pool, as the stdlib does.
+def _live_pools() -> list[BaseExecutor]:
+    return list(live_executors)
 
+
+def _exiting_through_error() -> bool:
+    """True when the main script ended with an uncaught exception (Ctrl+C included).
+
+    Python prints it (which sets ``sys.last_value``) before it finalizes. An
+    interactive session keeps its last error there, so it does not count.
+    """
+    if hasattr(sys, "ps1") or sys.flags.interactive:
+        return False
+    return getattr(sys, "last_value", None) is not None
+
+
+def _python_exit() -> None:
+    """At interpreter exit: finish the work of pools left open, or stop it.
+
+    A normal exit waits for queued and running work, as the stdlib does. An exit
+    through an uncaught exception, or after Ctrl+C, stops it instead (cancels pending
+    work, kills running process work); a second Ctrl+C stops the waiting altogether.
     Runs in ``threading._shutdown``, before non-daemon threads are joined and before
     atexit handlers (multiprocessing's among them), so worker processes are gone
     before multiprocessing would wait for them. See docs/design.md, "Interpreter exit".
     """
-    for executor in list(live_executors):
-        executor._at_exit = True
-        executor.shutdown(wait=True)
+    stop = interrupt.interrupted() or _exiting_through_error()
+    pools = list(live_executors)
+    while pools:
+        pools[0]._at_exit = True
+        try:
+            pools[0].shutdown(wait=True, cancel_futures=stop, kill=stop)
+        except KeyboardInterrupt:
+            stop = True  # Ctrl+C while exit waits: stop the work, then wait for that
+            continue
+        pools.pop(0)
 
 
 threading._register_atexit(_python_exit)  # type: ignore[attr-defined]

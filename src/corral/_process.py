@@ -253,14 +253,8 @@ class ProcessPoolExecutor(BaseExecutor):
         check_count("max_tasks_per_child", max_tasks_per_child, minimum=1, allow_none=True)
         check_count("max_memory_per_child", max_memory_per_child, minimum=1, allow_none=True)
         self._kill_grace = check_timeout("kill_grace", kill_grace, allow_none=False) or 0.0
-        super().__init__(
-            max_workers=max_workers,
-            min_workers=min_workers,
-            idle_timeout=idle_timeout,
-            max_pending=max_pending,
-            task_timeout=task_timeout,
-            retries=retries,
-        )
+        # everything that can reject the arguments comes first: a pool that registered
+        # itself (for interpreter exit and Ctrl+C) is one that works
         if mp_context is None:
             self._ctx = _default_context()
         elif isinstance(mp_context, str):
@@ -275,6 +269,14 @@ class ProcessPoolExecutor(BaseExecutor):
                 raise TypeError(
                     f"initializer/initargs could not be pickled for the workers: {exc}"
                 ) from exc
+        super().__init__(
+            max_workers=max_workers,
+            min_workers=min_workers,
+            idle_timeout=idle_timeout,
+            max_pending=max_pending,
+            task_timeout=task_timeout,
+            retries=retries,
+        )
         self._max_tasks_per_child = max_tasks_per_child
         self._max_memory = max_memory_per_child
         self._parent_pid = os.getpid()
@@ -752,6 +754,12 @@ class ProcessPoolExecutor(BaseExecutor):
         self._call_at(
             now() + self._kill_grace, lambda: self._signal_group(proc.pid, signal.SIGKILL)
         )
+
+    def _signal_workers(self, signum: int) -> list[int]:
+        pids = list(self._procs)  # one C-level copy: safe in a signal handler
+        for pid in pids:
+            self._signal_group(pid, signum)
+        return pids
 
     @staticmethod
     def _signal_group(pid: int, signum: int) -> None:

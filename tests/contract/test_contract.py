@@ -548,3 +548,22 @@ def test_task_group_failure_cancels_siblings(make_executor: Make, started: testi
         group.submit(testing.fail, "first failure")
     assert [str(e) for e in info.value.exceptions] == ["first failure"]
     assert sibling.cancelled()
+
+
+def test_task_groups_nest(make_executor: Make, started: testing.Gate) -> None:
+    ex = make_executor(2)
+    with corral.TaskGroup(ex) as outer:
+        a = outer.submit(testing.square, 2)
+        with corral.TaskGroup(ex) as inner:
+            b = inner.submit(testing.square, 3)
+        assert b.result() == 9  # the inner block waited for its own task
+    assert a.result() == 4
+    with pytest.raises(ExceptionGroup) as info, corral.TaskGroup(ex) as outer:
+        sibling = outer.submit(testing.sleep_until_cancelled, 30.0, started)
+        assert started.wait(10)
+        with corral.TaskGroup(ex) as inner:
+            inner.submit(testing.fail, "inner failure")
+    (inner_group,) = info.value.exceptions  # the inner group's failure, as one member
+    assert isinstance(inner_group, ExceptionGroup)
+    assert [str(e) for e in inner_group.exceptions] == ["inner failure"]
+    assert sibling.cancelled()

@@ -1,0 +1,250 @@
+"""Ctrl+C and SIGTERM: the one place that decides what they do to corral's pools.
+
+The policy (docs/design.md, "Ctrl+C, SIGTERM and interpreter exit"):
+
+* **First Ctrl+C**: every live pool cancels its pending work and stops its running work
+  (process workers get SIGTERM, then SIGKILL after ``kill_grace``; thread tasks see
+  ``corral.cancelled()``), and KeyboardInterrupt is raised in the main thread as usual.
+  The pools stay usable: a program (or a notebook) that catches KeyboardInterrupt can
+  go on submitting.
+* **Second Ctrl+C while the first is still being handled** (within ``FORCE_WINDOW``
+  seconds of it, or while a shutdown or interpreter exit is waiting for workers):
+  every worker process group is SIGKILLed at once, interpreter exit stops waiting, and
+  KeyboardInterrupt is raised again.
+* **SIGTERM**: the parent keeps SIGTERM's usual meaning (it ends, killed by SIGTERM) but
+  first sends SIGTERM to every worker's process group, waits up to the pools'
+  ``kill_grace`` for them, and SIGKILLs what is left: no worker and no task's child
+  outlives it.
+* Workers never see the terminal's Ctrl+C: they run in process groups of their own and
+  ignore SIGINT, so they print nothing for it.
+
+Why this design:
+
+* The signal handler does no work that takes a lock. Python runs handlers in the main
+  thread between two bytecodes, possibly while that thread holds an executor's lock (in
+  ``submit``, say); cancelling from the handler could deadlock on it. The handler writes
+  one byte to a pipe; a daemon thread ("corral-interrupt") wakes on it and does the
+  cancelling, while KeyboardInterrupt unwinds the main thread. Only the force path
+  signals processes from the handler, with plain system calls.
+* The handlers are installed when a pool is made in the main thread, and only over the
+  default ones (``signal.default_int_handler`` for SIGINT, ``SIG_DFL`` for SIGTERM); a
+  handler the program (or asyncio.run) set is left alone. When the last pool is shut
+  down, the default handlers come back and the thread ends, so a program with no pool
+  has neither; asyncio.run started after that installs its own handler as usual.
+
+Rejected:
+
+* Relying on KeyboardInterrupt reaching a corral call (what the stdlib does). It misses
+  pools the main thread is not waiting on, pools used from other threads, and pools left
+  open, whose running work interpreter exit would wait for.
+* Letting workers receive SIGINT: every worker prints a traceback, and a task that
+  catches KeyboardInterrupt keeps running.
+* Turning SIGTERM into an exception in the parent: SIGTERM is how supervisors stop
+  programs, and a program that wants to unwind on it installs its own handler (corral
+  then leaves SIGTERM alone; interpreter exit still stops running work when the
+  program ends through an exception).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from types import FrameType
+from typing import Any, Protocol
+
+#: A second Ctrl+C this soon after the first forces, whatever is going on.
+FORCE_WINDOW = 2.0
+
+
+class _Pool(Protocol):
+    _shutdown: bool
+    _kill_grace: float
+
+    def _interrupt(self) -> None: ...
+
+    def _signal_workers(self, signum: int) -> list[int]: ...
+
+
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
+class _State:
+    def __init__(self) -> None:
+        self.pools: Callable[[], Iterable[_Pool]] = tuple
+        self.installed: dict[int, _Handler] = {}  # signal -> the handler ours replaced
+        self.thread: threading.Thread | None = None
+        self.wake_r = self.wake_w = -1
+        self.presses = 0
+        self.last_press = -FORCE_WINDOW
+        self.forced = False  # a second Ctrl+C came: nothing waits for workers any more
+        self.stopping = 0  # shutdowns (and interpreter exit) waiting for workers right now
+
+
+_state = _State()
+
+
+def forced() -> bool:
+    """True once a second Ctrl+C forced the stop: shutdowns stop waiting for workers."""
+    return _state.forced
+
+
+def interrupted() -> bool:
+    """True once Ctrl+C reached the policy (then interpreter exit stops running work)."""
+    return _state.presses > 0
+
+
+class stopping:
+    """Marks a wait for workers (a shutdown), during which a second Ctrl+C forces."""
+
+    def __enter__(self) -> None:
+        _state.stopping += 1
+
+    def __exit__(self, *exc: object) -> None:
+        _state.stopping -= 1
+
+
+def install(pools: Callable[[], Iterable[_Pool]]) -> None:
+    """Takes over SIGINT and SIGTERM where they have their default handlers.
+
+    Called by every pool's constructor; does nothing outside the main thread (Python
+    lets only the main thread set handlers) or when already installed. ``pools`` lists
+    the live pools.
+    """
+    if _state.installed or threading.current_thread() is not threading.main_thread():
+        return
+    mine: dict[int, Callable[[int, FrameType | None], None]] = {}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        mine[signal.SIGINT] = _on_sigint
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        mine[signal.SIGTERM] = _on_sigterm
+    if not mine:
+        return
+    _state.pools = pools
+    if signal.SIGINT in mine:
+        _state.wake_r, _state.wake_w = os.pipe()
+        os.set_blocking(_state.wake_w, False)
+        _state.thread = threading.Thread(
+            target=_serve, args=(_state.wake_r,), name="corral-interrupt", daemon=True
+        )
+        _state.thread.start()
+    for signum, handler in mine.items():
+        _state.installed[signum] = signal.signal(signum, handler)
+
+
+def release() -> None:
+    """Gives SIGINT and SIGTERM back once no pool is left that is not shut down.
+
+    Called at the end of every shutdown; only the main thread can do it, and only
+    where our handlers are still the ones installed.
+    """
+    if not _state.installed or threading.current_thread() is not threading.main_thread():
+        return
+    if any(not pool._shutdown for pool in _state.pools()):
+        return
+    ours: dict[int, _Handler] = {signal.SIGINT: _on_sigint, signal.SIGTERM: _on_sigterm}
+    for signum, previous in list(_state.installed.items()):
+        if signal.getsignal(signum) is ours[signum]:
+            signal.signal(signum, previous)
+            del _state.installed[signum]
+    if _state.installed:
+        return  # somebody replaced ours: keep the thread for the handler they chain to
+    thread, _state.thread = _state.thread, None
+    if thread is not None:
+        os.close(_state.wake_w)  # EOF: the thread ends
+        thread.join(5)
+        os.close(_state.wake_r)
+        _state.wake_r = _state.wake_w = -1
+    _state.presses = 0
+    _state.forced = False
+
+
+def _serve(wake_r: int) -> None:
+    """The interrupt thread: one pass over the pools for each Ctrl+C."""
+    while os.read(wake_r, 64):
+        for pool in list(_state.pools()):
+            try:
+                pool._interrupt()
+            except Exception:  # pragma: no cover - a bug in corral
+                import logging
+
+                logging.getLogger("corral").exception("stopping a pool on Ctrl+C failed")
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    state = _state
+    now = time.monotonic()
+    force = state.presses > 0 and (now - state.last_press < FORCE_WINDOW or state.stopping > 0)
+    state.presses += 1
+    state.last_press = now
+    if force:
+        state.forced = True
+        for pool in list(state.pools()):
+            pool._signal_workers(signal.SIGKILL)
+    elif state.wake_w >= 0:
+        try:
+            os.write(state.wake_w, b"i")
+        except BlockingIOError:  # pragma: no cover - the thread has presses to read
+            pass
+    signal.default_int_handler(signum, frame)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    pools = list(_state.pools())
+    pids = [pid for pool in pools for pid in pool._signal_workers(signal.SIGTERM)]
+    grace = max((pool._kill_grace for pool in pools), default=0.0)
+    _wait_for_exit(pids, grace)
+    for pool in pools:
+        pool._signal_workers(signal.SIGKILL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)  # pragma: no cover - SIGTERM ends the process before this returns
+    sys.exit(128 + signal.SIGTERM)  # pragma: no cover
+
+
+def _wait_for_exit(pids: list[int], timeout: float) -> None:
+    """Waits until those processes have ended (zombies count), or ``timeout``."""
+    fds = []
+    for pid in pids:
+        try:
+            fds.append(os.pidfd_open(pid))
+        except OSError:
+            pass  # gone already (or no pidfd here: nothing to wait with)
+    try:
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + timeout
+        left = len(fds)
+        while left > 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            for fd, _ in poller.poll(remaining * 1000):
+                poller.unregister(fd)
+                left -= 1
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has no pools of ours: give it back the handlers we replaced."""
+    for signum, previous in _state.installed.items():
+        try:
+            signal.signal(signum, previous)
+        except (ValueError, OSError):  # pragma: no cover - not the main thread
+            pass
+    for fd in (_state.wake_r, _state.wake_w):
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    _state.__init__()  # type: ignore[misc]
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
