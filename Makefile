@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_process.py
 	$(BIN)/python bench/bench_latency.py
 	$(BIN)/python bench/bench_asyncio.py
+	$(BIN)/python bench/bench_interrupt.py
 
 clean:
 	rm -rf $(VENV) .venv-* .mypy_cache .pytest_cache .ruff_cache

@@ -734,6 +734,67 @@ def asyncio_section(demo: Demo) -> None:
     print(f"  the worker running it was killed (statistics: cancelled +{killed})")
 
 
+def _busy_pool() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("busy_pool", ROOT / "demo" / "busy_pool.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@section("Ctrl+C on a busy pool")
+def ctrl_c(demo: Demo) -> None:
+    cap = 2.0
+    print("  A program (demo/busy_pool.py) whose two workers are each in a 60 s task; its")
+    print("  main thread waits for them inside `with pool:`. Send it SIGINT, from a terminal")
+    print("  (the whole process group) or with kill -INT PID (the program alone: an IDE's")
+    print(f"  stop button, a supervisor). The stdlib gets {seconds(cap)} before it is killed.\n")
+    busy_pool = _busy_pool()
+
+    def measure(backend: str, group: bool) -> tuple[str, str, str, str]:
+        with tempfile.TemporaryDirectory() as tmp:
+            run = busy_pool.Run(backend, "with", Path(tmp))
+            took, status, err = run.end(run.signal(2, group=group), timeout=cap)
+            left = len(run.workers_left(timeout=0.5))
+            run.kill()
+        exited = f"still running after {seconds(cap)}" if took is None else seconds(took)
+        return exited, str(status), str(err.count("Traceback (most recent")), str(left)
+
+    cases = [
+        ("corral processes", "process"),
+        ("stdlib processes", "stdlib-process"),
+        ("corral threads", "thread"),
+        ("stdlib threads", "stdlib-thread"),
+    ]
+    jobs = [(label, backend, to) for to in ("terminal", "kill -INT") for label, backend in cases]
+    results: dict[tuple[str, str], tuple[str, str, str, str]] = {}
+
+    def one(label: str, backend: str, to: str) -> None:
+        results[label, to] = measure(backend, to == "terminal")
+
+    # corral's runs one at a time (they are timed); the stdlib's, which wait out the
+    # cap, side by side
+    for label, backend, to in jobs:
+        if backend in ("process", "thread"):
+            one(label, backend, to)
+    waiting = [
+        threading.Thread(target=one, args=job) for job in jobs if job[1].startswith("stdlib")
+    ]
+    for thread in waiting:
+        thread.start()
+    for thread in waiting:
+        thread.join()
+    table(
+        [(label, to, *results[label, to]) for label, _, to in jobs],
+        ("pool", "SIGINT from", "exits after", "status", "tracebacks", "workers left"),
+    )
+    print("\n  corral: the first Ctrl+C cancels pending work and kills running work in every")
+    print("  pool; a second one during that clean-up SIGKILLs at once. bench/bench_interrupt.py")
+    print("  measures it over repeated runs.")
+
+
 @section("statistics()")
 def statistics(demo: Demo) -> None:
     print("  The pools the sections above shared, ex.statistics():\n")

@@ -227,9 +227,9 @@ class BaseExecutor(concurrent.futures.Executor):
         """Stops accepting work and releases the workers when their work is done.
 
         Args:
-            wait: block until every worker has exited. Ctrl+C while waiting raises
-                KeyboardInterrupt in the caller; the work goes on (a one-press Ctrl+C
-                policy is not built yet).
+            wait: block until every worker has exited. A first Ctrl+C while waiting
+                cancels and stops the work of every pool (docs/design.md §10) and
+                raises KeyboardInterrupt here; a second one SIGKILLs the workers.
             cancel_futures: cancel the tasks that have not started.
             kill: also stop running tasks now (processes are killed; thread tasks
                 see ``corral.cancelled()``). Implies cancel_futures.

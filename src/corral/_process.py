@@ -225,7 +225,10 @@ class ProcessPoolExecutor(BaseExecutor):
 
     Cancelling a running task, or its task_timeout, terminates the worker's whole
     process group and starts a replacement; the future resolves at once. Workers
-    ignore Ctrl+C; a with-block left through KeyboardInterrupt kills running work.
+    ignore Ctrl+C: the parent's first Ctrl+C cancels pending work and kills running work
+    in every pool (a second SIGKILLs at once), and a with-block left through an
+    exception kills running work. SIGTERM to the parent takes the workers' process
+    groups down with it.
     """
 
     _kind = "ProcessPoolExecutor"

@@ -85,9 +85,9 @@ class ThreadPoolExecutor(BaseExecutor):
         retries: default number of re-runs of a task that failed with a retryable
             error (``options(retry_on=...)`` chooses which).
 
-    Ctrl+C while a caller blocks in submit(), shutdown() or a with-block exit raises
-    KeyboardInterrupt there; a with-block left through it cancels pending tasks and
-    asks running ones to stop instead of waiting for them.
+    Ctrl+C raises KeyboardInterrupt in the main thread, wherever it waits, and cancels
+    the pending tasks of every pool and asks running ones to stop; a with-block left
+    through an exception does the same instead of waiting for them.
     """
 
     _kind = "ThreadPoolExecutor"
