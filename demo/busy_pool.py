@@ -15,6 +15,13 @@ MODE:
     raise        pool left open, then the program fails with ValueError
     finish       pool left open with two 0.3 s tasks; the program ends normally
     own_handler  the program set its own SIGINT handler (sys.exit(7)) first
+    catch        pool left open; the program catches KeyboardInterrupt, checks (while it
+                 still runs) that its futures were cancelled and its workers are gone,
+                 runs one more task on the same pool and writes DIR/survived
+    catch_force  as ``trap_term``, but the first KeyboardInterrupt is caught: DIR/caught
+                 is written and shutdown() waits out the 30 s grace; a second Ctrl+C
+                 there must SIGKILL the workers, which the program checks and writes
+                 to DIR/survived
 """
 
 from __future__ import annotations
@@ -60,7 +67,8 @@ def make(backend: str, mode: str) -> Any:
         return concurrent.futures.ProcessPoolExecutor(WORKERS)
     if backend == "stdlib-thread":
         return concurrent.futures.ThreadPoolExecutor(WORKERS)
-    return corral.ProcessPoolExecutor(WORKERS, kill_grace=30.0 if mode == "trap_term" else 0.1)
+    trap = mode in ("trap_term", "catch_force")
+    return corral.ProcessPoolExecutor(WORKERS, kill_grace=30.0 if trap else 0.1)
 
 
 def start(ex: Any, backend: str, mode: str, tmp: Path) -> list[Any]:
@@ -75,7 +83,8 @@ def start(ex: Any, backend: str, mode: str, tmp: Path) -> list[Any]:
         if mode == "finish":
             futures = [ex.submit(short, p, str(tmp / "finished")) for p in paths]
         else:
-            futures = [ex.submit(busy, p, mode == "trap_term") for p in paths]
+            trap = mode in ("trap_term", "catch_force")
+            futures = [ex.submit(busy, p, trap) for p in paths]
         testing.wait_until(lambda: all(os.path.exists(p) for p in paths), timeout=60)
         pids = " ".join(Path(p).read_text() for p in paths)
     (tmp / "ready.tmp").write_text(pids)
@@ -178,6 +187,29 @@ def main() -> None:
         with make(backend, mode) as ex:
             for fut in start(ex, backend, mode, tmp):
                 fut.result()
+    elif mode in ("catch", "catch_force"):
+        ex = make(backend, mode)
+        futures = start(ex, backend, mode, tmp)
+        pids = [int(pid) for pid in (tmp / "ready").read_text().split()]
+        try:
+            for fut in futures:
+                fut.result()
+        except KeyboardInterrupt:
+            pass
+        if mode == "catch_force":
+            (tmp / "caught").write_text("")
+            try:
+                ex.shutdown(wait=True)  # the tasks ignore SIGTERM: 30 s of grace
+            except KeyboardInterrupt:  # the second Ctrl+C
+                pass
+            testing.wait_until(lambda: not any(alive(p) for p in pids), timeout=1.0)
+            (tmp / "survived").write_text("workers killed")
+            return
+        testing.wait_until(lambda: all(f.cancelled() for f in futures), timeout=1.0)
+        testing.wait_until(lambda: not any(alive(p) for p in pids), timeout=1.0)
+        again = ex.submit(pow, 2, 5).result(timeout=60)
+        ex.shutdown()
+        (tmp / "survived").write_text(f"cancelled, workers gone, then {again}")
     elif mode == "thread":
         ex = make(backend, mode)
 

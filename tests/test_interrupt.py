@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from corral import testing
+
 _spec = importlib.util.spec_from_file_location(
     "busy_pool", Path(__file__).parents[1] / "demo" / "busy_pool.py"
 )
@@ -84,6 +86,29 @@ def test_a_second_ctrl_c_while_the_first_waits_for_kill_grace_forces(start: Any)
     assert run.workers_left() == []
     assert status != 0, err
     assert took is not None and took < EXIT_WITHIN, f"exit took {took} s after Ctrl+C\n{err}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ctrl_c_cancels_all_work_and_the_pools_stay_usable(
+    start: Any, backend: str, tmp_path: Path
+) -> None:
+    run = start(backend, "catch")  # the program checks this itself, before it exits
+    assert run.busy()
+    _took, status, err = run.end(run.signal(signal.SIGINT))
+    assert status == 0, err
+    assert (tmp_path / "survived").read_text() == "cancelled, workers gone, then 32"
+    assert run.workers_left() == []
+
+
+def test_a_second_ctrl_c_sigkills_workers_that_ignore_sigterm(start: Any, tmp_path: Path) -> None:
+    run = start("process", "catch_force")
+    assert run.busy()
+    run.signal(signal.SIGINT)
+    testing.wait_until(lambda: (tmp_path / "caught").exists(), timeout=10)
+    _took, status, err = run.end(run.signal(signal.SIGINT))
+    assert status == 0, err
+    assert (tmp_path / "survived").read_text() == "workers killed"
+    assert run.workers_left() == []
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -40,7 +40,7 @@ from typing import Any, ParamSpec, TypeVar
 from . import _interrupt as interrupt
 from ._errors import BrokenExecutor, QueueFull
 from ._future import Future
-from ._map import MapIterator, Units
+from ._map import MapIterator, Units, in_feeder
 from ._options import (
     TaskOptions,
     check_callable,
@@ -147,11 +147,18 @@ class BaseExecutor(concurrent.futures.Executor):
         self._pending = 0  # tasks QUEUED (tombstones of cancelled ones excluded)
         self._backoff: set[_Task] = set()  # tasks waiting out a retry backoff
         self._running: set[_Task] = set()
-        self._shutdown = False
+        self._closed = False  # shutdown() was called: no new work from users
+        self._shutdown = False  # ... and the feeders are done: the backend winds down
+        self._shutdown_pending = False  # shutdown(wait=False) waits for the feeders
+        self._feeds: set[MapIterator[Any]] = set()  # maps whose feeder still submits
         self._broken: str | None = None
         self._counts = dict.fromkeys(
             ("completed", "failed", "cancelled", "timed_out", "crashed", "retried"), 0
         )
+
+    def _register(self) -> None:
+        """Called at the end of a backend's constructor: interpreter exit and Ctrl+C
+        now see this pool (one that failed to build never reaches them)."""
         live_executors.add(self)
         interrupt.install(_live_pools)
 
@@ -234,13 +241,36 @@ class BaseExecutor(concurrent.futures.Executor):
             kill: also stop running tasks now (processes are killed; thread tasks
                 see ``corral.cancelled()``). Implies cancel_futures.
         """
+        stop = cancel_futures or kill
+        with self._lock:
+            self._closed = True
+            self._not_full.notify_all()
+            feeds = list(self._feeds)
+            doomed = self._doomed_locked(running=kill) if stop else []
+        for feed in feeds:
+            if stop:
+                feed.stop_feeding()
+        for fut in doomed:
+            fut.cancel()
+        if feeds and not stop:  # maps still submitting their input: as the stdlib, all of it
+            if wait:
+                with interrupt.stopping():
+                    for feed in feeds:
+                        feed.join_feeder()
+            else:
+                with self._lock:
+                    self._shutdown_pending = bool(self._feeds)
+                if self._shutdown_pending:
+                    interrupt.release()
+                    return  # the last feeder to end finishes the shutdown
+        self._finish_shutdown(wait)
+
+    def _finish_shutdown(self, wait: bool) -> None:
+        """The backend's part of shutdown, once no map is submitting any more."""
         with self._lock:
             self._shutdown = True
             self._not_full.notify_all()
-            doomed = self._doomed_locked(running=kill) if (cancel_futures or kill) else []
             wake = self._work_available_locked(shutdown=True)
-        for fut in doomed:
-            fut.cancel()
         if wake is not None:
             wake()
         if wait and not interrupt.forced():
@@ -249,6 +279,15 @@ class BaseExecutor(concurrent.futures.Executor):
         else:
             self._backend_shutdown(False)
         interrupt.release()
+
+    def _feed_ended(self, feed: MapIterator[Any]) -> None:
+        with self._lock:
+            self._feeds.discard(feed)
+            finish = self._shutdown_pending and not self._feeds
+            if finish:
+                self._shutdown_pending = False
+        if finish:
+            self._finish_shutdown(False)
 
     def _doomed_locked(self, running: bool) -> list[Future[Any]]:
         """The futures to cancel to stop the pending (and running) work."""
@@ -261,6 +300,9 @@ class BaseExecutor(concurrent.futures.Executor):
         """Ctrl+C (see _interrupt.py): cancels all work, pending and running."""
         with self._lock:
             doomed = self._doomed_locked(running=True)
+            feeds = list(self._feeds)
+        for feed in feeds:
+            feed.stop_feeding()
         for fut in doomed:
             fut.cancel()
 
@@ -327,8 +369,8 @@ class BaseExecutor(concurrent.futures.Executor):
     ) -> Future[Any]:
         if not callable(fn):
             check_callable(fn)
-        if self._shutdown:
-            raise RuntimeError(f"cannot submit to a {self._kind} after shutdown()")
+        if self._closed:
+            self._check_open()
         fut: Future[Any] = Future()
         task = _Task(fut, fn, args, kwargs, opts)
         fut._task = task
@@ -345,8 +387,8 @@ class BaseExecutor(concurrent.futures.Executor):
             with self._lock:
                 if self._max_pending is not None and self._pending >= self._max_pending:
                     self._wait_for_room_locked(block)
-                if self._shutdown:
-                    raise RuntimeError(f"cannot submit to a {self._kind} after shutdown()")
+                if self._closed:
+                    self._check_open()
                 if self._broken is not None:
                     raise self._broken_error()
                 fut._stop_hook = self._on_cancel
@@ -359,9 +401,16 @@ class BaseExecutor(concurrent.futures.Executor):
             wake()
         return fut
 
+    def _check_open(self) -> None:
+        """Raises unless the pool takes work: open, or shutting down after this feeder."""
+        if self._shutdown or not in_feeder():
+            raise RuntimeError(f"cannot submit to a {self._kind} after shutdown()")
+
     def _wait_for_room_locked(self, block: bool) -> None:
         assert self._max_pending is not None
         while self._pending >= self._max_pending and not self._shutdown:
+            if self._closed:
+                self._check_open()
             if not block:
                 raise QueueFull(
                     f"{self._pending} tasks are already waiting to start "
@@ -549,11 +598,20 @@ class BaseExecutor(concurrent.futures.Executor):
         timeout = check_timeout("timeout", timeout)
         check_count("chunksize", chunksize, minimum=1)
         check_count("buffersize", buffersize, minimum=1, allow_none=True)
-        if self._shutdown:
+        if self._closed:
             raise RuntimeError(f"cannot map on a {self._kind} after shutdown()")
         deadline = None if timeout is None else now() + timeout
         units = self._map_units(opts, fn, chunksize, buffersize is None)
-        return MapIterator(units, units.prepare(iterables), deadline, buffersize, ordered)
+        it: MapIterator[T] = MapIterator(
+            units, units.prepare(iterables), deadline, buffersize, ordered
+        )
+        if buffersize is None:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError(f"cannot map on a {self._kind} after shutdown()")
+                self._feeds.add(it)
+            it.start_feeding(self._feed_ended)
+        return it
 
     def _map_units(
         self, opts: TaskOptions, fn: Callable[..., Any], chunksize: int, eager: bool

@@ -63,7 +63,7 @@ FORCE_WINDOW = 2.0
 
 
 class _Pool(Protocol):
-    _shutdown: bool
+    _closed: bool
     _kill_grace: float
 
     def _interrupt(self) -> None: ...
@@ -79,109 +79,120 @@ class _State:
         self.pools: Callable[[], Iterable[_Pool]] = tuple
         self.installed: dict[int, _Handler] = {}  # signal -> the handler ours replaced
         self.thread: threading.Thread | None = None
-        self.wake_r = self.wake_w = -1
-        self.presses = 0
-        self.last_press = -FORCE_WINDOW
-        self.forced = False  # a second Ctrl+C came: nothing waits for workers any more
+        self.wake_w = -1
+        # One episode: from a Ctrl+C until FORCE_WINDOW has passed with no shutdown
+        # waiting for workers. A press inside an episode forces.
+        self.episode = False
+        self.last_press = 0.0
+        self.forced = False  # a second press came: nothing waits for workers any more
         self.stopping = 0  # shutdowns (and interpreter exit) waiting for workers right now
 
 
 _state = _State()
 
 
+def _in_episode() -> bool:
+    """True while the last Ctrl+C is still being handled; ends the episode otherwise."""
+    state = _state
+    if state.episode and (state.stopping > 0 or time.monotonic() - state.last_press < FORCE_WINDOW):
+        return True
+    state.episode = state.forced = False
+    return False
+
+
 def forced() -> bool:
-    """True once a second Ctrl+C forced the stop: shutdowns stop waiting for workers."""
-    return _state.forced
+    """True while a second Ctrl+C forces the stop: shutdowns stop waiting for workers."""
+    return _state.forced and _in_episode()
 
 
 def interrupted() -> bool:
-    """True once Ctrl+C reached the policy (then interpreter exit stops running work)."""
-    return _state.presses > 0
+    """True while a Ctrl+C is being handled (interpreter exit then stops running work)."""
+    return _in_episode()
 
 
 class stopping:
-    """Marks a wait for workers (a shutdown), during which a second Ctrl+C forces."""
+    """Marks a wait for workers (a shutdown); a Ctrl+C episode lasts as long as it."""
 
     def __enter__(self) -> None:
+        _in_episode()  # an episode that has run out ends before this wait joins it
         _state.stopping += 1
 
     def __exit__(self, *exc: object) -> None:
-        _state.stopping -= 1
+        _state.stopping = max(0, _state.stopping - 1)
+
+
+_OURS: dict[int, Callable[[int, FrameType | None], None]] = {}
 
 
 def install(pools: Callable[[], Iterable[_Pool]]) -> None:
-    """Takes over SIGINT and SIGTERM where they have their default handlers.
+    """Takes over SIGINT and SIGTERM, each where it has its default handler.
 
-    Called by every pool's constructor; does nothing outside the main thread (Python
-    lets only the main thread set handlers) or when already installed. ``pools`` lists
-    the live pools.
+    Called when a pool is made; does nothing outside the main thread (Python lets only
+    the main thread set handlers). ``pools`` lists the live pools.
     """
-    if _state.installed or threading.current_thread() is not threading.main_thread():
-        return
-    mine: dict[int, Callable[[int, FrameType | None], None]] = {}
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        mine[signal.SIGINT] = _on_sigint
-    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        mine[signal.SIGTERM] = _on_sigterm
-    if not mine:
+    if threading.current_thread() is not threading.main_thread():
         return
     _state.pools = pools
-    if signal.SIGINT in mine:
-        _state.wake_r, _state.wake_w = os.pipe()
-        os.set_blocking(_state.wake_w, False)
-        _state.thread = threading.Thread(
-            target=_serve, args=(_state.wake_r,), name="corral-interrupt", daemon=True
-        )
-        _state.thread.start()
-    for signum, handler in mine.items():
-        _state.installed[signum] = signal.signal(signum, handler)
+    defaults: dict[int, _Handler] = {
+        signal.SIGINT: signal.default_int_handler,
+        signal.SIGTERM: signal.SIG_DFL,
+    }
+    for signum, default in defaults.items():
+        if signum in _state.installed or signal.getsignal(signum) != default:
+            continue  # ours already, or the program's (or asyncio's): left alone
+        if signum == signal.SIGINT and _state.thread is None:
+            wake_r, _state.wake_w = os.pipe()
+            os.set_blocking(_state.wake_w, False)
+            _state.thread = threading.Thread(
+                target=_serve, args=(wake_r,), name="corral-interrupt", daemon=True
+            )
+            _state.thread.start()
+        _state.installed[signum] = signal.signal(signum, _OURS[signum])
 
 
 def release() -> None:
     """Gives SIGINT and SIGTERM back once no pool is left that is not shut down.
 
     Called at the end of every shutdown; only the main thread can do it, and only
-    where our handlers are still the ones installed.
+    where our handler is still the one installed (each signal on its own).
     """
     if not _state.installed or threading.current_thread() is not threading.main_thread():
         return
-    if any(not pool._shutdown for pool in _state.pools()):
+    if any(not pool._closed for pool in _state.pools()):
         return
-    ours: dict[int, _Handler] = {signal.SIGINT: _on_sigint, signal.SIGTERM: _on_sigterm}
     for signum, previous in list(_state.installed.items()):
-        if signal.getsignal(signum) is ours[signum]:
+        if signal.getsignal(signum) is _OURS[signum]:
             signal.signal(signum, previous)
-            del _state.installed[signum]
-    if _state.installed:
-        return  # somebody replaced ours: keep the thread for the handler they chain to
+        del _state.installed[signum]  # replaced by somebody: theirs now, not ours
     thread, _state.thread = _state.thread, None
     if thread is not None:
-        os.close(_state.wake_w)  # EOF: the thread ends
+        os.close(_state.wake_w)  # EOF: the thread closes its end and ends
+        _state.wake_w = -1
         thread.join(5)
-        os.close(_state.wake_r)
-        _state.wake_r = _state.wake_w = -1
-    _state.presses = 0
-    _state.forced = False
+    _state.episode = _state.forced = False
+    _state.stopping = 0
 
 
 def _serve(wake_r: int) -> None:
     """The interrupt thread: one pass over the pools for each Ctrl+C."""
-    while os.read(wake_r, 64):
-        for pool in list(_state.pools()):
-            try:
-                pool._interrupt()
-            except Exception:  # pragma: no cover - a bug in corral
-                import logging
+    try:
+        while os.read(wake_r, 64):
+            for pool in list(_state.pools()):
+                try:
+                    pool._interrupt()
+                except Exception:  # pragma: no cover - a bug in corral
+                    import logging
 
-                logging.getLogger("corral").exception("stopping a pool on Ctrl+C failed")
+                    logging.getLogger("corral").exception("stopping a pool on Ctrl+C failed")
+    finally:
+        os.close(wake_r)
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
     state = _state
-    now = time.monotonic()
-    force = state.presses > 0 and (now - state.last_press < FORCE_WINDOW or state.stopping > 0)
-    state.presses += 1
-    state.last_press = now
+    force = _in_episode()
+    state.episode = True
+    state.last_press = time.monotonic()
     if force:
         state.forced = True
         for pool in list(state.pools()):
@@ -195,16 +206,22 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    pools = list(_state.pools())
-    pids = [pid for pool in pools for pid in pool._signal_workers(signal.SIGTERM)]
-    grace = max((pool._kill_grace for pool in pools), default=0.0)
-    _wait_for_exit(pids, grace)
-    for pool in pools:
-        pool._signal_workers(signal.SIGKILL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # nothing cuts this short now
+    try:
+        pools = list(_state.pools())
+        pids = [pid for pool in pools for pid in pool._signal_workers(signal.SIGTERM)]
+        grace = max((pool._kill_grace for pool in pools), default=0.0)
+        _wait_for_exit(pids, grace)
+        for pool in pools:  # what is left, and replacements started meanwhile
+            pool._signal_workers(signal.SIGKILL)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(5)  # pragma: no cover - SIGTERM ends the process before this returns
     sys.exit(128 + signal.SIGTERM)  # pragma: no cover
+
+
+_OURS.update({signal.SIGINT: _on_sigint, signal.SIGTERM: _on_sigterm})
 
 
 def _wait_for_exit(pids: list[int], timeout: float) -> None:
@@ -240,10 +257,9 @@ def _after_fork_in_child() -> None:
             signal.signal(signum, previous)
         except (ValueError, OSError):  # pragma: no cover - not the main thread
             pass
-    for fd in (_state.wake_r, _state.wake_w):
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+    if _state.wake_w >= 0:
+        with contextlib.suppress(OSError):
+            os.close(_state.wake_w)
     _state.__init__()  # type: ignore[misc]
 
 

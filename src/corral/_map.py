@@ -5,10 +5,15 @@ items per future (the process pool batches tiny tasks; see ``_chunks.py``). The 
 sees items either way: one result or exception per item, in input order (or in
 completion order with ``ordered=False``).
 
-With ``buffersize=None`` all the input is submitted before map() returns, as the stdlib
-does. With ``buffersize=N``, about N items are submitted up front and more as results
-are handed to the consumer, so at most N results wait ahead of it and an infinite input
-runs in bounded memory. Closing the iterator, or dropping it after iteration began (or
+With ``buffersize=None`` all the input is submitted whether or not the results are read,
+as the stdlib does, but by a feeder thread ("corral-map-feeder"): map() returns at once,
+the input is read only as fast as the pool takes work (``max_pending``), and results
+can be consumed while the rest is still being submitted. An error raised by the input
+itself reaches the consumer after the last item read before it. The executor's
+shutdown (and so its ``with`` block) waits for its feeders. With ``buffersize=N``, about
+N items are submitted up front and more as results are handed to the consumer, in the
+consumer's thread, so at most N results wait ahead of it and an infinite input runs in
+bounded memory. Closing the iterator, or dropping it after iteration began (or
 with a buffersize), cancels every future it still holds; an iterator never iterated
 leaves its work running, as the stdlib's does.
 """
@@ -18,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import queue
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
-from ._errors import WaitTimeout
+from ._errors import CancelledError, WaitTimeout
 from ._future import Future
 from ._timer import now
 
@@ -31,6 +37,14 @@ T = TypeVar("T")
 #: What a chunk's future returns: the seconds the chunk ran, the value of each item
 #: (None where it failed), and {position in the chunk: pickled exception}.
 ChunkResult = tuple[float, list[Any], dict[int, bytes]]
+
+
+_local = threading.local()
+
+
+def in_feeder() -> bool:
+    """True in a map's feeder thread (it may submit while its pool shuts down)."""
+    return getattr(_local, "feeding", False)
 
 
 class Units:
@@ -80,46 +94,119 @@ class MapIterator(Generic[T]):
         self._wakeup: Callable[[], None] | None = None
         self._started = buffersize is not None
         self._chain: Iterator[T] = itertools.chain.from_iterable(self._values())
-        try:
-            while self._refill():
-                pass
-        except BaseException:
-            self.close()
-            raise
+        # the feeder (buffersize=None) and the consumer share the unit lists under this
+        self._cond = threading.Condition(threading.Lock())
+        self._feeder: threading.Thread | None = None
+        self._stopped = False  # closed, or stopped by a shutdown or Ctrl+C
+        self._closed = False
+        self._feed_error: BaseException | None = None
+        if buffersize is not None:
+            try:
+                while self._refill():
+                    pass
+            except BaseException:
+                self.close()
+                raise
 
     # ------------------------------------------------------------------ feeding
 
+    def start_feeding(self, on_end: Callable[[MapIterator[Any]], None]) -> None:
+        """Starts the feeder thread that submits all the input; ``on_end(self)`` after."""
+        self._feeder = threading.Thread(
+            target=self._feed, args=(on_end,), name="corral-map-feeder", daemon=True
+        )
+        self._feeder.start()
+
+    def _feed(self, on_end: Callable[[MapIterator[Any]], None]) -> None:
+        _local.feeding = True
+        try:
+            while self._refill():
+                pass
+        except BaseException as exc:  # the input's own error, or the pool's refusal
+            self._feed_error = exc
+        finally:
+            with self._cond:
+                self._items = None
+                self._cond.notify_all()
+            self._done.put((None, 0))  # type: ignore[arg-type]  # unordered: look again
+            self._wake()
+            on_end(self)
+
+    def stop_feeding(self) -> None:
+        """Stops submitting more input (shutdown with cancel_futures, Ctrl+C)."""
+        with self._cond:
+            self._stopped = True
+
+    def join_feeder(self) -> None:
+        """Waits until the feeder has submitted all the input (or stopped)."""
+        if self._feeder is not None and self._feeder is not threading.current_thread():
+            self._feeder.join()
+
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None:
+            try:
+                wakeup()
+            except RuntimeError:  # pragma: no cover - the event loop has just closed
+                pass
+
     def _refill(self) -> bool:
         """Submits one more unit if the buffer allows; False when nothing was submitted."""
-        if self._items is None:
+        items = self._items
+        if items is None or self._stopped:
             return False
         size = self._units.size()
         if self._buffersize is not None:
             size = min(size, self._buffersize - self._held)
             if size <= 0:
                 return False
+        chunk: list[Any] = []
         try:
-            chunk = list(itertools.islice(self._items, size))
+            chunk.extend(itertools.islice(items, size))  # keeps what it read before an error
         except BaseException:
             self._items = None
+            if chunk and not self._stopped:
+                self._append(self._units.submit(chunk), len(chunk))
             raise
-        if not chunk:
+        if not chunk or self._stopped:
             self._items = None
             return False
-        fut = self._units.submit(chunk)
-        self._held += len(chunk)
-        if self._ordered:
-            self._queue.append((fut, len(chunk)))
-        else:
-            self._unyielded[fut] = len(chunk)
+        return self._append(self._units.submit(chunk), len(chunk))
+
+    def _append(self, fut: Future[Any], count: int) -> bool:
+        """Records a submitted unit; False (and cancels it) if the map was stopped."""
+        with self._cond:
+            stopped = self._stopped
+            if stopped:  # closed while we submitted: that unit goes too
+                self._items = None
+            elif self._ordered:
+                self._held += count
+                self._queue.append((fut, count))
+                self._cond.notify()
+            else:
+                self._held += count
+                self._unyielded[fut] = count
+        if stopped:
+            fut.cancel()
+            return False
+        if not self._ordered:
             fut.add_done_callback(self._on_done)  # type: ignore[arg-type]
+        elif self._feeder is not None:
+            self._wake()
         return True
 
     def _on_done(self, fut: Future[Any]) -> None:
         self._done.put((fut, 0))
-        wakeup = self._wakeup
-        if wakeup is not None:
-            wakeup()
+        self._wake()
+
+    def _feed_ended(self) -> BaseException:
+        """What the consumer raises past the last unit: the end, or why feeding stopped."""
+        if self._feed_error is not None:
+            error, self._feed_error = self._feed_error, None
+            return error
+        if self._stopped and not self._closed:
+            return CancelledError("map() was stopped (shutdown or Ctrl+C) before its input ended")
+        return StopIteration()
 
     def _remaining(self) -> float | None:
         return None if self._deadline is None else max(0.0, self._deadline - now())
@@ -152,16 +239,27 @@ class MapIterator(Generic[T]):
     def _next_unit(self, block: bool) -> Future[Any]:
         """The next unit to take, in input or completion order; StopIteration at the end."""
         if self._ordered:
+            if not self._queue and self._feeder is not None:
+                with self._cond:  # the feeder is (or was) still submitting
+                    while not self._queue and self._items is not None and block:
+                        if not self._cond.wait(self._remaining()):
+                            raise WaitTimeout("map() results not ready within its timeout")
             if not self._queue:
-                raise StopIteration
+                if self._items is not None:  # async: the caller waits for the feeder
+                    raise BlockingIOError
+                raise self._feed_ended()
             return self._queue[0][0]
-        if not self._unyielded:
-            raise StopIteration
-        try:
-            fut, _ = self._done.get(block, self._remaining() if block else None)
-        except queue.Empty:
-            raise WaitTimeout("map() results not ready within its timeout") from None
-        return fut
+        while True:
+            if not self._unyielded and self._items is None:
+                raise self._feed_ended()
+            try:
+                fut, _ = self._done.get(block, self._remaining() if block else None)
+            except queue.Empty:
+                if not block:
+                    raise BlockingIOError from None
+                raise WaitTimeout("map() results not ready within its timeout") from None
+            if fut is not None:  # None: the feeder ended; look again
+                return fut
 
     def _take(self, fut: Future[Any], timeout: float | None) -> Iterable[T]:
         """A unit's values (raising for a unit that failed as a whole); feeds more input."""
@@ -177,7 +275,7 @@ class MapIterator(Generic[T]):
                 else:
                     del self._unyielded[fut]
                 self._held -= count
-                if self._items is not None:
+                if self._feeder is None and self._items is not None:
                     while self._refill():
                         pass
         if not self._units.chunked:
@@ -193,11 +291,17 @@ class MapIterator(Generic[T]):
             yield value
 
     def close(self) -> None:
-        """Cancels the work behind this iterator that has not been yielded yet."""
-        self._items = None
-        futures = [f for f, _ in self._queue] + list(self._unyielded)
-        self._queue.clear()
-        self._unyielded.clear()
+        """Cancels the work behind this iterator that has not been yielded yet.
+
+        Its feeder, if still reading the input, submits nothing more.
+        """
+        with self._cond:
+            self._stopped = self._closed = True
+            if self._feeder is None:
+                self._items = None
+            futures = [f for f, _ in self._queue] + list(self._unyielded)
+            self._queue.clear()
+            self._unyielded.clear()
         for fut in futures:
             fut.cancel()
 
@@ -221,26 +325,26 @@ class MapIterator(Generic[T]):
         self._wakeup = wakeup
         try:
             while True:
-                if self._ordered:
-                    if not self._queue:
-                        return
-                    fut = self._queue[0][0]
-                    if not fut.done():
-                        waiter = asyncio.wrap_future(fut)
-                        await asyncio.wait({waiter}, timeout=self._remaining())
-                        if not waiter.done():
-                            raise WaitTimeout
-                        if not waiter.cancelled():
-                            waiter.exception()  # seen here; _take() raises it
-                else:
-                    if not self._unyielded:
-                        return
-                    while self._done.empty():
-                        event.clear()
-                        if not self._done.empty():
-                            break
-                        await asyncio.wait_for(event.wait(), self._remaining())
+                try:
                     fut = self._next_unit(block=False)
+                except StopIteration:
+                    return
+                except BlockingIOError:  # nothing to take yet: wait for a wakeup
+                    event.clear()
+                    try:
+                        fut = self._next_unit(block=False)  # one that came meanwhile
+                    except StopIteration:
+                        return
+                    except BlockingIOError:
+                        await asyncio.wait_for(event.wait(), self._remaining())
+                        continue
+                if self._ordered and not fut.done():
+                    waiter = asyncio.wrap_future(fut)
+                    await asyncio.wait({waiter}, timeout=self._remaining())
+                    if not waiter.done():
+                        raise WaitTimeout
+                    if not waiter.cancelled():
+                        waiter.exception()  # seen here; _take() raises it
                 for value in self._take(fut, 0):
                     yield value
         except (asyncio.TimeoutError, TimeoutError):

@@ -310,6 +310,7 @@ class ProcessPoolExecutor(BaseExecutor):
             target=self._manage, name=f"corral-process-manager-{id(self):x}", daemon=True
         )
         self._thread.start()
+        self._register()
 
     # ------------------------------------------------------------------ front seam
 

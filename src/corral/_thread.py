@@ -130,6 +130,7 @@ class ThreadPoolExecutor(BaseExecutor):
             self._inline_helper = self._run_inline
         with self._lock:
             self._nthreads = min_workers
+        self._register()
         for _ in range(min_workers):
             self._spawn()
 

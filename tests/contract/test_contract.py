@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -141,18 +142,80 @@ def test_map_timeout_counts_from_the_call(make_executor: Make, gate: testing.Gat
 
 def test_map_buffersize_reads_input_lazily(make_executor: Make) -> None:
     ex = make_executor(2)
-    produced: list[int] = []
-
-    def numbers() -> Iterator[int]:
-        for i in range(1_000_000):
-            produced.append(i)
-            yield i
-
-    results = ex.map(testing.square, numbers(), buffersize=4)
-    first = [next(results) for _ in range(10)]
-    assert first == [x * x for x in range(10)]
-    assert len(produced) <= 10 + 4 + 1
+    produced = itertools.count()
+    endless = (i for i in produced)  # reads: next(produced) - 1
+    results = ex.map(testing.square, endless, buffersize=8)
+    first = [next(results) for _ in range(100)]
+    assert first == [x * x for x in range(100)]
+    read = next(produced)
+    assert read <= 100 + 8 + 2, f"read {read} items for 100 results"
     results.close()
+
+
+def _counting(n: int, read: list[int]) -> Iterator[int]:
+    for i in range(n):
+        read.append(i)
+        yield i
+
+
+def test_map_returns_at_once_and_reads_as_capacity_allows(
+    make_executor: Make, gate: testing.Gate
+) -> None:
+    ex = make_executor(1, max_pending=2)
+    read: list[int] = []
+    results = ex.map(testing.wait_for_gate, itertools.repeat(gate), _counting(50, read))
+    # the one worker waits on the gate and two items fill the queue: the feeder holds
+    # one more, blocked in submit, and reads nothing beyond it
+    testing.wait_until(lambda: ex.statistics().pending == 2)
+    assert len(read) <= 1 + 2 + 1 + 1, read  # running, queued, held (+1 chunk probe)
+    gate.open()
+    assert list(results) == list(range(50))
+    assert len(read) == 50
+
+
+def test_map_submits_all_input_unread_and_the_with_block_waits(make_executor: Make) -> None:
+    ex = make_executor(2)
+    read: list[int] = []
+    with ex:
+        ex.map(testing.square, _counting(200, read))  # results never read
+    assert len(read) == 200
+    assert ex.statistics().completed >= 1 and ex.statistics().pending == 0
+
+
+def test_map_shutdown_without_wait_still_submits_all_input(make_executor: Make) -> None:
+    ex = make_executor(2)
+    read: list[int] = []
+    results = ex.map(testing.square, _counting(200, read))
+    ex.shutdown(wait=False)
+    assert list(results) == [i * i for i in range(200)]
+    assert len(read) == 200
+
+
+def test_map_input_error_reaches_the_consumer_after_the_items_before_it(
+    make_executor: Make,
+) -> None:
+    ex = make_executor(2)
+
+    def broken() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise LookupError("the input broke")
+
+    results = ex.map(testing.square, broken())
+    assert next(results) == 1 and next(results) == 4
+    with pytest.raises(LookupError, match="the input broke"):
+        next(results)
+
+
+def test_map_stopped_by_shutdown_cancel_futures(make_executor: Make, gate: testing.Gate) -> None:
+    ex = make_executor(1, max_pending=1)
+    results = ex.map(testing.wait_for_gate, itertools.repeat(gate), range(1000))
+    testing.wait_until(lambda: ex.statistics().pending == 1)
+    ex.shutdown(wait=False, cancel_futures=True)
+    gate.open()
+    with pytest.raises(corral.CancelledError):
+        list(results)
+    ex.shutdown(wait=True)
 
 
 def test_map_unordered_yields_in_completion_order(make_executor: Make, gate: testing.Gate) -> None:
@@ -169,7 +232,9 @@ def test_closing_map_cancels_the_rest(make_executor: Make, gate: testing.Gate) -
     results = ex.map(testing.wait_for_gate, [gate] * 5)
     results.close()
     gate.open()
-    testing.wait_until(lambda: ex.statistics().cancelled >= 4)
+    ex.shutdown(wait=True)
+    stats = ex.statistics()
+    assert stats.completed == 0 and stats.pending == 0  # nothing behind it ran
 
 
 async def _consume_async(it: Any) -> list[Any]:
