@@ -96,26 +96,29 @@ def worker_main(
     signal.signal(REVOKE_SIGNAL, inbox.on_signal)
     send = inbox.send
 
-    if init_blob is not None:
-        try:
-            initializer, initargs = pickle.loads(init_blob)
-            initializer(*initargs)
-        except BaseException as exc:
-            send(("init_failed", _wire.dump_exception(exc)))
-            conn.close()
-            os._exit(1)
-    send(("ready", os.getpid()))
+    try:
+        if init_blob is not None:
+            try:
+                initializer, initargs = pickle.loads(init_blob)
+                initializer(*initargs)
+            except BaseException as exc:
+                send(("init_failed", _wire.dump_exception(exc)))
+                conn.close()
+                os._exit(1)
+        send(("ready", os.getpid()))
 
-    functions: dict[bytes, Any] = {}
-    queue = inbox.queue
-    while True:
-        inbox.receive(block=not queue)
-        if inbox.exiting:
-            break
-        if not queue:
-            continue
-        task_id, fn_data, call, segments = queue.popleft()
-        _run_one(task_id, fn_data, call, segments, functions, pool, reader, send, report_memory)
+        functions: dict[bytes, Any] = {}
+        queue = inbox.queue
+        while True:
+            inbox.receive(block=not queue)
+            if inbox.exiting:
+                break
+            if not queue:
+                continue
+            task_id, fn_data, call, segments = queue.popleft()
+            _run_one(task_id, fn_data, call, segments, functions, pool, reader, send, report_memory)
+    except (BrokenPipeError, ConnectionResetError):
+        os._exit(0)  # the parent is gone (SIGTERM, SIGKILL): nobody to report to
     conn.close()
 
 
