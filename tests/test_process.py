@@ -491,6 +491,19 @@ def test_workers_exit_within_2s_when_the_parent_is_killed(tmp_path: Path) -> Non
         parent.wait(10)
 
 
+def test_elastic_workers_grow_under_load_and_shrink_when_idle(gate: testing.Gate) -> None:
+    with corral.ProcessPoolExecutor(3, min_workers=1, idle_timeout=0.2) as ex:
+        testing.wait_until(lambda: ex.statistics().workers == 1, timeout=30)
+        futures = [ex.submit(testing.wait_for_gate, gate, i) for i in range(3)]
+        testing.wait_until(
+            lambda: ex.statistics().workers == 3 and ex.statistics().running == 3, timeout=30
+        )
+        gate.open()
+        assert [f.result(timeout=30) for f in futures] == [0, 1, 2]
+        testing.wait_until(lambda: ex.statistics().workers == 1, timeout=10)
+        assert ex.statistics().idle == 1
+
+
 # ------------------------------------------------------------------ TaskGroup
 
 

@@ -205,8 +205,12 @@ class BaseExecutor(concurrent.futures.Executor):
                 pool ignores it, as the stdlib's does).
             buffersize: if given, at most this many results are held ahead of the
                 consumer and the input is read only as results are consumed, so an
-                infinite iterable works in bounded memory. If None, all the input
-                is read and submitted before map() returns (the stdlib's behaviour).
+                infinite iterable works in bounded memory. If None, all the input is
+                submitted even if no result is read (the stdlib's behaviour), by a
+                feeder thread: map() returns at once, the input is read as the pool
+                takes work, and shutdown() (a with-block) waits for the feeder. An
+                error of the input itself is raised by the iterator after the items
+                read before it.
             ordered: False yields results in completion order instead of input order.
 
         Returns:

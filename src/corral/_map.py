@@ -157,9 +157,12 @@ class MapIterator(Generic[T]):
             return False
         size = self._units.size()
         if self._buffersize is not None:
-            size = min(size, self._buffersize - self._held)
-            if size <= 0:
+            room = self._buffersize - self._held
+            # wait for room for a whole unit (up to half the buffer) rather than cut
+            # small ones: chunks could never grow past the first one-item probes
+            if room < min(size, max(1, self._buffersize // 2)):
                 return False
+            size = min(size, room)
         chunk: list[Any] = []
         try:
             chunk.extend(itertools.islice(items, size))  # keeps what it read before an error
