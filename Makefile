@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_latency.py
 	$(BIN)/python bench/bench_asyncio.py
 	$(BIN)/python bench/bench_interrupt.py
+	$(BIN)/python bench/bench_flow.py
 
 clean:
 	rm -rf $(VENV) .venv-* .mypy_cache .pytest_cache .ruff_cache
