@@ -97,6 +97,7 @@ class MapIterator(Generic[T]):
         # the feeder (buffersize=None) and the consumer share the unit lists under this
         self._cond = threading.Condition(threading.Lock())
         self._feeder: threading.Thread | None = None
+        self._feeding = False  # the feeder has not finished (its error, if any, is set)
         self._stopped = False  # closed, or stopped by a shutdown or Ctrl+C
         self._closed = False
         self._feed_error: BaseException | None = None
@@ -115,6 +116,7 @@ class MapIterator(Generic[T]):
         self._feeder = threading.Thread(
             target=self._feed, args=(on_end,), name="corral-map-feeder", daemon=True
         )
+        self._feeding = True
         self._feeder.start()
 
     def _feed(self, on_end: Callable[[MapIterator[Any]], None]) -> None:
@@ -127,6 +129,7 @@ class MapIterator(Generic[T]):
         finally:
             with self._cond:
                 self._items = None
+                self._feeding = False
                 self._cond.notify_all()
             self._done.put((None, 0))  # type: ignore[arg-type]  # unordered: look again
             self._wake()
@@ -167,9 +170,9 @@ class MapIterator(Generic[T]):
         try:
             chunk.extend(itertools.islice(items, size))  # keeps what it read before an error
         except BaseException:
-            self._items = None
             if chunk and not self._stopped:
                 self._append(self._units.submit(chunk), len(chunk))
+            self._items = None
             raise
         if not chunk or self._stopped:
             self._items = None
@@ -201,6 +204,10 @@ class MapIterator(Generic[T]):
     def _on_done(self, fut: Future[Any]) -> None:
         self._done.put((fut, 0))
         self._wake()
+
+    def _more_coming(self) -> bool:
+        """True while more units may still be submitted."""
+        return self._feeding if self._feeder is not None else self._items is not None
 
     def _feed_ended(self) -> BaseException:
         """What the consumer raises past the last unit: the end, or why feeding stopped."""
@@ -244,16 +251,16 @@ class MapIterator(Generic[T]):
         if self._ordered:
             if not self._queue and self._feeder is not None:
                 with self._cond:  # the feeder is (or was) still submitting
-                    while not self._queue and self._items is not None and block:
+                    while not self._queue and self._feeding and block:
                         if not self._cond.wait(self._remaining()):
                             raise WaitTimeout("map() results not ready within its timeout")
             if not self._queue:
-                if self._items is not None:  # async: the caller waits for the feeder
+                if self._more_coming():  # async: the caller waits for the feeder
                     raise BlockingIOError
                 raise self._feed_ended()
             return self._queue[0][0]
         while True:
-            if not self._unyielded and self._items is None:
+            if not self._unyielded and not self._more_coming():
                 raise self._feed_ended()
             try:
                 fut, _ = self._done.get(block, self._remaining() if block else None)
