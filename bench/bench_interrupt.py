@@ -13,7 +13,6 @@ Run: ``.venv/bin/python bench/bench_interrupt.py [--repeat 5] [--cap 10]``
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import signal
 import statistics
 import sys
@@ -21,12 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-_spec = importlib.util.spec_from_file_location(
-    "busy_pool", Path(__file__).parents[1] / "demo" / "busy_pool.py"
-)
-assert _spec is not None and _spec.loader is not None
-busy_pool: Any = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(busy_pool)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demo"))
+import busy_pool  # demo/busy_pool.py: the program and its driver
 
 
 def ctrl_c(backend: str, mode: str, cap: float, group: bool = True) -> dict[str, Any]:

@@ -734,16 +734,6 @@ def asyncio_section(demo: Demo) -> None:
     print(f"  the worker running it was killed (statistics: cancelled +{killed})")
 
 
-def _busy_pool() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("busy_pool", ROOT / "demo" / "busy_pool.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @section("Ctrl+C on a busy pool")
 def ctrl_c(demo: Demo) -> None:
     cap = 2.0
@@ -751,7 +741,7 @@ def ctrl_c(demo: Demo) -> None:
     print("  main thread waits for them inside `with pool:`. Send it SIGINT, from a terminal")
     print("  (the whole process group) or with kill -INT PID (the program alone: an IDE's")
     print(f"  stop button, a supervisor). The stdlib gets {seconds(cap)} before it is killed.\n")
-    busy_pool = _busy_pool()
+    import busy_pool  # demo/busy_pool.py, next to this file
 
     def measure(backend: str, group: bool) -> tuple[str, str, str, str]:
         with tempfile.TemporaryDirectory() as tmp:

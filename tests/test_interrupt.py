@@ -8,7 +8,6 @@ what it printed, and that no worker (nor a worker's child) is left.
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import subprocess
 import time
@@ -16,16 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import busy_pool
 import pytest
 
 from corral import testing
-
-_spec = importlib.util.spec_from_file_location(
-    "busy_pool", Path(__file__).parents[1] / "demo" / "busy_pool.py"
-)
-assert _spec is not None and _spec.loader is not None
-busy_pool: Any = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(busy_pool)
 
 #: The issue's bound from the signal to the process being gone; DESIGN §4 aims at 1 s.
 EXIT_WITHIN = 1.5

@@ -250,21 +250,17 @@ class BaseExecutor(concurrent.futures.Executor):
             self._closed = True
             self._not_full.notify_all()
             feeds = list(self._feeds)
-            doomed = self._doomed_locked(running=kill) if stop else []
-        for feed in feeds:
-            if stop:
-                feed.stop_feeding()
-        for fut in doomed:
-            fut.cancel()
-        if feeds and not stop:  # maps still submitting their input: as the stdlib, all of it
+        if stop:
+            self._cancel_work(running=kill)
+        elif feeds:  # maps still submitting their input: as the stdlib, all of it
             if wait:
                 with interrupt.stopping():
                     for feed in feeds:
                         feed.join_feeder()
             else:
-                with self._lock:
-                    self._shutdown_pending = bool(self._feeds)
-                if self._shutdown_pending:
+                with self._lock:  # a feeder ending now reads the flag under the lock
+                    deferred = self._shutdown_pending = bool(self._feeds)
+                if deferred:
                     interrupt.release()
                     return  # the last feeder to end finishes the shutdown
         self._finish_shutdown(wait)
@@ -293,22 +289,21 @@ class BaseExecutor(concurrent.futures.Executor):
         if finish:
             self._finish_shutdown(False)
 
-    def _doomed_locked(self, running: bool) -> list[Future[Any]]:
-        """The futures to cancel to stop the pending (and running) work."""
-        doomed = [t.fut for t in (*self._queued_locked(), *self._backoff)]
-        if running:
-            doomed += [t.fut for t in self._running]
-        return doomed
-
-    def _interrupt(self) -> None:
-        """Ctrl+C (see _interrupt.py): cancels all work, pending and running."""
+    def _cancel_work(self, running: bool) -> None:
+        """Stops the maps' feeders and cancels the pending (and running) work."""
         with self._lock:
-            doomed = self._doomed_locked(running=True)
+            doomed = [t.fut for t in (*self._queued_locked(), *self._backoff)]
+            if running:
+                doomed += [t.fut for t in self._running]
             feeds = list(self._feeds)
         for feed in feeds:
             feed.stop_feeding()
         for fut in doomed:
             fut.cancel()
+
+    def _interrupt(self) -> None:
+        """Ctrl+C (see _interrupt.py): cancels all work, pending and running."""
+        self._cancel_work(running=True)
 
     def _signal_workers(self, signum: int) -> list[int]:
         """Sends ``signum`` to every worker process group; returns their pids.
