@@ -125,7 +125,8 @@ class MapIterator(Generic[T]):
             while self._refill():
                 pass
         except BaseException as exc:  # the input's own error, or the pool's refusal
-            self._feed_error = exc
+            if not self._stopped:  # once stopped, a refusal (shutdown) is that stop
+                self._feed_error = exc
         finally:
             with self._cond:
                 self._items = None
