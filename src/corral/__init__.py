@@ -30,12 +30,15 @@ from ._errors import (
 )
 from ._executor import BaseExecutor as Executor
 from ._future import Future
+from ._observe import Hooks, TaskEvent, WorkerEvent
 from ._options import TaskOptions
 from ._process import ProcessPoolExecutor
+from ._progress import Progress
 from ._stats import Statistics
 from ._stubs import DaskExecutor
 from ._taskgroup import TaskGroup
 from ._thread import BrokenThreadPool, ThreadPoolExecutor
+from ._timeline import Timeline
 from ._waiting import as_completed, wait
 
 __version__ = "0.1.0"
@@ -51,14 +54,19 @@ __all__ = [
     "DaskExecutor",
     "Executor",
     "Future",
+    "Hooks",
     "ProcessPoolExecutor",
+    "Progress",
     "QueueFull",
     "Statistics",
+    "TaskEvent",
     "TaskGroup",
     "TaskOptions",
     "TaskTimeout",
     "ThreadPoolExecutor",
+    "Timeline",
     "WorkerCrashed",
+    "WorkerEvent",
     "as_completed",
     "cancelled",
     "check_cancelled",

@@ -83,6 +83,9 @@ class ChunkUnits(Units):
         eager: bool,
     ) -> None:
         self._executor = executor
+        if opts.name is None:  # hooks, timelines and errors name the user's function
+            label = getattr(fn, "__qualname__", None) or repr(fn)
+            opts = opts.merged(name=f"map({label})")
         self._opts = opts
         self._fn_data = executor._functions.dumps(fn)
         self._fixed = chunksize if chunksize > 1 else None

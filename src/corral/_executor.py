@@ -41,6 +41,7 @@ from . import _interrupt as interrupt
 from ._errors import BrokenExecutor, QueueFull
 from ._future import Future
 from ._map import MapIterator, Units, in_feeder
+from ._observe import TaskEvent, WorkerEvent, make_dispatch, outcome_of
 from ._options import (
     TaskOptions,
     check_callable,
@@ -48,6 +49,7 @@ from ._options import (
     check_timeout,
     retry_delay,
 )
+from ._progress import Progress, check_progress, make_progress
 from ._stats import Statistics
 from ._timer import TimerHandle, now, timer
 
@@ -69,14 +71,18 @@ class _Task:
         "args",
         "fn",
         "fut",
+        "ident",
         "kwargs",
         "opts",
         "payload",
         "seq",
+        "started",
         "state",
+        "submitted",
         "tid",
         "timer",
         "token",
+        "where",
         "worker",
     )
 
@@ -100,6 +106,14 @@ class _Task:
         self.worker: Any = None
         self.payload: Any = None  # what a backend prepared to send (process: pickled call)
         self.tid = 0  # a backend's id for the current run
+        # for hooks only (set when the pool has some)
+        self.ident = 0
+        self.submitted = self.started = 0.0
+        self.where = ""  # the worker of the current run, once its start was announced
+
+
+def _task_name(task: _Task) -> str:
+    return task.opts.name or getattr(task.fn, "__qualname__", None) or repr(task.fn)
 
 
 class BaseExecutor(concurrent.futures.Executor):
@@ -125,6 +139,7 @@ class BaseExecutor(concurrent.futures.Executor):
         max_pending: int | None,
         task_timeout: float | None,
         retries: int,
+        hooks: object | None = None,
     ) -> None:
         if isinstance(max_workers, int) and not isinstance(max_workers, bool) and max_workers < 1:
             raise ValueError(f"max_workers must be greater than 0, got {max_workers}")
@@ -155,6 +170,8 @@ class BaseExecutor(concurrent.futures.Executor):
         self._counts = dict.fromkeys(
             ("completed", "failed", "cancelled", "timed_out", "crashed", "retried"), 0
         )
+        self._ids = itertools.count(1)
+        self._hooks = make_dispatch(hooks)  # last: it starts the hooks thread
 
     def _register(self) -> None:
         """Called at the end of a backend's constructor: interpreter exit and Ctrl+C
@@ -194,6 +211,7 @@ class BaseExecutor(concurrent.futures.Executor):
         chunksize: int = 1,
         buffersize: int | None = None,
         ordered: bool = True,
+        progress: bool | Progress = False,
     ) -> MapIterator[T]:
         """Runs ``fn`` over the items of ``iterables``, like the builtin map, concurrently.
 
@@ -212,13 +230,17 @@ class BaseExecutor(concurrent.futures.Executor):
                 error of the input itself is raised by the iterator after the items
                 read before it.
             ordered: False yields results in completion order instead of input order.
+            progress: True draws a progress bar of the items that finished (tqdm if
+                installed, else text, on stderr); a ``corral.Progress`` chooses how.
 
         Returns:
             An iterator (and async iterator) over the results. It raises the first
             failing item's exception when it reaches that item. Closing it, or
             dropping it, cancels the work behind it that has not been yielded.
         """
-        return self._map(self._defaults, fn, iterables, timeout, chunksize, buffersize, ordered)
+        return self._map(
+            self._defaults, fn, iterables, timeout, chunksize, buffersize, ordered, progress
+        )
 
     def options(self, **overrides: Any) -> Configured:
         """Returns a view of this executor whose submit/map use other task settings.
@@ -278,6 +300,8 @@ class BaseExecutor(concurrent.futures.Executor):
                 self._backend_shutdown(True)
         else:
             self._backend_shutdown(False)
+        if self._hooks is not None:
+            self._hooks.close(wait and not interrupt.forced())
         interrupt.release()
 
     def _feed_ended(self, feed: MapIterator[Any]) -> None:
@@ -373,6 +397,9 @@ class BaseExecutor(concurrent.futures.Executor):
         fut: Future[Any] = Future()
         task = _Task(fut, fn, args, kwargs, opts)
         fut._task = task
+        if self._hooks is not None:
+            task.ident = next(self._ids)
+            task.submitted = now()
         if self._inline_helper is not None and opts.task_timeout is None and opts.retries == 0:
             fut._helper = self._inline_helper
         if self._prepare is not None:
@@ -462,6 +489,9 @@ class BaseExecutor(concurrent.futures.Executor):
         if task.state != RUNNING or not task.fut._restart():
             return
         self._running.discard(task)
+        if task.where:  # its start was announced: that run ends here, unfinished
+            task.state = BACKOFF  # (read as "retrying" by the event)
+            self._task_ended(task, None, "requeued")
         task.fut.attempts -= 1
         if task.timer is not None:
             task.timer.cancel()
@@ -492,6 +522,8 @@ class BaseExecutor(concurrent.futures.Executor):
         else:
             task.state = ENDED
             self._counts["failed"] += 1
+        if self._hooks is not None:
+            self._task_ended(task, exc, outcome_of(exc))
 
     def _requeue(self, task: _Task) -> None:
         with self._lock:
@@ -536,10 +568,55 @@ class BaseExecutor(concurrent.futures.Executor):
                 self._running.discard(task)
                 task.state = ENDED
                 wake = None
+                if self._hooks is not None:
+                    self._task_ended(task, None, "cancelled")
         if wake is not None:
             wake()
         if state == RUNNING:
             self._stop_running(task, "cancelled")
+
+    def _task_started(self, task: _Task, worker: str) -> None:
+        """A backend (whose pool has hooks) says a run of ``task`` begins on ``worker``."""
+        task.started = now()
+        task.where = worker
+        hooks = self._hooks
+        if hooks is not None and hooks.wants("on_task_start"):
+            hooks.emit(
+                "on_task_start",
+                TaskEvent(
+                    task.ident,
+                    _task_name(task),
+                    task.fut.attempts,
+                    worker,
+                    task.submitted,
+                    task.started,
+                ),
+            )
+
+    def _task_ended(self, task: _Task, exc: BaseException | None, outcome: str) -> None:
+        hooks = self._hooks
+        if hooks is None or not task.where:
+            return  # its start was never announced (ended before a worker took it)
+        event = TaskEvent(
+            task.ident,
+            _task_name(task),
+            task.fut.attempts,
+            task.where,
+            task.submitted,
+            task.started,
+            now(),
+            outcome,
+            exc,
+            task.state == BACKOFF,
+        )
+        task.where = ""
+        hooks.emit("on_task_end", event)
+
+    def _worker_event(self, name: str, worker: str, pid: int, **details: Any) -> None:
+        """A backend (whose pool has hooks) says a worker started or left."""
+        hooks = self._hooks
+        if hooks is not None and hooks.wants(name):
+            hooks.emit(name, WorkerEvent(worker, pid, now(), **details))
 
     def _arm_timeout_locked(self, task: _Task) -> None:
         """Starts the task_timeout clock of a task that is starting now."""
@@ -592,17 +669,22 @@ class BaseExecutor(concurrent.futures.Executor):
         chunksize: int,
         buffersize: int | None,
         ordered: bool,
+        progress: bool | Progress = False,
     ) -> MapIterator[T]:
         check_callable(fn)
         timeout = check_timeout("timeout", timeout)
         check_count("chunksize", chunksize, minimum=1)
         check_count("buffersize", buffersize, minimum=1, allow_none=True)
+        check_progress(progress)
         if self._closed:
             raise RuntimeError(f"cannot map on a {self._kind} after shutdown()")
         deadline = None if timeout is None else now() + timeout
         units = self._map_units(opts, fn, chunksize, buffersize is None)
+        bar = make_progress(
+            progress, opts.name or getattr(fn, "__name__", None) or "map", iterables
+        )
         it: MapIterator[T] = MapIterator(
-            units, units.prepare(iterables), deadline, buffersize, ordered
+            units, units.prepare(iterables), deadline, buffersize, ordered, bar
         )
         if buffersize is None:
             with self._lock:
@@ -666,10 +748,11 @@ class Configured:
         chunksize: int = 1,
         buffersize: int | None = None,
         ordered: bool = True,
+        progress: bool | Progress = False,
     ) -> MapIterator[T]:
         """As executor.map(), with these settings for every item."""
         return self._executor._map(
-            self._opts, fn, iterables, timeout, chunksize, buffersize, ordered
+            self._opts, fn, iterables, timeout, chunksize, buffersize, ordered, progress
         )
 
 

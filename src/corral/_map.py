@@ -30,6 +30,7 @@ from typing import Any, Generic, TypeVar
 
 from ._errors import CancelledError, WaitTimeout
 from ._future import Future
+from ._progress import Progress, count_future
 from ._timer import now
 
 T = TypeVar("T")
@@ -81,8 +82,11 @@ class MapIterator(Generic[T]):
         deadline: float | None,
         buffersize: int | None,
         ordered: bool,
+        progress: Progress | None = None,
     ) -> None:
         self._units = units
+        self._progress = progress
+        self._submitted = 0  # items submitted (the total, once the input has ended)
         self._items: Iterator[Any] | None = items
         self._deadline = deadline
         self._buffersize = buffersize
@@ -132,6 +136,7 @@ class MapIterator(Generic[T]):
                 self._items = None
                 self._feeding = False
                 self._cond.notify_all()
+            self._input_ended()
             self._done.put((None, 0))  # type: ignore[arg-type]  # unordered: look again
             self._wake()
             on_end(self)
@@ -177,6 +182,7 @@ class MapIterator(Generic[T]):
             raise
         if not chunk or self._stopped:
             self._items = None
+            self._input_ended()
             return False
         return self._append(self._units.submit(chunk), len(chunk))
 
@@ -196,11 +202,23 @@ class MapIterator(Generic[T]):
         if stopped:
             fut.cancel()
             return False
+        self._submitted += count
+        if self._progress is not None:
+            count_future(self._progress, fut, count, self._units.chunked)
         if not self._ordered:
             fut.add_done_callback(self._on_done)  # type: ignore[arg-type]
         elif self._feeder is not None:
             self._wake()
         return True
+
+    def _input_ended(self) -> None:
+        """All the input was submitted (or the feed stopped): the bar's total is known."""
+        bar = self._progress
+        if bar is not None:
+            if bar.total is None or self._stopped:
+                bar.set_total(self._submitted)
+            if self._stopped:
+                bar.close()
 
     def _on_done(self, fut: Future[Any]) -> None:
         self._done.put((fut, 0))
@@ -315,6 +333,8 @@ class MapIterator(Generic[T]):
             self._unyielded.clear()
         for fut in futures:
             fut.cancel()
+        if self._progress is not None:
+            self._progress.close()
 
     def __del__(self) -> None:
         if self._started and (self._queue or self._unyielded):

@@ -51,7 +51,7 @@ import cloudpickle
 from . import _wire
 from ._chunks import ChunkUnits
 from ._errors import BrokenExecutor, WorkerCrashed, signal_name
-from ._executor import ENDED, RUNNING, BaseExecutor, _Task
+from ._executor import ENDED, RUNNING, BaseExecutor, _Task, _task_name
 from ._map import Units
 from ._options import TaskOptions, check_count, check_initializer, check_timeout, cpu_count
 from ._timer import now
@@ -128,6 +128,8 @@ class _Proc:
         "process",
         "queued_bytes",
         "reader",
+        "ready",
+        "reason",
         "revoked",
         "rss",
         "state",
@@ -149,9 +151,20 @@ class _Proc:
         self.queued_bytes = 0  # payload bytes handed over behind the running task
         self.rss = 0
         self.init_error: BaseException | None = None
+        self.reason: str | None = None  # why the pool ended it (for on_worker_exit)
+        self.ready = False  # on_worker_start was announced
 
 
 _MAIN_GUARD = re.compile(r"""^if\s+__name__\s*==\s*['"]__main__['"]\s*:""", re.MULTILINE)
+
+
+def _log_level() -> int:
+    """The lowest level any logger of this process is set to: what workers must send."""
+    levels = [logging.getLogger().getEffectiveLevel()]
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            levels.append(logger.level)
+    return min(levels)
 
 
 def _payload_size(task: _Task) -> int:
@@ -222,6 +235,11 @@ class ProcessPoolExecutor(BaseExecutor):
         max_memory_per_child: bytes of resident memory after which a worker is
             replaced, between tasks.
         kill_grace: seconds between SIGTERM and SIGKILL when a worker is stopped.
+        hooks: observers of task and worker events, as for ThreadPoolExecutor
+            (``corral.Hooks``, ``corral.Timeline``; docs/observability.md).
+        forward_logging: send the workers' logging records to this process's
+            handlers, with ``corral_worker`` and ``corral_task`` attributes set; the
+            workers' own root handlers are replaced. False leaves their logging alone.
 
     Cancelling a running task, or its task_timeout, terminates the worker's whole
     process group and starts a replacement; the future resolves at once. Workers
@@ -248,6 +266,8 @@ class ProcessPoolExecutor(BaseExecutor):
         retries: int = 0,
         max_memory_per_child: int | None = None,
         kill_grace: float = 0.1,
+        hooks: object | None = None,
+        forward_logging: bool = True,
     ) -> None:
         _check_not_bootstrapping()
         if max_workers is None:
@@ -279,14 +299,17 @@ class ProcessPoolExecutor(BaseExecutor):
             max_pending=max_pending,
             task_timeout=task_timeout,
             retries=retries,
+            hooks=hooks,
         )
         self._max_tasks_per_child = max_tasks_per_child
         self._max_memory = max_memory_per_child
+        self._forward_logging = bool(forward_logging)
         self._parent_pid = os.getpid()
         self._segments = _wire.SegmentPool() if _wire.SHARED_MEMORY else None
         self._reader = _wire.SegmentReader()  # manager thread only
         self._tids = itertools.count(1)
         self._outcomes: list[tuple[_Task, Any, BaseException | None]] = []  # to settle
+        self._heads: list[tuple[_Proc, _Task]] = []  # runs to announce to hooks, after those
         self._functions = _wire.FunctionPickler()
         # manager-thread state
         self._procs: dict[int, _Proc] = {}  # pid -> worker
@@ -437,7 +460,7 @@ class ProcessPoolExecutor(BaseExecutor):
             for proc in sorted(self._idle, key=lambda p: p.idle_since):
                 if surplus <= 0 or current - proc.idle_since < self._idle_timeout:
                     break
-                self._retire(proc)
+                self._retire(proc, "idle")
                 surplus -= 1
 
     def _run_command(self, command: tuple[Any, ...]) -> None:
@@ -531,7 +554,7 @@ class ProcessPoolExecutor(BaseExecutor):
                     break
         if idle_out or broken:
             for proc in list(self._idle):
-                self._retire(proc)
+                self._retire(proc, "shutdown")
         self._update_counts()
         return (idle_out or broken) and not self._procs
 
@@ -539,6 +562,8 @@ class ProcessPoolExecutor(BaseExecutor):
         if not proc.inflight:
             proc.head_started = now()
             self._arm_timeout_locked(task)  # the clock runs while the task runs
+            if self._hooks is not None:
+                self._task_started(task, f"process {proc.pid}")
         else:
             proc.queued_bytes += _payload_size(task)
         proc.inflight.append(task)
@@ -566,7 +591,13 @@ class ProcessPoolExecutor(BaseExecutor):
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(  # type: ignore[attr-defined]
             target=worker_main,
-            args=(child_conn, self._parent_pid, self._init_blob, self._max_memory is not None),
+            args=(
+                child_conn,
+                self._parent_pid,
+                self._init_blob,
+                self._max_memory is not None,
+                _log_level() if self._forward_logging else None,
+            ),
             name="corral-worker",
             daemon=False,
         )
@@ -614,7 +645,7 @@ class ProcessPoolExecutor(BaseExecutor):
             return
         for frame in proc.reader.feed(data):
             self._on_message(proc, pickle.loads(frame))
-        if self._outcomes:
+        if self._outcomes or self._heads:
             self._settle()
 
     def _drain(self, proc: _Proc) -> None:
@@ -633,7 +664,13 @@ class ProcessPoolExecutor(BaseExecutor):
         if kind == "ready":
             proc.state = READY
             self._start_failures = 0
+            if self._hooks is not None:
+                proc.ready = True
+                self._worker_event("on_worker_start", f"process {proc.pid}", proc.pid)
             self._make_idle(proc)
+            return
+        if kind == "log":
+            self._log(proc, message[1], message[2])
             return
         if kind == "init_failed":
             proc.init_error = _wire.load_exception(message[1])
@@ -662,12 +699,24 @@ class ProcessPoolExecutor(BaseExecutor):
         self._task_done(proc, task, message)
         if head is not None:
             proc.head_started = now()
+            if self._hooks is not None and head.tid not in proc.revoked:
+                self._heads.append((proc, head))  # announced after the previous one's end
             if head.opts.task_timeout is not None and head.tid not in proc.revoked:
                 with self._lock:
                     if head.state == RUNNING and head.timer is None:
                         self._arm_timeout_locked(head)
         elif proc.state == READY:
             self._after_task(proc)
+
+    def _log(self, proc: _Proc, tid: int, fields: dict[str, Any]) -> None:
+        """Hands a worker's log record to this process's handlers, naming worker and task."""
+        record = logging.makeLogRecord(fields)
+        task = next((t for t in proc.inflight if t.tid == tid), None) if tid else None
+        record.corral_worker = f"process {proc.pid}"
+        record.corral_task = None if task is None else _task_name(task)
+        logger = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
 
     def _task_done(self, proc: _Proc, task: _Task, message: tuple[Any, ...]) -> None:
         proc.tasks_run += 1
@@ -712,10 +761,16 @@ class ProcessPoolExecutor(BaseExecutor):
                         resolved.append((task.fut, result, exc))
         for fut, result, exc in resolved:
             fut._resolve(result, exc)
+        if self._heads:
+            heads, self._heads = self._heads, []
+            with self._lock:
+                for proc, task in heads:
+                    if task.state == RUNNING and task.worker is proc and not task.where:
+                        self._task_started(task, f"process {proc.pid}")
 
     def _after_task(self, proc: _Proc) -> None:
         if self._max_tasks_per_child is not None and proc.tasks_run >= self._max_tasks_per_child:
-            self._retire(proc)
+            self._retire(proc, "max_tasks_per_child")
         elif self._max_memory is not None and proc.rss > self._max_memory:
             LOGGER.info(
                 "corral: replacing worker %d: %d bytes resident > max_memory_per_child=%d",
@@ -723,7 +778,7 @@ class ProcessPoolExecutor(BaseExecutor):
                 proc.rss,
                 self._max_memory,
             )
-            self._retire(proc)
+            self._retire(proc, "max_memory_per_child")
         else:
             self._make_idle(proc)
 
@@ -731,13 +786,14 @@ class ProcessPoolExecutor(BaseExecutor):
         proc.idle_since = now()
         self._idle.append(proc)
 
-    def _retire(self, proc: _Proc) -> None:
+    def _retire(self, proc: _Proc, reason: str) -> None:
         """Asks an idle worker to exit; kills it if it has not within 5 seconds."""
         if proc in self._idle:
             self._idle.remove(proc)
         if proc.state == EXITING:
             return
         proc.state = EXITING
+        proc.reason = reason
         self._send(proc, ("exit",))
 
         def overdue() -> None:
@@ -746,11 +802,12 @@ class ProcessPoolExecutor(BaseExecutor):
 
         self._call_at(now() + 5.0, overdue)
 
-    def _kill(self, proc: _Proc) -> None:
+    def _kill(self, proc: _Proc, reason: str = "killed") -> None:
         """Terminates the worker's process group; KILL follows after kill_grace."""
         if proc.killed:
             return
         proc.killed = True
+        proc.reason = proc.reason or reason
         proc.state = EXITING
         if proc in self._idle:
             self._idle.remove(proc)
@@ -806,7 +863,18 @@ class ProcessPoolExecutor(BaseExecutor):
         if proc.killed and exitcode is not None and exitcode < 0:
             # TERM reached the leader; make sure nothing of its group stays behind
             self._signal_group(proc.pid, signal.SIGKILL)
+        crashed_under_work = bool(proc.inflight)
         inflight, proc.inflight = list(proc.inflight), deque()
+        try:
+            self._fail_inflight(proc, exitcode, inflight)
+        finally:
+            if proc.ready:  # after its task's end, so that hooks see the crash first
+                if crashed_under_work and proc.reason is None:
+                    proc.reason = "crashed"
+                self._announce_exit(proc, exitcode)
+
+    def _fail_inflight(self, proc: _Proc, exitcode: int | None, inflight: list[_Task]) -> None:
+        """The tasks a dead worker held: the one it ran fails (or retries), the rest go back."""
         if not inflight:
             return
         self._replacements += 1  # it died under work: keep the pool as warm as it was
@@ -826,6 +894,15 @@ class ProcessPoolExecutor(BaseExecutor):
         if resolve:
             head.fut._resolve(exception=exc)
 
+    def _announce_exit(self, proc: _Proc, exitcode: int | None) -> None:
+        proc.ready = False
+        reason = proc.reason
+        if reason is None:
+            reason = "exited" if exitcode == 0 else "crashed"
+        self._worker_event(
+            "on_worker_exit", f"process {proc.pid}", proc.pid, reason=reason, exitcode=exitcode
+        )
+
     def _break(self, message: str, cause: BaseException | None) -> None:
         with self._lock:
             if self._broken is not None:
@@ -839,12 +916,14 @@ class ProcessPoolExecutor(BaseExecutor):
 
     def _close(self) -> None:
         for proc in list(self._procs.values()):
-            self._kill(proc)
+            self._kill(proc, "shutdown")
             proc.process.join(5)
             self._signal_group(proc.pid, signal.SIGKILL)
             proc.process.join(1)
             if proc.conn is not None:
                 proc.conn.close()
+            if proc.ready:
+                self._announce_exit(proc, proc.process.exitcode)
         self._procs.clear()
         self._idle.clear()
         self._update_counts()

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from ._future import Future
+from ._progress import Progress, check_progress, count_future, make_progress
 
 if sys.version_info < (3, 11):  # pragma: no cover - exercised on 3.10 only
     from exceptiongroup import BaseExceptionGroup
@@ -40,14 +41,19 @@ class TaskGroup:
             b = group.submit(fetch, url2)
         # here both are done, or the block raised ExceptionGroup
 
+    ``progress=True`` draws a bar of the group's tasks (``corral.Progress`` chooses
+    how), closed when the block ends.
+
     Leaving the block waits without a time limit; Ctrl+C while waiting cancels the
     group's work and raises KeyboardInterrupt. Groups nest: a failing inner group
     raises its ExceptionGroup into the outer block, which cancels the outer group.
     """
 
-    def __init__(self, executor: _Submitter) -> None:
+    def __init__(self, executor: _Submitter, *, progress: bool | Progress = False) -> None:
         if not callable(getattr(executor, "submit", None)):
             raise TypeError(f"TaskGroup needs an executor, got {type(executor).__name__}")
+        check_progress(progress)
+        self.progress = make_progress(progress, "TaskGroup")
         self._executor = executor
         self._lock = threading.Lock()
         self._futures: list[Future[Any]] = []
@@ -70,6 +76,9 @@ class TaskGroup:
         fut = self._executor.submit(fn, *args, **kwargs)
         with self._lock:
             self._futures.append(fut)
+        if self.progress is not None:
+            self.progress.add_total(1)
+            count_future(self.progress, fut)
         fut.add_done_callback(self._on_done)  # type: ignore[arg-type]
         return fut
 
@@ -93,6 +102,8 @@ class TaskGroup:
         with self._lock:
             self._closed = True
             failures = list(self._failures)
+        if self.progress is not None:
+            self.progress.close()
         if isinstance(exc, Exception):
             failures.insert(0, exc)
         elif exc is not None:

@@ -31,6 +31,7 @@ import asyncio
 import concurrent.futures.thread
 import contextvars
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -84,6 +85,11 @@ class ThreadPoolExecutor(BaseExecutor):
             docs for what keeps running).
         retries: default number of re-runs of a task that failed with a retryable
             error (``options(retry_on=...)`` chooses which).
+        hooks: an observer, or a list of them, with some of the methods
+            ``on_task_start``, ``on_task_end``, ``on_worker_start``, ``on_worker_exit``
+            (``corral.Hooks`` wraps plain functions; ``corral.Timeline`` records a
+            timeline). They run in the pool's "corral-hooks" thread, in event order;
+            ``shutdown(wait=True)`` waits for them (docs/observability.md).
 
     Ctrl+C raises KeyboardInterrupt in the main thread, wherever it waits, and cancels
     the pending tasks of every pool and asks running ones to stop; a with-block left
@@ -104,6 +110,7 @@ class ThreadPoolExecutor(BaseExecutor):
         max_pending: int | None = None,
         task_timeout: float | None = None,
         retries: int = 0,
+        hooks: object | None = None,
     ) -> None:
         if max_workers is None:
             max_workers = _default_max_workers()
@@ -115,6 +122,7 @@ class ThreadPoolExecutor(BaseExecutor):
             max_pending=max_pending,
             task_timeout=task_timeout,
             retries=retries,
+            hooks=hooks,
         )
         self._thread_name_prefix = thread_name_prefix or f"corral-ThreadPool-{id(self):x}"
         self._initializer = initializer
@@ -228,7 +236,9 @@ class ThreadPoolExecutor(BaseExecutor):
                 raise
             self._threads.add(thread)
 
-    def _exit_locked(self, worker: _Worker) -> None:
+    def _exit_locked(self, worker: _Worker, reason: str) -> None:
+        if self._hooks is not None and worker.thread is not None:
+            self._worker_event("on_worker_exit", worker.thread.name, os.getpid(), reason=reason)
         if worker.waking:
             worker.waking = False
             self._waking -= 1
@@ -256,6 +266,8 @@ class ThreadPoolExecutor(BaseExecutor):
             task.worker = worker
             worker.task = task
             self._arm_timeout_locked(task)
+            if self._hooks is not None and worker.thread is not None:
+                self._task_started(task, worker.thread.name)
         return task
 
     def _run_inline(self, fut: Future[Any]) -> None:
@@ -279,6 +291,8 @@ class ThreadPoolExecutor(BaseExecutor):
             ):
                 return
             token = task.token = CancelToken()
+            if self._hooks is not None:
+                self._task_started(task, f"caller {threading.current_thread().name}")
         previous = current_token()
         set_current_token(token)
         try:
@@ -307,6 +321,8 @@ class ThreadPoolExecutor(BaseExecutor):
                 LOGGER.critical("Exception in initializer:", exc_info=True)
                 self._initializer_failed(worker)
                 return
+        if self._hooks is not None and worker.thread is not None:
+            self._worker_event("on_worker_start", worker.thread.name, os.getpid())
         lock = self._lock
         with lock:
             task = self._take_locked(worker)
@@ -339,7 +355,7 @@ class ThreadPoolExecutor(BaseExecutor):
                         self._nthreads += 1
                     else:
                         leave = True
-                        self._exit_locked(worker)
+                        self._exit_locked(worker, "exited")
                 next_task = None if leave else self._take_locked(worker)
             if self._spawn_pending:
                 self._start_spawns()
@@ -359,7 +375,7 @@ class ThreadPoolExecutor(BaseExecutor):
                 task = self._take_locked(worker)
                 if task is None:
                     if self._broken is not None or (self._shutdown and not self._backoff):
-                        self._exit_locked(worker)
+                        self._exit_locked(worker, "shutdown")
                         return None
                     self._idle.append(worker)
             if self._spawn_pending:
@@ -372,7 +388,7 @@ class ThreadPoolExecutor(BaseExecutor):
                 if worker in self._idle:
                     if self._nthreads > self._min_workers:
                         self._idle.remove(worker)
-                        self._exit_locked(worker)
+                        self._exit_locked(worker, "idle")
                         return None
                     self._idle.remove(worker)
                     continue
@@ -386,7 +402,7 @@ class ThreadPoolExecutor(BaseExecutor):
         with self._lock:
             self._broken = message
             futures = self._fail_queued_locked()
-            self._exit_locked(worker)
+            self._exit_locked(worker, "init_failed")
             self._work_available_locked(shutdown=True)
         for fut in futures:
             fut._resolve(exception=BrokenThreadPool(message))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
 
 from ._errors import WaitTimeout
 from ._options import check_timeout
+from ._progress import Progress, check_progress, count_future, make_progress
 from ._timer import now
 
 T = TypeVar("T")
@@ -90,13 +91,23 @@ class as_completed(Generic[F]):
     this call: when it passes with futures still not done, iteration raises the
     builtin TimeoutError (nothing is cancelled). ``async for`` never blocks the
     event loop and uses no thread. Ctrl+C while waiting raises KeyboardInterrupt.
+    ``progress=True`` draws a bar of the futures done (``corral.Progress`` chooses
+    how); it is also reachable as the ``progress`` attribute.
     """
 
-    def __init__(self, fs: Iterable[F], timeout: float | None = None) -> None:
+    def __init__(
+        self, fs: Iterable[F], timeout: float | None = None, *, progress: bool | Progress = False
+    ) -> None:
         timeout = check_timeout("timeout", timeout)
+        check_progress(progress)
         self._fs = _check_futures(fs, "as_completed")
         self._deadline = None if timeout is None else now() + timeout
         self._iter: Iterator[F] | None = None
+        self.progress = make_progress(progress, "as_completed")
+        if self.progress is not None:
+            self.progress.set_total(len(self._fs))
+            for fut in self._fs:
+                count_future(self.progress, fut)
 
     def _remaining(self) -> float | None:
         return None if self._deadline is None else max(0.0, self._deadline - now())
@@ -112,6 +123,8 @@ class as_completed(Generic[F]):
         try:
             return next(self._iter)
         except concurrent.futures.TimeoutError as exc:  # 3.10: not the builtin one
+            if self.progress is not None:
+                self.progress.close()
             if isinstance(exc, WaitTimeout):
                 raise
             raise WaitTimeout(*exc.args) from None
@@ -138,6 +151,8 @@ class as_completed(Generic[F]):
                 try:
                     fut = await asyncio.wait_for(ready.get(), self._remaining())
                 except (asyncio.TimeoutError, TimeoutError):
+                    if self.progress is not None:
+                        self.progress.close()
                     raise WaitTimeout(
                         f"{pending} (of {len(self._fs)}) futures unfinished"
                     ) from None

@@ -13,6 +13,7 @@ A worker talks only to its parent, over its own duplex pipe, in length-prefixed 
                        ("error", task_id, exc_bytes, seconds, rss)
                        ("skipped", task_id)         revoked before it started
                        ("started", task_id)         revoked too late: it runs (ran)
+                       ("log", task_id, record)     a logging record (a dict), any thread
 
 Tasks handed over run one after the other in the order received, and each outcome is
 sent as soon as the task ends, so the parent always knows which task a worker runs:
@@ -26,7 +27,9 @@ pipe.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import logging
 import os
 import pickle
 import select
@@ -42,6 +45,7 @@ from . import _wire
 from ._context import CancelToken, set_current_token
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 #: Sent by the parent after a "revoke" so that a busy worker reads it at once.
 REVOKE_SIGNAL = signal.SIGUSR1
 
@@ -67,6 +71,65 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watchdog, name="corral-watchdog", daemon=True).start()
 
 
+def _name_process() -> None:
+    """Names the process "corral-worker" (ps, top, psutil, ``python -m corral top``)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_NAME, ctypes.c_char_p(b"corral-worker"), 0, 0, 0)
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+class _LogForwarder(logging.Handler):
+    """Sends the worker's log records to the parent, which hands them to its handlers."""
+
+    def __init__(self, inbox: _Inbox) -> None:
+        super().__init__()
+        self._inbox = inbox
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields = dict(record.__dict__)
+            fields["msg"] = record.getMessage()
+            fields["args"] = None
+            if record.exc_info:
+                fields["exc_text"] = record.exc_text or _FORMATTER.formatException(record.exc_info)
+            fields["exc_info"] = None
+            try:
+                message = ("log", self._inbox.task_id, fields)
+                pickle.dumps(message, _wire.PROTOCOL)
+            except Exception:  # an extra= value that does not pickle: send its repr
+                fields = {k: v if _plain(v) else repr(v) for k, v in fields.items()}
+                message = ("log", self._inbox.task_id, fields)
+            self._inbox.send_from_thread(message)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the parent is gone
+        except Exception:
+            self.handleError(record)
+
+
+_FORMATTER = logging.Formatter()
+
+
+def _plain(value: object) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool, tuple, list, dict))
+
+
+def _forward_logging(inbox: _Inbox, level: int) -> None:
+    """Routes every record of this process to the parent (replacing inherited handlers:
+    with fork, the parent's handlers would otherwise write each record twice)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(_LogForwarder(inbox))
+    root.setLevel(level)
+
+
 def _rss() -> int:
     try:
         with open("/proc/self/statm", "rb") as f:
@@ -82,19 +145,32 @@ def worker_main(
     parent_pid: int,
     init_blob: bytes | None,
     report_memory: bool,
+    log_level: int | None = None,
 ) -> None:
-    """Entry point of a worker process."""
+    """Entry point of a worker process.
+
+    ``log_level``: forward logging records at this level and above to the parent
+    (None: leave the worker's logging alone).
+    """
     try:
         os.setpgid(0, 0)
     except OSError:  # pragma: no cover - already a group leader (setsid'd)
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
+    _name_process()
+    for stream in (sys.stdout, sys.stderr):  # whole lines reach the terminal, even if killed
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(Exception):
+                reconfigure(line_buffering=True)
     pool = _wire.SegmentPool() if _wire.SHARED_MEMORY else None
     reader = _wire.SegmentReader()
     inbox = _Inbox(conn.fileno(), pool)
     signal.signal(REVOKE_SIGNAL, inbox.on_signal)
     send = inbox.send
+    if log_level is not None:
+        _forward_logging(inbox, log_level)
 
     try:
         if init_blob is not None:
@@ -116,7 +192,10 @@ def worker_main(
             if not queue:
                 continue
             task_id, fn_data, call, segments = queue.popleft()
+            inbox.task_id = task_id
             _run_one(task_id, fn_data, call, segments, functions, pool, reader, send, report_memory)
+            inbox.task_id = 0
+            _flush_std()
     except (BrokenPipeError, ConnectionResetError):
         os._exit(0)  # the parent is gone (SIGTERM, SIGKILL): nobody to report to
     conn.close()
@@ -137,6 +216,8 @@ class _Inbox:
         self.fd = fd
         self.pool = pool
         self.queue: deque[tuple[int, bytes, bytes, _wire.Segments]] = deque()
+        self.task_id = 0  # the task running now (0: none), for log records
+        self.write_lock = threading.Lock()  # frames from other threads (logging) too
         self.exiting = False
         self._busy = False
         self._deferred = False
@@ -144,13 +225,24 @@ class _Inbox:
         self._poller.register(fd, select.POLLIN)
 
     def send(self, message: tuple[Any, ...]) -> None:
+        """Writes a frame; from the main thread (other threads: ``send_from_thread``)."""
         self._busy = True
         try:
-            _wire.write_frame(self.fd, pickle.dumps(message, _wire.PROTOCOL))
+            data = pickle.dumps(message, _wire.PROTOCOL)
+            with self.write_lock:
+                _wire.write_frame(self.fd, data)
         finally:
             self._busy = False
         if self._deferred:
             self.receive(block=False)
+
+    def send_from_thread(self, message: tuple[Any, ...]) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self.send(message)
+            return
+        data = pickle.dumps(message, _wire.PROTOCOL)
+        with self.write_lock:
+            _wire.write_frame(self.fd, data)
 
     def receive(self, block: bool) -> None:
         """Reads the messages waiting (or, with ``block``, at least one)."""
@@ -179,7 +271,8 @@ class _Inbox:
             self.queue.extend(kept)
             for task_id in message[1]:  # "started": its outcome follows (or came already)
                 reply = ("skipped" if task_id in skipped else "started", task_id)
-                _wire.write_frame(self.fd, pickle.dumps(reply, _wire.PROTOCOL))
+                with self.write_lock:  # (a signal handler never runs while main holds it)
+                    _wire.write_frame(self.fd, pickle.dumps(reply, _wire.PROTOCOL))
         elif kind == "free":  # the parent copied these result segments out
             if self.pool is not None:
                 for fd in message[1]:
