@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_asyncio.py
 	$(BIN)/python bench/bench_interrupt.py
 	$(BIN)/python bench/bench_flow.py
+	$(BIN)/python bench/bench_observe.py
 
 clean:
 	rm -rf $(VENV) .venv-* .mypy_cache .pytest_cache .ruff_cache

@@ -785,6 +785,68 @@ def ctrl_c(demo: Demo) -> None:
     print("  measures it over repeated runs.")
 
 
+LOG_FORMAT = "    log | %(levelname)s %(corral_worker)s, task %(corral_task)s: %(message)s"
+
+
+@section("See what the pool is doing: progress, a timeline, worker logs, top")
+def observe(demo: Demo) -> None:
+    import logging
+
+    import timeline_run  # demo/timeline_run.py, next to this file
+
+    sys.path.insert(0, str(ROOT / "examples" / "seeds"))
+    from seed002_is_prime import PRIMES, is_prime
+
+    print("  ex.map(is_prime, PRIMES * 2, progress=True): seed 002's work with a progress bar")
+    print("  (tqdm on a terminal when installed, else a line of text; drawn on stdout here):\n")
+    bar = corral.Progress(desc="    is_prime", file=sys.stdout, interval=0.5)
+    primes = list(demo.processes.map(is_prime, PRIMES * 2, progress=bar))
+    print(f"\n  {primes.count(True)} primes; the bar counted {bar.done} done, {bar.failed} failed")
+
+    print("\n  corral.Timeline(), passed as hooks=, records which worker ran what and when.")
+    print("  Seeds 002 and 003 on 3 workers, with a crash, a timeout and a cancel:\n")
+    out = ROOT / "demo" / "out"
+    timeline = timeline_run.run(out)
+    rows = [
+        (r.name, r.worker, r.outcome, seconds(r.ended - r.started) if r.ended else "")
+        for r in sorted(timeline.runs, key=lambda r: r.started)
+        if r.name != "noop" and (not r.name.startswith("map(") or r.outcome != "completed")
+    ]
+    table(rows, ("task", "worker", "outcome", "ran"))
+    maps = sum(1 for r in timeline.runs if r.name.startswith("map(") and r.outcome == "completed")
+    print(f"  (and {maps} map chunks, completed)")
+    print(f"  wrote {out.relative_to(ROOT)}/timeline.html (open in a browser),")
+    print("  timeline.svg and trace.json (https://ui.perfetto.dev or chrome://tracing)")
+
+    print("\n  Logging in a worker process reaches this process's handlers, worker and task")
+    print(f"  named (format: {LOG_FORMAT.split('| ')[1]!r}):\n")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logger = logging.getLogger("showcase")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with corral.ProcessPoolExecutor(1) as ex:
+            ex.options(name="resize-42").submit(testing.log_messages, "showcase.worker", "hello")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+
+    print("\n  python -m corral top --once, while a pool of 2 runs two 1-second tasks:\n")
+    with corral.ProcessPoolExecutor(2) as ex:
+        busy = [ex.submit(spin, 1.0) for _ in range(2)]
+        testing.wait_until(lambda: all(f.running() for f in busy), 30)  # in the workers
+        top = subprocess.run(
+            [sys.executable, "-m", "corral", "top", "--once", "--pid", str(os.getpid())],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        corral.wait(busy)
+    for line in top.stdout.splitlines():
+        print(f"    {line}")
+
+
 @section("statistics()")
 def statistics(demo: Demo) -> None:
     print("  The pools the sections above shared, ex.statistics():\n")

@@ -575,9 +575,10 @@ class BaseExecutor(concurrent.futures.Executor):
         if state == RUNNING:
             self._stop_running(task, "cancelled")
 
-    def _task_started(self, task: _Task, worker: str) -> None:
-        """A backend (whose pool has hooks) says a run of ``task`` begins on ``worker``."""
-        task.started = now()
+    def _task_started(self, task: _Task, worker: str, started: float | None = None) -> None:
+        """A backend (whose pool has hooks) says a run of ``task`` begins on ``worker``
+        (now, or at ``started``)."""
+        task.started = now() if started is None else started
         task.where = worker
         hooks = self._hooks
         if hooks is not None and hooks.wants("on_task_start"):

@@ -12,7 +12,10 @@ Where hooks run, and why there. Events happen under the executor's lock or in th
 process pool's manager thread; a user's hook there could deadlock the pool (it calls
 ``submit``) or slow every dispatch (it writes a file). So events are put on a queue
 (``SimpleQueue.put``, a C call) and one thread per pool, "corral-hooks", calls the
-observers in event order. ``shutdown(wait=True)`` waits until every event of the pool
+observers in event order. While events flow it takes them in batches, at most
+``BATCH_SECONDS`` (5 ms) after they happen: waking a thread per event cost more than
+the hooks (measured: a thread pool's no-op tasks 1.38x slower with a Timeline, 1.19x
+with batching). ``shutdown(wait=True)`` waits until every event of the pool
 has been delivered. Events raised after the pool has been shut down (workers leaving
 after ``shutdown(wait=False)``) are delivered in the thread that raises them. A hook
 that raises is logged on the "corral" logger and the pool carries on.
@@ -30,13 +33,16 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._errors import TaskTimeout, WorkerCrashed
 
 LOGGER = logging.getLogger("corral")
+
+#: How long the hooks thread lets events gather after a batch (the most it delays one).
+BATCH_SECONDS = 0.005
 
 EVENTS = ("on_task_start", "on_task_end", "on_worker_start", "on_worker_exit")
 
@@ -44,9 +50,8 @@ EVENTS = ("on_task_start", "on_task_end", "on_worker_start", "on_worker_exit")
 OUTCOMES = ("completed", "failed", "timed_out", "crashed", "cancelled", "requeued")
 
 
-@dataclass(frozen=True)
-class TaskEvent:
-    """One run of a task, as ``on_task_start`` and ``on_task_end`` see it.
+class TaskEvent(NamedTuple):
+    """One run of a task, as ``on_task_start`` and ``on_task_end`` see it (a named tuple).
 
     Times are seconds on ``time.monotonic()``, the clock of every corral deadline.
 
@@ -78,8 +83,7 @@ class TaskEvent:
     retrying: bool = False
 
 
-@dataclass(frozen=True)
-class WorkerEvent:
+class WorkerEvent(NamedTuple):
     """A worker starting or leaving, as ``on_worker_start``/``on_worker_exit`` see it.
 
     Attributes:
@@ -156,11 +160,20 @@ class Dispatch:
             self._thread.join()
 
     def _run(self) -> None:
+        get, get_nowait = self._queue.get, self._queue.get_nowait
         while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            self._call(*item)
+            item = get()  # idle: blocks without a timeout
+            while True:
+                if item is None:
+                    return
+                self._call(*item)
+                try:
+                    item = get_nowait()
+                except queue.Empty:
+                    break
+            # Busy: let events gather for a moment, then take them in one go. A wakeup
+            # per event (a thread switch each) costs more than the hooks themselves.
+            time.sleep(BATCH_SECONDS)
 
     def _call(self, name: str, event: Any) -> None:
         for handler in self._handlers[name]:

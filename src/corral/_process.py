@@ -308,7 +308,8 @@ class ProcessPoolExecutor(BaseExecutor):
         self._segments = _wire.SegmentPool() if _wire.SHARED_MEMORY else None
         self._reader = _wire.SegmentReader()  # manager thread only
         self._tids = itertools.count(1)
-        self._outcomes: list[tuple[_Task, Any, BaseException | None]] = []  # to settle
+        # to settle: (task, result, error, seconds it ran)
+        self._outcomes: list[tuple[_Task, Any, BaseException | None, float]] = []
         self._heads: list[tuple[_Proc, _Task]] = []  # runs to announce to hooks, after those
         self._functions = _wire.FunctionPickler()
         # manager-thread state
@@ -456,7 +457,9 @@ class ProcessPoolExecutor(BaseExecutor):
         while self._deadlines and self._deadlines[0][0] <= current:
             heapq.heappop(self._deadlines)[2]()
         if self._idle_timeout is not None:
-            surplus = len(self._procs) - self._min_workers
+            # workers already told to exit (EXITING, not gone yet) are not surplus
+            live = sum(1 for p in self._procs.values() if p.state != EXITING)
+            surplus = live - self._min_workers
             for proc in sorted(self._idle, key=lambda p: p.idle_since):
                 if surplus <= 0 or current - proc.idle_since < self._idle_timeout:
                     break
@@ -747,15 +750,17 @@ class ProcessPoolExecutor(BaseExecutor):
             if not live:
                 return
             exc = _wire.load_exception(message[2])
-        self._outcomes.append((task, result, exc))
+        self._outcomes.append((task, result, exc, seconds))
 
     def _settle(self) -> None:
         """Books the outcomes read in one go under one lock, then resolves their futures."""
         outcomes, self._outcomes = self._outcomes, []
         resolved = []
         with self._lock:
-            for task, result, exc in outcomes:
+            for task, result, exc, seconds in outcomes:
                 if task.state == RUNNING:  # not cancelled or timed out meanwhile
+                    if self._hooks is not None and not task.where:  # started since last read
+                        self._task_started(task, f"process {task.worker.pid}", now() - seconds)
                     self._finished_locked(task, exc)
                     if task.state == ENDED:
                         resolved.append((task.fut, result, exc))

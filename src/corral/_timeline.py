@@ -35,20 +35,8 @@ COLOURS = {
 }
 
 
-@dataclass(frozen=True)
-class Run:
-    """One run of a task, as a Timeline keeps it (times on ``time.monotonic()``)."""
-
-    task: int
-    name: str
-    attempt: int
-    worker: str
-    submitted: float
-    started: float
-    ended: float
-    outcome: str
-    error: str | None
-    retrying: bool
+#: One run of a task, as a Timeline keeps it: the ``on_task_end`` event itself.
+Run = TaskEvent
 
 
 @dataclass(frozen=True)
@@ -86,21 +74,7 @@ class Timeline:
     # ------------------------------------------------------------------ hooks
 
     def on_task_end(self, event: TaskEvent) -> None:
-        error = None if event.error is None else f"{type(event.error).__name__}: {event.error}"
-        run = Run(
-            event.task,
-            event.name,
-            event.attempt,
-            event.worker,
-            event.submitted,
-            event.started,
-            event.ended if event.ended is not None else event.started,
-            event.outcome or "completed",
-            error,
-            event.retrying,
-        )
-        with self._lock:
-            self._runs.append(run)
+        self._runs.append(event)  # list.append is atomic: no lock on the per-task path
 
     def on_worker_start(self, event: WorkerEvent) -> None:
         with self._lock:
@@ -115,9 +89,8 @@ class Timeline:
 
     @property
     def runs(self) -> list[Run]:
-        """Every recorded run, in the order they ended."""
-        with self._lock:
-            return list(self._runs)
+        """Every recorded run (a ``TaskEvent``), in the order they ended."""
+        return list(self._runs)
 
     @property
     def workers(self) -> list[WorkerLife]:
@@ -172,20 +145,20 @@ class Timeline:
             args: dict[str, Any] = {
                 "task": run.task,
                 "attempt": run.attempt,
-                "outcome": run.outcome,
+                "outcome": run.outcome or "completed",
                 "queued_ms": round((run.started - run.submitted) * 1e3, 3),
             }
             if run.error is not None:
-                args["error"] = run.error
+                args["error"] = _error(run)
             if run.retrying:
                 args["retrying"] = True
             events.append(
                 {
                     "name": run.name,
-                    "cat": run.outcome,
+                    "cat": run.outcome or "completed",
                     "ph": "X",
                     "ts": us(run.started),
-                    "dur": max(0.0, round((run.ended - run.started) * 1e6, 3)),
+                    "dur": max(0.0, round((_ended(run) - run.started) * 1e6, 3)),
                     "pid": pid,
                     "tid": tids[run.worker],
                     "args": args,
@@ -226,7 +199,8 @@ class Timeline:
         """Writes a self-contained HTML page: the chart, its legend and a summary."""
         counts: dict[str, int] = {}
         for run in self.runs:
-            counts[run.outcome] = counts.get(run.outcome, 0) + 1
+            outcome = run.outcome or "completed"
+            counts[outcome] = counts.get(outcome, 0) + 1
         summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
         page = (
             "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
@@ -252,7 +226,8 @@ class _Gantt:
         self.runs = timeline.runs
         self.lives = timeline.workers
         self.origin = timeline._origin()
-        ends = [r.ended for r in self.runs] + [w.ended for w in self.lives if w.ended is not None]
+        ends = [_ended(r) for r in self.runs]
+        ends += [w.ended for w in self.lives if w.ended is not None]
         self.span = max(max(ends, default=self.origin) - self.origin, 1e-3)
         self.rows = {w.worker: i for i, w in enumerate(self.lives)}
 
@@ -317,13 +292,15 @@ class _Gantt:
 
     def _bar(self, run: Run) -> str:
         y = self.y(run.worker) + 3
-        x0, x1 = self.x(run.started), self.x(run.ended)
-        width = max(x1 - x0, 1.0)
+        x0, x1 = self.x(run.started), self.x(_ended(run))
+        outcome = run.outcome or "completed"
+        width = max(x1 - x0, 2.0)
         tip = (
             f"{run.name} (task {run.task}, attempt {run.attempt}) on {run.worker}: "
-            f"{run.outcome}{', retrying' if run.retrying else ''}; "
+            f"{outcome}{', retrying' if run.retrying else ''}; "
             f"queued {_seconds(run.started - run.submitted)}, "
-            f"ran {_seconds(run.ended - run.started)}" + (f"; {run.error}" if run.error else "")
+            f"ran {_seconds(_ended(run) - run.started)}"
+            + (f"; {_error(run)}" if run.error is not None else "")
         )
         dash = " stroke-dasharray='3,2'" if run.retrying else ""
         text = ""
@@ -334,7 +311,7 @@ class _Gantt:
             )
         return (
             f"<rect x='{x0}' y='{y}' width='{width}' height='16' rx='2' "
-            f"fill='{COLOURS.get(run.outcome, '#607d8b')}' stroke='#263238' "
+            f"fill='{COLOURS.get(outcome, '#607d8b')}' stroke='#263238' "
             f"stroke-width='0.5'{dash}><title>{html.escape(tip)}</title></rect>{text}"
         )
 
@@ -354,6 +331,14 @@ class _Gantt:
         return parts
 
 
+def _ended(run: Run) -> float:
+    return run.ended if run.ended is not None else run.started
+
+
+def _error(run: Run) -> str:
+    return f"{type(run.error).__name__}: {run.error}"
+
+
 def _nice_step(span: float) -> float:
     """A round tick step giving about 5 to 10 ticks over ``span`` seconds."""
     step = 10.0 ** int(f"{span / 5:e}".split("e")[1])
@@ -364,6 +349,8 @@ def _nice_step(span: float) -> float:
 
 
 def _seconds(value: float) -> str:
+    if value == 0:
+        return "0 s"
     if value >= 1:
         return f"{value:.2f} s"
     if value >= 1e-3:

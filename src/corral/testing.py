@@ -22,9 +22,11 @@ that are already on their way out.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -218,6 +220,33 @@ def hang(started: Gate | None = None, seconds: float = 3600.0) -> None:
     if started is not None:
         started.open()
     time.sleep(seconds)
+
+
+def log_messages(logger: str, message: str, from_thread: bool = False) -> str:
+    """Logs ``message`` at DEBUG, INFO and ERROR (with a traceback) on ``logger``.
+
+    ``from_thread``: the INFO record comes from a thread the task starts.
+    """
+    log = logging.getLogger(logger)
+    log.debug("debug: %s", message)
+    if from_thread:
+        thread = threading.Thread(target=log.info, args=("info: %s", message))
+        thread.start()
+        thread.join()
+    else:
+        log.info("info: %s", message)
+    try:
+        raise KeyError(message)
+    except KeyError:
+        log.exception("error: %s", message)
+    return message
+
+
+def print_then_hang(text: str, started: Gate | None = None, end: str = "\n") -> None:
+    """Prints ``text`` (stdout) and ``text`` (stderr), then waits for a kill."""
+    print(text, end=end)
+    print(text, end=end, file=sys.stderr)
+    hang(started)
 
 
 # --------------------------------------------------------------------- faults
