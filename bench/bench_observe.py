@@ -3,14 +3,16 @@
 1. ``map`` over 200k tiny items on the process pool (default arguments): plain, with
    ``progress=`` (text and tqdm, drawn into a StringIO so the terminal does not set
    the pace), with ``hooks=corral.Timeline()``, and with both.
-2. 20k ``submit`` + ``result`` of a no-op on the process pool, and 100k on the thread
+2. 200k ``submit`` + ``result`` of a no-op, on the process pool and on the thread
    pool, plain and with a Timeline: the per-task cost of hooks (a map batches items
    into chunks, so it raises few events; single submits raise two per task).
+3. ``as_completed`` over 200k futures of the thread pool, with and without a progress
+   bar: the per-future cost of counting (a done callback each).
 
 Each variant runs ``--repeat`` times (interleaved, so drift hits all alike); the
 median is reported with its ratio to the plain run. A ratio of 1.03 means 3 % slower.
 
-Run: ``.venv/bin/python bench/bench_observe.py [--items 200000] [--repeat 5]``
+Run: ``.venv/bin/python bench/bench_observe.py [--items 200000] [--submits 200000] [--repeat 3]``
 """
 
 from __future__ import annotations
@@ -57,6 +59,20 @@ def submit_run(kind: str, tasks: int, timeline: bool) -> Callable[[], None]:
     return run
 
 
+def as_completed_run(tasks: int, progress: bool) -> Callable[[], None]:
+    def run() -> None:
+        with corral.ThreadPoolExecutor(WORKERS) as ex:
+            ex.submit(testing.noop).result()
+            begin = time.perf_counter()
+            futures = [ex.submit(testing.noop) for _ in range(tasks)]
+            bar = corral.Progress(file=io.StringIO(), style="text") if progress else False
+            for _ in corral.as_completed(futures, progress=bar):
+                pass
+            run.seconds = time.perf_counter() - begin  # type: ignore[attr-defined]
+
+    return run
+
+
 def measure(variants: dict[str, Callable[[], None]], repeat: int) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeat):
@@ -76,9 +92,8 @@ def report(title: str, medians: dict[str, float]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=200_000)
-    parser.add_argument("--submits", type=int, default=20_000)
-    parser.add_argument("--thread-submits", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--submits", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     has_tqdm = importlib.util.find_spec("tqdm") is not None
 
@@ -106,11 +121,21 @@ def main() -> None:
         ),
     )
     report(
-        f"thread pool, {args.thread_submits:,} no-op submit+result (median of {args.repeat})",
+        f"thread pool, {args.submits:,} no-op submit+result (median of {args.repeat})",
         measure(
             {
-                "plain": submit_run("thread", args.thread_submits, False),
-                "timeline": submit_run("thread", args.thread_submits, True),
+                "plain": submit_run("thread", args.submits, False),
+                "timeline": submit_run("thread", args.submits, True),
+            },
+            args.repeat,
+        ),
+    )
+    report(
+        f"thread pool, {args.submits:,} no-op submits, then as_completed (median of {args.repeat})",
+        measure(
+            {
+                "plain": as_completed_run(args.submits, False),
+                "progress (text)": as_completed_run(args.submits, True),
             },
             args.repeat,
         ),

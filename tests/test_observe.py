@@ -359,6 +359,27 @@ def test_worker_debug_records_follow_the_parent_logger_levels(
     assert messages == ["debug: c", "info: c", "error: c", "info: d", "error: d"]
 
 
+def test_forked_workers_do_not_write_records_twice(tmp_path: Path) -> None:
+    """fork copies the parent's handlers into the worker: each record must be written
+    once (by the parent), also on a logger that does not propagate."""
+    log_file = tmp_path / "app.log"
+    handler = logging.FileHandler(log_file)
+    logger = logging.getLogger("app.file")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        with corral.ProcessPoolExecutor(1, mp_context="fork") as ex:
+            ex.submit(testing.log_messages, "app.file", "f").result(10)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+    lines = log_file.read_text().splitlines()
+    assert [ln for ln in lines if ln.startswith(("info", "error"))] == ["info: f", "error: f"]
+
+
 def test_forward_logging_false_leaves_worker_logging_alone(
     app_logging: pytest.LogCaptureFixture,
 ) -> None:

@@ -121,11 +121,26 @@ def _plain(value: object) -> bool:
 
 
 def _forward_logging(inbox: _Inbox, level: int) -> None:
-    """Routes every record of this process to the parent (replacing inherited handlers:
-    with fork, the parent's handlers would otherwise write each record twice)."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    """Routes every record of this process to the parent.
+
+    The handlers already here are removed, on every logger: they are the parent's (fork
+    copies them) or the main module's (spawn and forkserver import it again), and the
+    parent's handlers write each record already. Every logger propagates to the root
+    here, so a parent's logger with ``propagate = False`` and a handler of its own
+    still gets its records (in the parent). An initializer runs after this, so
+    handlers it adds stay.
+    """
+    loggers = [logging.getLogger()]
+    loggers += [
+        lg
+        for lg in list(logging.Logger.manager.loggerDict.values())
+        if isinstance(lg, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True  # to the forwarder; the parent applies its own propagation
+    root = loggers[0]
     root.addHandler(_LogForwarder(inbox))
     root.setLevel(level)
 
