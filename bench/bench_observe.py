@@ -9,10 +9,11 @@
 3. ``as_completed`` over 200k futures of the thread pool, with and without a progress
    bar: the per-future cost of counting (a done callback each).
 
-Each variant runs ``--repeat`` times (interleaved, so drift hits all alike); the
-median is reported with its ratio to the plain run. A ratio of 1.03 means 3 % slower.
+Each variant runs ``--repeat`` times (9 for the maps, which take about 40 ms, so that
+one slow run does not decide; 3 for the rest), interleaved so that drift hits all
+alike; the median is reported with its ratio to the plain run (1.03: 3 % slower).
 
-Run: ``.venv/bin/python bench/bench_observe.py [--items 200000] [--submits 200000] [--repeat 3]``
+Run: ``.venv/bin/python bench/bench_observe.py [--items 200000] [--submits 200000]``
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--submits", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=9, help="runs of each map variant")
+    parser.add_argument("--repeat-submits", type=int, default=3, help="runs of the others")
     args = parser.parse_args()
     has_tqdm = importlib.util.find_spec("tqdm") is not None
 
@@ -111,33 +113,34 @@ def main() -> None:
         measure(variants, args.repeat),
     )
     report(
-        f"process pool, {args.submits:,} no-op submit+result (median of {args.repeat})",
+        f"process pool, {args.submits:,} no-op submit+result (median of {args.repeat_submits})",
         measure(
             {
                 "plain": submit_run("process", args.submits, False),
                 "timeline": submit_run("process", args.submits, True),
             },
-            args.repeat,
+            args.repeat_submits,
         ),
     )
     report(
-        f"thread pool, {args.submits:,} no-op submit+result (median of {args.repeat})",
+        f"thread pool, {args.submits:,} no-op submit+result (median of {args.repeat_submits})",
         measure(
             {
                 "plain": submit_run("thread", args.submits, False),
                 "timeline": submit_run("thread", args.submits, True),
             },
-            args.repeat,
+            args.repeat_submits,
         ),
     )
     report(
-        f"thread pool, {args.submits:,} no-op submits, then as_completed (median of {args.repeat})",
+        f"thread pool, {args.submits:,} no-op submits, then as_completed "
+        f"(median of {args.repeat_submits})",
         measure(
             {
                 "plain": as_completed_run(args.submits, False),
                 "progress (text)": as_completed_run(args.submits, True),
             },
-            args.repeat,
+            args.repeat_submits,
         ),
     )
 
