@@ -800,7 +800,9 @@ def observe(demo: Demo) -> None:
     print("  ex.map(is_prime, PRIMES * 2, progress=True): seed 002's work with a progress bar")
     print("  (tqdm on a terminal when installed, else a line of text; drawn on stdout here):\n")
     bar = corral.Progress(desc="    is_prime", file=sys.stdout, interval=0.5)
-    primes = list(demo.processes.map(is_prime, PRIMES * 2, progress=bar))
+    # a pool started after examples/seeds joined sys.path: its workers import the seed
+    with corral.ProcessPoolExecutor(2) as ex:
+        primes = list(ex.map(is_prime, PRIMES * 2, progress=bar))
     print(f"\n  {primes.count(True)} primes; the bar counted {bar.done} done, {bar.failed} failed")
 
     print("\n  corral.Timeline(), passed as hooks=, records which worker ran what and when.")
