@@ -8,9 +8,11 @@ measured run times instead of asking the caller for ``chunksize``:
   items of 20 ms or more go one by one (batching would only hurt their balance); when
   the input's length is known, no chunk takes more than a quarter of a worker's share,
   as ``multiprocessing.Pool.map`` does, so every worker gets work;
-* with the stdlib's eager map (no ``buffersize``), the first item is sent alone and
-  map() waits (at most ``PROBE_WAIT``, pool start included) for its run time before
-  cutting the rest; an item slower than that is not batched at all;
+* with the stdlib's eager map (no ``buffersize``), the first item is sent alone; while
+  its run time is unknown, further items go one by one as long as a worker is free
+  (N slow items on N workers all start at once, DESIGN §3.7), and once every worker
+  is busy the feeder waits for the probe (at most ``PROBE_WAIT``, pool start included)
+  before cutting the rest; an item slower than that is not batched at all;
 * with ``buffersize``, chunks start at one item and grow as chunks complete.
 
 What the user sees does not change: one result or exception per item, in order. Two
@@ -99,6 +101,8 @@ class ChunkUnits(Units):
         if self._fixed is not None:
             return self._fixed
         if self._per_item is None and self._probe is not None and self._eager:
+            if self._executor._has_free_worker():
+                return 1  # no head-of-line blocking: an idle worker takes an item now
             try:
                 self._probe.exception(PROBE_WAIT)
             except (TimeoutError, _wire.CancelledError):

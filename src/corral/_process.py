@@ -394,6 +394,11 @@ class ProcessPoolExecutor(BaseExecutor):
         if wait and threading.current_thread() is not self._thread:
             self._thread.join()
 
+    def _has_free_worker(self) -> bool:
+        """True when fewer tasks wait or run than there are workers (map chunking)."""
+        with self._lock:
+            return self._pending + len(self._running) < self._max_workers
+
     def _backend_counts(self) -> tuple[int, int]:
         with self._lock:
             return self._live_workers, self._idle_workers

@@ -173,6 +173,19 @@ def test_map_returns_at_once_and_reads_as_capacity_allows(
     assert len(read) == 50
 
 
+def test_map_of_n_slow_items_on_n_workers_runs_them_all_at_once(
+    make_executor: Make, gate: testing.Gate
+) -> None:
+    """DESIGN §3.7 for map: no item waits while a worker is free (the process pool's
+    chunk probe must not hold the second item back until the first has run)."""
+    ex = make_executor(3)
+    with testing.Gate() as s1, testing.Gate() as s2, testing.Gate() as s3:
+        results = ex.map(testing.wait_for_gate, [gate] * 3, [1, 2, 3], [s1, s2, s3])
+        testing.wait_until(lambda: s1.is_open() and s2.is_open() and s3.is_open(), 1.5)
+        gate.open()
+        assert list(results) == [1, 2, 3]
+
+
 def test_map_submits_all_input_unread_and_the_with_block_waits(make_executor: Make) -> None:
     ex = make_executor(2)
     read: list[int] = []
