@@ -9,9 +9,9 @@ measured run times instead of asking the caller for ``chunksize``:
   the input's length is known, no chunk takes more than a quarter of a worker's share,
   as ``multiprocessing.Pool.map`` does, so every worker gets work;
 * with the stdlib's eager map (no ``buffersize``), the first item is sent alone; while
-  its run time is unknown, further items go one by one as long as a worker is free
-  (N slow items on N workers all start at once, DESIGN §3.7), and once every worker
-  is busy the feeder waits for the probe (at most ``PROBE_WAIT``, pool start included)
+  its run time is unknown, further items go one by one while a worker is free, one per
+  worker at most (N slow items on N workers all start at once, DESIGN §3.7); then the
+  feeder waits for the probe (at most ``PROBE_WAIT``, pool start included)
   before cutting the rest; an item slower than that is not batched at all;
 * with ``buffersize``, chunks start at one item and grow as chunks complete.
 
@@ -94,6 +94,7 @@ class ChunkUnits(Units):
         self._eager = eager
         self._per_item: float | None = None
         self._probe: Future[Any] | None = None
+        self._singles = 0  # items sent alone while the probe ran
         self._star = True
         self._max = MAX_CHUNK
 
@@ -101,8 +102,11 @@ class ChunkUnits(Units):
         if self._fixed is not None:
             return self._fixed
         if self._per_item is None and self._probe is not None and self._eager:
-            if self._executor._has_free_worker():
-                return 1  # no head-of-line blocking: an idle worker takes an item now
+            if self._singles < self._executor._max_workers and self._executor._has_free_worker():
+                # no head-of-line blocking: a free worker takes an item now (one item
+                # per worker at most, or tiny items would all go one by one meanwhile)
+                self._singles += 1
+                return 1
             try:
                 self._probe.exception(PROBE_WAIT)
             except (TimeoutError, _wire.CancelledError):
