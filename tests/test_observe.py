@@ -6,6 +6,7 @@ only processes have (crashes, forwarded logs, worker stdout) on the process pool
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import json
@@ -196,6 +197,79 @@ def test_no_hooks_no_thread_and_bad_hooks_fail_fast(kind: str) -> None:
         corral.Hooks(on_task_end=42)  # type: ignore[arg-type]
 
 
+def test_hooks_after_shutdown_without_wait_still_run_in_the_hooks_thread(kind: str) -> None:
+    """After shutdown(wait=False) the events still to come go through the hooks thread,
+    never under the pool's lock: a hook that reads statistics() must not deadlock."""
+    seen: list[tuple[str, int]] = []
+    ex: Any = None
+
+    def on_end(event: corral.TaskEvent) -> None:
+        seen.append((threading.current_thread().name, ex.statistics().completed))
+
+    ex = POOLS[kind](1, hooks=corral.Hooks(on_task_end=on_end))
+    futures = [ex.submit(testing.square, i) for i in range(3)]
+    ex.shutdown(wait=False)
+    assert [f.result(10) for f in futures] == [0, 1, 4]
+    testing.wait_until(lambda: len(seen) == 3, 10)
+    assert {name for name, _ in seen} == {"corral-hooks"}
+    ex.shutdown(wait=True)  # joins the hooks thread (the leak check sees it gone)
+
+
+def test_async_with_waits_for_every_event(kind: str) -> None:
+    import asyncio
+
+    timeline = corral.Timeline()
+
+    async def main() -> int:
+        async with POOLS[kind](2, hooks=timeline) as ex:
+            futures = [ex.submit(testing.square, i) for i in range(200)]
+            await asyncio.wrap_future(futures[-1])
+        return len(timeline.runs)
+
+    assert asyncio.run(main()) == 200
+
+
+class Unprintable:
+    """A callable whose repr raises: naming it must not call repr."""
+
+    def __call__(self, x: int) -> int:
+        return x
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def test_task_names_never_call_repr(kind: str) -> None:
+    rec = Recorder()
+    with POOLS[kind](1, hooks=rec) as ex:
+        assert ex.submit(Unprintable(), 3).result(10) == 3
+        assert ex.submit(functools.partial(testing.add, 1), 2).result(10) == 3
+    names = [e.name for n, e in rec.events if n == "end"]
+    assert names == ["Unprintable instance", "add"]
+
+
+def test_process_runs_on_one_worker_never_overlap() -> None:
+    timeline = corral.Timeline()
+    with corral.ProcessPoolExecutor(1, hooks=timeline) as ex:
+        for fut in [ex.submit(testing.square, i) for i in range(300)]:
+            fut.result(10)
+    runs = sorted(timeline.runs, key=lambda r: r.started)
+    assert len(runs) == 300
+    for a, b in itertools.pairwise(runs):
+        assert a.ended is not None and a.ended <= b.started, (a, b)
+
+
+def test_a_worker_whose_initializer_fails_reports_init_failed(kind: str, tmp_path: Path) -> None:
+    rec = Recorder()
+    ex = POOLS[kind](1, initializer=testing.fail, hooks=rec)
+    with pytest.raises(corral.BrokenExecutor):
+        ex.submit(testing.noop).result(30)
+    ex.shutdown()
+    reasons = {e.reason for n, e in rec.events if n == "worker_exit"}
+    assert reasons == {"init_failed"}
+    assert not [n for n, _ in rec.events if n == "worker_start"]
+
+
 # --------------------------------------------------------------------- timeline
 
 
@@ -305,6 +379,15 @@ def test_taskgroup_progress_and_tqdm(kind: str, monkeypatch: pytest.MonkeyPatch)
     assert "group" in out.getvalue() and "7/7" in out.getvalue()
 
 
+def test_a_given_total_is_kept_by_a_taskgroup() -> None:
+    bar = corral.Progress(total=10, file=io.StringIO(), style="text", interval=0)
+    with corral.ThreadPoolExecutor(2) as ex, corral.TaskGroup(ex, progress=bar) as group:
+        for i in range(10):
+            group.submit(testing.square, i)
+    assert (bar.done, bar.total) == (10, 10)
+    assert "10/10 done (100%)" in bar.file.getvalue()  # type: ignore[union-attr]
+
+
 def test_progress_arguments_fail_fast() -> None:
     with corral.ThreadPoolExecutor(1) as ex:
         with pytest.raises(TypeError, match="progress must be"):
@@ -378,6 +461,26 @@ def test_forked_workers_do_not_write_records_twice(tmp_path: Path) -> None:
         logger.propagate = True
     lines = log_file.read_text().splitlines()
     assert [ln for ln in lines if ln.startswith(("info", "error"))] == ["info: f", "error: f"]
+
+
+class BrokenHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        raise KeyError("a handler bug")
+
+
+def test_a_parent_log_handler_that_raises_does_not_break_the_pool(
+    app_logging: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    logger = logging.getLogger("app.broken")
+    handler = BrokenHandler()
+    logger.addHandler(handler)
+    try:
+        with corral.ProcessPoolExecutor(1) as ex:
+            futures = [ex.submit(testing.log_messages, "app.broken", str(i)) for i in range(3)]
+            assert [f.result(10) for f in futures] == ["0", "1", "2"]
+    finally:
+        logger.removeHandler(handler)
+    assert "a handler bug" in capfd.readouterr().err
 
 
 def test_forward_logging_false_leaves_worker_logging_alone(

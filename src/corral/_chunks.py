@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from . import _wire
 from ._future import Future
 from ._map import ChunkResult, Units
-from ._options import TaskOptions
+from ._options import TaskOptions, callable_name
 
 if TYPE_CHECKING:
     from ._process import ProcessPoolExecutor
@@ -86,8 +86,7 @@ class ChunkUnits(Units):
     ) -> None:
         self._executor = executor
         if opts.name is None:  # hooks, timelines and errors name the user's function
-            label = getattr(fn, "__qualname__", None) or repr(fn)
-            opts = opts.merged(name=f"map({label})")
+            opts = opts.merged(name=f"map({callable_name(fn)})")
         self._opts = opts
         self._fn_data = executor._functions.dumps(fn)
         self._fixed = chunksize if chunksize > 1 else None

@@ -44,6 +44,7 @@ from ._map import MapIterator, Units, in_feeder
 from ._observe import TaskEvent, WorkerEvent, make_dispatch, outcome_of
 from ._options import (
     TaskOptions,
+    callable_name,
     check_callable,
     check_count,
     check_timeout,
@@ -73,6 +74,7 @@ class _Task:
         "fut",
         "ident",
         "kwargs",
+        "label",
         "opts",
         "payload",
         "seq",
@@ -108,12 +110,14 @@ class _Task:
         self.tid = 0  # a backend's id for the current run
         # for hooks only (set when the pool has some)
         self.ident = 0
+        self.label = ""  # _task_name(), taken once at submit
         self.submitted = self.started = 0.0
         self.where = ""  # the worker of the current run, once its start was announced
 
 
 def _task_name(task: _Task) -> str:
-    return task.opts.name or getattr(task.fn, "__qualname__", None) or repr(task.fn)
+    """The name events and logs give a task: ``options(name=)``, else its function's."""
+    return task.opts.name or callable_name(task.fn)
 
 
 class BaseExecutor(concurrent.futures.Executor):
@@ -300,8 +304,9 @@ class BaseExecutor(concurrent.futures.Executor):
                 self._backend_shutdown(True)
         else:
             self._backend_shutdown(False)
-        if self._hooks is not None:
-            self._hooks.close(wait and not interrupt.forced())
+        if self._hooks is not None and wait and not interrupt.forced():
+            with interrupt.stopping():
+                self._hooks.join()
         interrupt.release()
 
     def _feed_ended(self, feed: MapIterator[Any]) -> None:
@@ -378,7 +383,13 @@ class BaseExecutor(concurrent.futures.Executor):
 
         kill = exc_type is not None
         self.shutdown(wait=False, cancel_futures=kill, kill=kill)
-        await asyncio.to_thread(self._backend_shutdown, True)
+        await asyncio.to_thread(self._wait_for_backend)
+
+    def _wait_for_backend(self) -> None:
+        """After shutdown(wait=False): waits for the workers, and for the hooks."""
+        self._backend_shutdown(True)
+        if self._hooks is not None:
+            self._hooks.join()
 
     # ------------------------------------------------------------------ front internals
 
@@ -399,6 +410,7 @@ class BaseExecutor(concurrent.futures.Executor):
         fut._task = task
         if self._hooks is not None:
             task.ident = next(self._ids)
+            task.label = _task_name(task)
             task.submitted = now()
         if self._inline_helper is not None and opts.task_timeout is None and opts.retries == 0:
             fut._helper = self._inline_helper
@@ -586,7 +598,7 @@ class BaseExecutor(concurrent.futures.Executor):
                 "on_task_start",
                 TaskEvent(
                     task.ident,
-                    _task_name(task),
+                    task.label,
                     task.fut.attempts,
                     worker,
                     task.submitted,
@@ -600,7 +612,7 @@ class BaseExecutor(concurrent.futures.Executor):
             return  # its start was never announced (ended before a worker took it)
         event = TaskEvent(
             task.ident,
-            _task_name(task),
+            task.label,
             task.fut.attempts,
             task.where,
             task.submitted,

@@ -334,6 +334,8 @@ class MapIterator(Generic[T]):
         for fut in futures:
             fut.cancel()
         if self._progress is not None:
+            if self._progress.total is None:
+                self._progress.set_total(self._submitted)
             self._progress.close()
 
     def __del__(self) -> None:

@@ -12,13 +12,15 @@ Where hooks run, and why there. Events happen under the executor's lock or in th
 process pool's manager thread; a user's hook there could deadlock the pool (it calls
 ``submit``) or slow every dispatch (it writes a file). So events are put on a queue
 (``SimpleQueue.put``, a C call) and one thread per pool, "corral-hooks", calls the
-observers in event order. While events flow it takes them in batches, at most
+observers in event order (so no hook runs under a pool's lock or in its workers or
+manager thread). While events flow it takes them in batches, at most
 ``BATCH_SECONDS`` (5 ms) after they happen: waking a thread per event cost more than
 the hooks (measured: a thread pool's no-op tasks 1.38x slower with a Timeline, 1.19x
-with batching). ``shutdown(wait=True)`` waits until every event of the pool
-has been delivered. Events raised after the pool has been shut down (workers leaving
-after ``shutdown(wait=False)``) are delivered in the thread that raises them. A hook
-that raises is logged on the "corral" logger and the pool carries on.
+with batching). ``shutdown(wait=True)`` (and ``with``/``async with``) waits until every event of the
+pool has been delivered; after ``shutdown(wait=False)`` the thread delivers the events
+still to come (workers leaving) and then ends. A hook that raises is logged on the
+"corral" logger and the pool carries on. The queue is unbounded: a hook slower than
+the pool's events makes it grow.
 
 Rejected: calling hooks inline outside the lock (every call site would collect events
 and flush them after unlocking, and a slow hook would still stall the manager thread);
@@ -130,7 +132,13 @@ class Hooks:
 
 
 class Dispatch:
-    """Delivers one pool's events to its observers, in order, in the "corral-hooks" thread."""
+    """Delivers one pool's events to its observers, in order, in the "corral-hooks" thread.
+
+    The thread ends after ``finish()``, which the backend calls once it has raised its
+    last event (the process pool when its manager thread ends, the thread pool when its
+    last worker thread leaves after shutdown), so no event is ever dropped and none is
+    ever delivered anywhere else.
+    """
 
     def __init__(self, observers: list[object]) -> None:
         self._handlers: dict[str, list[Callable[[Any], object]]] = {
@@ -138,7 +146,7 @@ class Dispatch:
             for name in EVENTS
         }
         self._queue: queue.SimpleQueue[tuple[str, Any] | None] = queue.SimpleQueue()
-        self._closed = False
+        self._finished = False
         self._thread = threading.Thread(target=self._run, name="corral-hooks", daemon=True)
         self._thread.start()
 
@@ -146,17 +154,17 @@ class Dispatch:
         return bool(self._handlers[name])
 
     def emit(self, name: str, event: Any) -> None:
-        if self._closed:
-            self._call(name, event)  # the pool is shut down: deliver here
-        else:
-            self._queue.put((name, event))
+        self._queue.put((name, event))
 
-    def close(self, wait: bool) -> None:
-        """Delivers what is queued, then ends the thread (joined when ``wait``)."""
-        if not self._closed:
-            self._closed = True
+    def finish(self) -> None:
+        """No more events will come: the thread ends once it has delivered the rest."""
+        if not self._finished:
+            self._finished = True
             self._queue.put(None)
-        if wait and self._thread is not threading.current_thread():
+
+    def join(self) -> None:
+        """Waits until every event is delivered, if the backend has finished."""
+        if self._finished and self._thread is not threading.current_thread():
             self._thread.join()
 
     def _run(self) -> None:
@@ -179,7 +187,7 @@ class Dispatch:
         for handler in self._handlers[name]:
             try:
                 handler(event)
-            except Exception:
+            except BaseException:  # this thread must go on: every later event depends on it
                 LOGGER.exception("corral: the %s hook %r raised; ignored", name, handler)
 
 

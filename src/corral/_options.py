@@ -23,6 +23,20 @@ RETRY_BACKOFF = 0.05
 RETRY_BACKOFF_MAX = 5.0
 
 
+def callable_name(fn: object) -> str:
+    """A readable name for a callable, without calling its ``__repr__`` (which may be
+    slow, or raise): ``qualname``, through ``functools.partial``, else its type's."""
+    for _ in range(8):
+        inner = getattr(fn, "func", None)  # functools.partial and the like
+        if inner is None or inner is fn:
+            break
+        fn = inner
+    name = getattr(fn, "__qualname__", None)
+    if isinstance(name, str):
+        return name
+    return f"{type(fn).__qualname__} instance"
+
+
 def check_timeout(name: str, value: object, *, allow_none: bool = True) -> float | None:
     """Returns ``value`` as a float after checking that it is a valid number of seconds.
 

@@ -41,6 +41,7 @@ import selectors
 import signal
 import sys
 import threading
+import traceback
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -53,7 +54,14 @@ from ._chunks import ChunkUnits
 from ._errors import BrokenExecutor, WorkerCrashed, signal_name
 from ._executor import ENDED, RUNNING, BaseExecutor, _Task, _task_name
 from ._map import Units
-from ._options import TaskOptions, check_count, check_initializer, check_timeout, cpu_count
+from ._options import (
+    TaskOptions,
+    callable_name,
+    check_count,
+    check_initializer,
+    check_timeout,
+    cpu_count,
+)
 from ._timer import now
 from ._worker import REVOKE_SIGNAL, worker_main
 
@@ -93,7 +101,7 @@ _CRASH_CAUSES = {
 
 
 def crash_error(pid: int, exitcode: int | None, task: _Task) -> WorkerCrashed:
-    what = getattr(task.fn, "__qualname__", None) or repr(task.fn)
+    what = callable_name(task.fn)
     if task.opts.name:
         what = f"{task.opts.name} ({what})"
     if exitcode is not None and exitcode < 0:
@@ -124,6 +132,7 @@ class _Proc:
         "inflight",
         "init_error",
         "killed",
+        "last_end",
         "pid",
         "process",
         "queued_bytes",
@@ -153,18 +162,19 @@ class _Proc:
         self.init_error: BaseException | None = None
         self.reason: str | None = None  # why the pool ended it (for on_worker_exit)
         self.ready = False  # on_worker_start was announced
+        self.last_end = 0.0  # when its last run ended (hooks: runs never overlap)
 
 
 _MAIN_GUARD = re.compile(r"""^if\s+__name__\s*==\s*['"]__main__['"]\s*:""", re.MULTILINE)
 
 
-def _log_level() -> int:
-    """The lowest level any logger of this process is set to: what workers must send."""
-    levels = [logging.getLogger().getEffectiveLevel()]
-    for logger in list(logging.Logger.manager.loggerDict.values()):
+def _log_levels() -> dict[str, int]:
+    """This process's logger levels, for a new worker to filter as it would."""
+    levels = {"": logging.getLogger().level}
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
         if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
-            levels.append(logger.level)
-    return min(levels)
+            levels[name] = logger.level
+    return levels
 
 
 def _payload_size(task: _Task) -> int:
@@ -418,7 +428,11 @@ class ProcessPoolExecutor(BaseExecutor):
             self._break(message, exc)
             for proc in self._procs.values():  # every future ends, running ones too
                 for task in proc.inflight:
-                    task.fut._resolve(exception=BrokenProcessPool(message))
+                    error = BrokenProcessPool(message)
+                    if self._hooks is not None:
+                        with self._lock:
+                            self._task_ended(task, error, "failed")
+                    task.fut._resolve(exception=error)
         finally:
             self._close()
 
@@ -604,7 +618,7 @@ class ProcessPoolExecutor(BaseExecutor):
                 self._parent_pid,
                 self._init_blob,
                 self._max_memory is not None,
-                _log_level() if self._forward_logging else None,
+                _log_levels() if self._forward_logging else None,
             ),
             name="corral-worker",
             daemon=False,
@@ -717,14 +731,25 @@ class ProcessPoolExecutor(BaseExecutor):
             self._after_task(proc)
 
     def _log(self, proc: _Proc, tid: int, fields: dict[str, Any]) -> None:
-        """Hands a worker's log record to this process's handlers, naming worker and task."""
-        record = logging.makeLogRecord(fields)
-        task = next((t for t in proc.inflight if t.tid == tid), None) if tid else None
-        record.corral_worker = f"process {proc.pid}"
-        record.corral_task = None if task is None else _task_name(task)
-        logger = logging.getLogger(record.name)
-        if logger.isEnabledFor(record.levelno):
-            logger.handle(record)
+        """Hands a worker's log record to this process's handlers, naming worker and task.
+
+        A handler or filter that raises must not take the manager thread down: its
+        error is printed to stderr (not logged: the same handler could fail again).
+        """
+        try:
+            record = logging.makeLogRecord(fields)
+            task = next((t for t in proc.inflight if t.tid == tid), None) if tid else None
+            record.corral_worker = f"process {proc.pid}"
+            record.corral_task = None if task is None else _task_name(task)
+            logger = logging.getLogger(record.name)
+            if logger.isEnabledFor(record.levelno):
+                logger.handle(record)
+        except Exception:
+            with contextlib.suppress(Exception):
+                sys.stderr.write(
+                    f"corral: a log record from worker {proc.pid} could not be handled:\n"
+                    + traceback.format_exc()
+                )
 
     def _task_done(self, proc: _Proc, task: _Task, message: tuple[Any, ...]) -> None:
         proc.tasks_run += 1
@@ -764,8 +789,12 @@ class ProcessPoolExecutor(BaseExecutor):
         with self._lock:
             for task, result, exc, seconds in outcomes:
                 if task.state == RUNNING:  # not cancelled or timed out meanwhile
-                    if self._hooks is not None and not task.where:  # started since last read
-                        self._task_started(task, f"process {task.worker.pid}", now() - seconds)
+                    if self._hooks is not None:
+                        proc = task.worker
+                        if not task.where:  # it started since the last read: now - its run
+                            began = max(now() - seconds, proc.last_end)
+                            self._task_started(task, f"process {proc.pid}", began)
+                        proc.last_end = now()
                     self._finished_locked(task, exc)
                     if task.state == ENDED:
                         resolved.append((task.fut, result, exc))
@@ -882,6 +911,9 @@ class ProcessPoolExecutor(BaseExecutor):
                 if crashed_under_work and proc.reason is None:
                     proc.reason = "crashed"
                 self._announce_exit(proc, exitcode)
+            elif proc.init_error is not None and self._hooks is not None:
+                proc.reason = "init_failed"  # (it never started: no on_worker_start)
+                self._announce_exit(proc, exitcode)
 
     def _fail_inflight(self, proc: _Proc, exitcode: int | None, inflight: list[_Task]) -> None:
         """The tasks a dead worker held: the one it ran fails (or retries), the rest go back."""
@@ -945,3 +977,5 @@ class ProcessPoolExecutor(BaseExecutor):
             os.close(self._wake_r)
             os.close(self._wake_w)
             self._wake_r = self._wake_w = -1
+        if self._hooks is not None:
+            self._hooks.finish()  # the manager raised its last event

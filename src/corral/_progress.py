@@ -109,7 +109,10 @@ class Progress:
                 self._bar = tqdm(total=self.total, desc=self.desc, file=file, unit="task")
 
     def add_total(self, count: int) -> None:
+        """Counts ``count`` more tasks to expect (not when the total was given)."""
         with self._lock:
+            if self._final:
+                return
             self.total = (self.total or 0) + count
             if self._bar is not None:
                 self._bar.total = self.total

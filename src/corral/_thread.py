@@ -183,6 +183,10 @@ class ThreadPoolExecutor(BaseExecutor):
             wake()
 
     def _backend_shutdown(self, wait: bool) -> None:
+        if self._hooks is not None:
+            with self._lock:
+                if not self._threads:  # no thread will raise an event any more
+                    self._hooks.finish()
         if not wait:
             return
         current = threading.current_thread()
@@ -247,6 +251,8 @@ class ThreadPoolExecutor(BaseExecutor):
         if worker.thread is not None:
             self._threads.discard(worker.thread)
             self._abandoned.discard(worker.thread)
+        if self._hooks is not None and self._shutdown and not self._threads:
+            self._hooks.finish()  # the last thread has raised its last event
 
     def _take_locked(self, worker: _Worker) -> _Task | None:
         if worker.waking:

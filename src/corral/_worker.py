@@ -91,8 +91,12 @@ class _LogForwarder(logging.Handler):
     def __init__(self, inbox: _Inbox) -> None:
         super().__init__()
         self._inbox = inbox
+        self._pid = os.getpid()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if os.getpid() != self._pid:  # a process a task forked: not ours to write to
+            sys.stderr.write(_FORMATTER.format(record) + "\n")
+            return
         try:
             fields = dict(record.__dict__)
             fields["msg"] = record.getMessage()
@@ -101,12 +105,11 @@ class _LogForwarder(logging.Handler):
                 fields["exc_text"] = record.exc_text or _FORMATTER.formatException(record.exc_info)
             fields["exc_info"] = None
             try:
-                message = ("log", self._inbox.task_id, fields)
-                pickle.dumps(message, _wire.PROTOCOL)
+                data = pickle.dumps(("log", self._inbox.task_id, fields), _wire.PROTOCOL)
             except Exception:  # an extra= value that does not pickle: send its repr
                 fields = {k: v if _plain(v) else repr(v) for k, v in fields.items()}
-                message = ("log", self._inbox.task_id, fields)
-            self._inbox.send_from_thread(message)
+                data = pickle.dumps(("log", self._inbox.task_id, fields), _wire.PROTOCOL)
+            self._inbox.send_pickled(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the parent is gone
         except Exception:
@@ -120,7 +123,7 @@ def _plain(value: object) -> bool:
     return value is None or isinstance(value, (str, int, float, bool, tuple, list, dict))
 
 
-def _forward_logging(inbox: _Inbox, level: int) -> None:
+def _forward_logging(inbox: _Inbox, levels: dict[str, int]) -> None:
     """Routes every record of this process to the parent.
 
     The handlers already here are removed, on every logger: they are the parent's (fork
@@ -142,7 +145,9 @@ def _forward_logging(inbox: _Inbox, level: int) -> None:
         logger.propagate = True  # to the forwarder; the parent applies its own propagation
     root = loggers[0]
     root.addHandler(_LogForwarder(inbox))
-    root.setLevel(level)
+    # the parent's levels, logger by logger: records the parent would drop are not sent
+    for name, level in levels.items():
+        logging.getLogger(name or None).setLevel(level)
 
 
 def _rss() -> int:
@@ -160,12 +165,12 @@ def worker_main(
     parent_pid: int,
     init_blob: bytes | None,
     report_memory: bool,
-    log_level: int | None = None,
+    log_levels: dict[str, int] | None = None,
 ) -> None:
     """Entry point of a worker process.
 
-    ``log_level``: forward logging records at this level and above to the parent
-    (None: leave the worker's logging alone).
+    ``log_levels``: forward logging records to the parent, with the parent's logger
+    levels ({logger name: level}, "" for the root); None: leave logging alone.
     """
     try:
         os.setpgid(0, 0)
@@ -184,8 +189,8 @@ def worker_main(
     inbox = _Inbox(conn.fileno(), pool)
     signal.signal(REVOKE_SIGNAL, inbox.on_signal)
     send = inbox.send
-    if log_level is not None:
-        _forward_logging(inbox, log_level)
+    if log_levels is not None:
+        _forward_logging(inbox, log_levels)
 
     try:
         if init_blob is not None:
@@ -240,24 +245,23 @@ class _Inbox:
         self._poller.register(fd, select.POLLIN)
 
     def send(self, message: tuple[Any, ...]) -> None:
-        """Writes a frame; from the main thread (other threads: ``send_from_thread``)."""
+        """Writes a frame; from the main thread (other threads: ``send_pickled``)."""
+        self.send_pickled(pickle.dumps(message, _wire.PROTOCOL))
+
+    def send_pickled(self, data: bytes) -> None:
+        """Writes a pickled message as a frame, from any thread."""
+        if threading.current_thread() is not threading.main_thread():
+            with self.write_lock:  # (the main thread holds it only while _busy)
+                _wire.write_frame(self.fd, data)
+            return
         self._busy = True
         try:
-            data = pickle.dumps(message, _wire.PROTOCOL)
             with self.write_lock:
                 _wire.write_frame(self.fd, data)
         finally:
             self._busy = False
         if self._deferred:
             self.receive(block=False)
-
-    def send_from_thread(self, message: tuple[Any, ...]) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self.send(message)
-            return
-        data = pickle.dumps(message, _wire.PROTOCOL)
-        with self.write_lock:
-            _wire.write_frame(self.fd, data)
 
     def receive(self, block: bool) -> None:
         """Reads the messages waiting (or, with ``block``, at least one)."""
