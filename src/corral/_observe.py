@@ -94,8 +94,9 @@ class WorkerEvent(NamedTuple):
         time: when it happened (``time.monotonic()``).
         reason: on exit, why: "idle" (idle_timeout), "max_tasks_per_child",
             "max_memory_per_child", "killed" (a cancel or timeout stopped its task),
-            "crashed" (it died on its own), "init_failed" (its initializer raised),
-            "shutdown", or "exited". None on start.
+            "crashed" (it died on its own), "init_failed" (its initializer raised;
+            no ``on_worker_start`` came before), "shutdown", or "exited". None on
+            start.
         exitcode: a process's exit code (negative: the signal), else None.
     """
 

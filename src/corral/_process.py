@@ -789,13 +789,14 @@ class ProcessPoolExecutor(BaseExecutor):
         with self._lock:
             for task, result, exc, seconds in outcomes:
                 if task.state == RUNNING:  # not cancelled or timed out meanwhile
-                    if self._hooks is not None:
-                        proc = task.worker
-                        if not task.where:  # it started since the last read: now - its run
-                            began = max(now() - seconds, proc.last_end)
-                            self._task_started(task, f"process {proc.pid}", began)
-                        proc.last_end = now()
+                    proc = task.worker
+                    if self._hooks is not None and not task.where:
+                        # it started since the last read: now - its run, not before the last
+                        began = max(now() - seconds, proc.last_end)
+                        self._task_started(task, f"process {proc.pid}", began)
                     self._finished_locked(task, exc)
+                    if self._hooks is not None:
+                        proc.last_end = now()  # after the end event's own clock reading
                     if task.state == ENDED:
                         resolved.append((task.fut, result, exc))
         for fut, result, exc in resolved:
