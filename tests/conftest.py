@@ -2,14 +2,148 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psutil
 import pytest
 
 import corral
 from corral import testing
+
+HAVE_DASK = importlib.util.find_spec("distributed") is not None
+
+
+class DaskCluster:
+    """A Dask scheduler and workers, each its own process, listening on 127.0.0.1 only.
+
+    Started as the command-line tools start them (``python -m distributed.cli.dask_scheduler``
+    and ``...dask_worker``, each worker under its nanny), in their own sessions, so
+    ``stop()`` kills every process of theirs, the inner corral pools included.
+    While it runs, the leak check ignores its processes (and only those).
+    """
+
+    live: set[DaskCluster] = set()  # noqa: RUF012 - the registry the leak check reads
+
+    def __init__(self, workers: int = 2, nthreads: int = 2, **env: str) -> None:
+        self._dir = tempfile.mkdtemp(prefix="corral-dask-")
+        self.scheduler_file = os.path.join(self._dir, "scheduler.json")
+        self.nthreads = nthreads
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "True", **env}
+        DaskCluster.live.add(self)
+        try:
+            self._spawn(
+                "distributed.cli.dask_scheduler",
+                "--host=127.0.0.1",
+                "--port=0",
+                "--no-dashboard",
+                f"--scheduler-file={self.scheduler_file}",
+            )
+            testing.wait_until(
+                lambda: os.path.exists(self.scheduler_file), 60, 0.01, "the scheduler file"
+            )
+            import json
+
+            with open(self.scheduler_file) as f:
+                self.address: str = json.load(f)["address"]
+            for i in range(workers):
+                self.add_worker(f"w{i}")
+            self.wait_for_workers(workers)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, module: str, *args: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            env=self._env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def add_worker(self, name: str) -> None:
+        self._spawn(
+            "distributed.cli.dask_worker",
+            f"--scheduler-file={self.scheduler_file}",
+            "--host=127.0.0.1",
+            "--no-dashboard",
+            f"--nthreads={self.nthreads}",
+            f"--name={name}",
+        )
+
+    def wait_for_workers(self, count: int, timeout: float = 60.0) -> None:
+        import distributed
+
+        with distributed.Client(self.address, set_as_default=False) as client:
+            client.wait_for_workers(count, timeout=timeout)
+
+    def pids(self) -> set[int]:
+        """Every process of the cluster now: scheduler, nannies, workers, inner pools."""
+        found = set()
+        for proc in self.procs:
+            try:
+                root = psutil.Process(proc.pid)
+                found.add(root.pid)
+                found.update(p.pid for p in root.children(recursive=True))
+            except psutil.Error:
+                continue
+        return found
+
+    def stop(self) -> None:
+        """Kills every process of the cluster (their whole sessions) and waits for them."""
+        for proc in self.procs:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    proc.wait(5 if sig == signal.SIGTERM else None)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            proc.wait()
+        for proc in self.procs:  # grandchildren left in the sessions (inner pools)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        DaskCluster.live.discard(self)
+        import shutil
+
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+_session_cluster: list[DaskCluster] = []
+_session_lock = threading.Lock()
+
+
+def session_dask_cluster() -> DaskCluster:
+    """The cluster the contract suite's dask backend connects to (started once)."""
+    with _session_lock:
+        if not _session_cluster:
+            _session_cluster.append(DaskCluster(workers=2, nthreads=2))
+        return _session_cluster[0]
+
+
+def _dask_executor(max_workers: int | None = None, **kwargs: Any) -> Any:
+    """A DaskExecutor on the session cluster; it does not own the cluster."""
+    return corral.DaskExecutor(session_dask_cluster().address, max_workers=max_workers, **kwargs)
+
 
 #: Every backend the contract suite runs against: name -> factory(**kwargs).
 BACKENDS: dict[str, Callable[..., Any]] = {
@@ -18,14 +152,55 @@ BACKENDS: dict[str, Callable[..., Any]] = {
     "process-spawn": functools.partial(corral.ProcessPoolExecutor, mp_context="spawn"),
     "process-fork": functools.partial(corral.ProcessPoolExecutor, mp_context="fork"),
 }
+if HAVE_DASK:
+    BACKENDS["dask"] = _dask_executor
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_session_dask_cluster() -> Iterator[None]:
+    yield
+    while _session_cluster:
+        _session_cluster.pop().stop()
+
+
+def _dask_threads() -> set[int]:
+    """Threads of the process-wide machinery of distributed (made once, kept for good)."""
+    return {
+        t.ident
+        for t in threading.enumerate()
+        if t.ident is not None and t.name.startswith(_DASK_GLOBAL_THREADS)
+    }
+
+
+#: Names of the threads distributed starts once per process and never ends.
+_DASK_GLOBAL_THREADS = ("Dask-Offload", "Dask-Callback-Thread", "TCP-Executor")
 
 
 @pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
-    """Fails a test that leaves a thread, child process or shared-memory segment behind."""
+    """Fails a test that leaves a thread, child process or shared-memory segment behind.
+
+    The processes of a running DaskCluster (the session's, or one a test still holds)
+    are not ours to reap per test, nor are distributed's process-wide threads.
+    """
     before = testing.snapshot()
     yield
-    testing.assert_no_leaks(before, timeout=5.0)
+    if not DaskCluster.live and not sys.modules.get("distributed"):
+        testing.assert_no_leaks(before, timeout=5.0)
+        return
+
+    def baseline() -> testing.Snapshot:
+        cluster = set().union(*(c.pids() for c in DaskCluster.live))
+        return dataclasses.replace(
+            before,
+            processes=before.processes | cluster,
+            threads=before.threads | _dask_threads(),
+        )
+
+    try:
+        testing.wait_until(lambda: not testing._leaks(baseline()), 5.0, 0.005, "cleanup")
+    except AssertionError:
+        raise AssertionError(f"leaked after the test: {testing._leaks(baseline())}") from None
 
 
 @pytest.fixture(params=sorted(BACKENDS))

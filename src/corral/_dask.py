@@ -1,0 +1,427 @@
+"""corral.DaskExecutor: the executor contract on a Dask cluster.
+
+Data flow::
+
+    submit() --push--> front queue (the same as the local pools: max_pending, priority,
+       |                 retries and task_timeout are the front's)
+       +--dispatch: while fewer than max_workers tasks run, pop one and
+          Client.submit(run_task, key, fn, args, kwargs, key=key, pure=False)
+                         |
+          Dask scheduler --> Dask worker thread: run_task (corral/_dask_worker.py)
+                         |      submits the call to the worker's own corral
+                         |      ProcessPoolExecutor and waits for it
+          Client event loop: a watcher coroutine per task awaits its Dask future,
+          gathers the result and resolves the corral Future (then dispatches more)
+
+Stopping running work (cancel, task_timeout, shutdown(kill=True), Ctrl+C): the corral
+future is resolved at once by the front; then, on the client's event loop, the Dask
+future is cancelled (so a task not started yet never starts) and ``stop_tasks(key)``
+runs on every worker through ``Client.run``: the worker that runs the task kills the
+inner process running it (docs/dask.md has the measured delay). Dask alone would
+only forget the task and leave its thread running.
+
+Worker deaths. An inner process that dies fails its task with corral's WorkerCrashed
+(the Dask worker survives). A Dask worker process that dies takes the tasks it was
+processing with it: the scheduler either fails them with KilledWorker (after
+``distributed.scheduler.allowed-failures`` deaths; a cluster that DaskExecutor starts
+sets it to 0) or re-runs them elsewhere. corral subscribes to the scheduler's
+``remove-worker`` events and fails exactly those tasks with WorkerCrashed (stopping a
+re-run Dask may already have started), and maps KilledWorker to WorkerCrashed too, so
+corral's ``retries`` decide what runs again; tasks on other workers are untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from . import _dask_worker
+from ._errors import BrokenExecutor, WorkerCrashed
+from ._executor import ENDED, RUNNING, BaseExecutor, _Task
+from ._wire import load_exception
+
+LOGGER = logging.getLogger("corral")
+
+_INSTALL_HINT = (
+    "corral.DaskExecutor needs the 'distributed' package, which is not installed in "
+    "this environment ({error}); install the extra: pip install 'corral[dask]'"
+)
+
+_ids = itertools.count()
+
+#: What a watcher reports when the Dask future was cancelled, not run to an end.
+_DASK_CANCELLED = concurrent.futures.CancelledError("the Dask future was cancelled")
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as error:
+        raise ImportError(_INSTALL_HINT.format(error=error)) from error
+    return distributed
+
+
+class DaskExecutor(BaseExecutor):
+    """The corral executor contract on a Dask cluster.
+
+    Exactly one of three ways to reach a cluster:
+
+    * ``DaskExecutor("tcp://scheduler:8786")`` connects a new Client to that scheduler
+      (closed by shutdown; the cluster is not).
+    * ``DaskExecutor(client=client)`` uses a Client you made (left open by shutdown).
+    * ``DaskExecutor()`` starts a LocalCluster of worker processes that it owns and
+      closes on shutdown. It listens on 127.0.0.1 only, with no dashboard.
+
+    Every task runs in a corral process pool inside the Dask worker (see the module
+    docs), so that cancel and ``task_timeout`` really stop it. The workers need corral
+    installed, and the same Python packages your tasks import.
+
+    Args:
+        address: a scheduler address (``tcp://host:port``, ``tls://...``) or a
+            scheduler file path is not accepted: pass the address it contains.
+        client: a ``distributed.Client`` to use instead of ``address``.
+        max_workers: most tasks running at once; default: the cluster's thread count
+            when the executor starts (at least 1).
+        max_pending: most tasks waiting to start; submit() blocks beyond it and
+            submit_nowait() raises QueueFull. None: unbounded.
+        task_timeout: default seconds a task may run; on overrun its future fails
+            with TaskTimeout at once and the process running it is killed.
+        retries: default re-runs of a task that failed with a retryable error
+            (WorkerCrashed by default: an inner process or a Dask worker died).
+        security: ``distributed.security.Security`` (or True for temporary TLS
+            credentials on a local cluster), passed to the Client and LocalCluster.
+        n_workers: worker processes of a local cluster (default: CPU count, capped
+            at 4 by Dask's own defaults).
+        threads_per_worker: threads (hence inner processes) of each local worker.
+        connect_timeout: seconds to wait for the scheduler when connecting.
+        mp_context: start method of the inner process pools (default: corral's).
+
+    Raises:
+        ImportError: ``distributed`` is not installed (the message names the extra).
+        ValueError: both ``address`` and ``client`` were given, or a bad count.
+        OSError / TimeoutError: the scheduler could not be reached in time.
+
+    Ctrl+C cancels pending tasks and kills running ones, as for the local pools;
+    ``shutdown(wait=True)`` waits for queued and running work, then closes the
+    Client (and the cluster it started).
+    """
+
+    _kind = "DaskExecutor"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        client: Any = None,
+        max_workers: int | None = None,
+        max_pending: int | None = None,
+        task_timeout: float | None = None,
+        retries: int = 0,
+        security: Any = None,
+        n_workers: int | None = None,
+        threads_per_worker: int | None = None,
+        connect_timeout: float = 30.0,
+        mp_context: str | None = None,
+    ) -> None:
+        if address is not None and client is not None:
+            raise ValueError(
+                "pass either a scheduler address or a client to DaskExecutor, not both"
+            )
+        super().__init__(
+            max_workers=1 if max_workers is None else max_workers,
+            min_workers=0,
+            idle_timeout=None,
+            max_pending=max_pending,
+            task_timeout=task_timeout,
+            retries=retries,
+        )
+        distributed = _import_distributed()
+        self._distributed = distributed
+        self._mp_context = mp_context
+        self._id = f"corral-{next(_ids)}-{id(self):x}"
+        self._tids = itertools.count(1)
+        self._cluster: Any = None
+        self._own_client = client is None
+        self._by_key: dict[str, _Task] = {}
+        self._stops = 0  # stop requests on their way to the workers
+        self._drained = threading.Condition(self._lock)
+        self._closer: threading.Thread | None = None
+        self._closer_lock = threading.Lock()
+        self._previous_handler: Any = None
+        if client is None:
+            if address is None:
+                self._cluster = self._start_local_cluster(
+                    distributed, security, n_workers, threads_per_worker
+                )
+                address = self._cluster.scheduler_address
+            try:
+                client = distributed.Client(
+                    address, security=security, timeout=connect_timeout, set_as_default=False
+                )
+            except BaseException:
+                if self._cluster is not None:
+                    self._cluster.close()
+                raise
+        self._client = client
+        self._loop = client.loop
+        if max_workers is None:
+            threads = sum(client.nthreads().values())
+            self._max_workers = max(1, threads)
+        # a Dask worker leaving fails the tasks it was processing (see module docs)
+        handlers = getattr(client, "_event_handlers", {})
+        self._previous_handler = handlers.get("all")
+        client.subscribe_topic("all", self._on_cluster_event)
+        self._register()
+
+    @staticmethod
+    def _start_local_cluster(
+        distributed: Any, security: Any, n_workers: int | None, threads: int | None
+    ) -> Any:
+        import dask
+
+        # allowed-failures 0: a dying worker fails its tasks (KilledWorker, which
+        # corral turns into WorkerCrashed) instead of Dask re-running them behind
+        # corral's back; corral's retries decide.
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            return distributed.LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=threads,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                security=security,
+                silence_logs=logging.ERROR,
+            )
+
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client`` this executor submits through."""
+        return self._client
+
+    # ------------------------------------------------------------------ backend seam
+
+    def _work_available_locked(self, shutdown: bool = False) -> Callable[[], None] | None:
+        if shutdown:
+            self._drained.notify_all()
+            return None
+        if self._pending and len(self._running) < self._max_workers and self._broken is None:
+            return self._dispatch
+        return None
+
+    def _stop_running(self, task: _Task, why: str) -> None:
+        key = task.token
+        if key is None:
+            return  # popped but not sent yet: _dispatch sees it ended and never sends it
+        self._send_stop(key, task.worker)
+
+    def _backend_shutdown(self, wait: bool) -> None:
+        with self._closer_lock:
+            if self._closer is None:
+                self._closer = threading.Thread(
+                    target=self._close_when_drained, name=f"{self._id}-closer", daemon=True
+                )
+                self._closer.start()
+            closer = self._closer
+        if wait and closer is not threading.current_thread():
+            closer.join()
+
+    def _backend_counts(self) -> tuple[int, int]:
+        try:
+            workers = len(self._client.scheduler_info().get("workers", {}))
+        except Exception:  # closed client
+            workers = 0
+        with self._lock:
+            idle = max(0, self._max_workers - len(self._running))
+        return workers, idle
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _dispatch(self) -> None:
+        """Sends queued tasks to Dask while fewer than max_workers run."""
+        while True:
+            with self._lock:
+                if len(self._running) >= self._max_workers or self._broken is not None:
+                    return
+                task = self._pop_locked()
+                if task is None:
+                    return
+                key = f"{self._id}-{next(self._tids)}"
+                task.tid += 1
+                task.token = None
+                task.worker = None
+                self._arm_timeout_locked(task)
+            try:
+                dfut = self._client.submit(
+                    _dask_worker.run_task,
+                    key,
+                    self._mp_context,
+                    task.fn,
+                    task.args,
+                    task.kwargs,
+                    key=key,
+                    pure=False,
+                    retries=0,
+                    priority=task.opts.priority,
+                )
+            except BaseException as error:  # the client is closed, the call won't pickle
+                with self._lock:
+                    live = task.state == RUNNING
+                    if live:
+                        self._finished_locked(task, error)
+                if live and task.state == ENDED:
+                    task.fut._resolve(exception=error)
+                continue
+            with self._lock:
+                live = task.state == RUNNING
+                if live:
+                    task.token = key
+                    task.worker = dfut
+                    self._by_key[key] = task
+            if not live:  # cancelled or timed out while being sent
+                self._send_stop(key, dfut)
+                continue
+            self._loop.add_callback(self._watch, task, key, dfut)
+
+    async def _watch(self, task: _Task, key: str, dfut: Any) -> None:
+        """On the client's loop: waits for the Dask future and books the outcome."""
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            ok, result = await dfut._result()
+            if not ok:
+                error, result = load_exception(result), None
+        except asyncio.CancelledError:
+            error = _DASK_CANCELLED  # the client is closing
+        except BaseException as exc:
+            error = _DASK_CANCELLED if dfut.status == "cancelled" else self._translate(exc)
+        del dfut  # the result stays on the cluster while a Dask future refers to it
+        self._complete(task, key, result, error)
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        distributed = self._distributed
+        if isinstance(exc, distributed.KilledWorker):
+            crashed = WorkerCrashed(
+                f"the Dask worker running this task died ({exc}); it ran on a Dask "
+                "worker process that exited or was killed (out of memory?). Use "
+                "retries= to run it again"
+            )
+            crashed.__cause__ = exc
+            return crashed
+        return exc
+
+    def _complete(self, task: _Task, key: str, result: Any, error: BaseException | None) -> None:
+        with self._lock:
+            self._by_key.pop(key, None)
+            current = task.state == RUNNING and task.token == key
+            if current:
+                task.worker = None
+            if current and error is _DASK_CANCELLED:
+                # the Dask future was cancelled by someone else (or the client closed)
+                error = BrokenExecutor(
+                    "the Dask future of this task was cancelled outside corral "
+                    "(client closed, or cancelled on the cluster); the task may not "
+                    "have run"
+                )
+            if current:
+                self._finished_locked(task, error)
+            resolve = current and task.state == ENDED
+            wake = self._work_available_locked() if self._pending else None
+            if not self._running and not self._pending:
+                self._drained.notify_all()
+        if wake is not None:
+            wake()
+        if resolve:
+            task.fut._resolve(result, error)
+
+    # ------------------------------------------------------------------ stopping
+
+    def _send_stop(self, key: str, dfut: Any) -> None:
+        """Stops the Dask task ``key``: cancel it on Dask, kill its process on the worker."""
+        with self._lock:
+            self._by_key.pop(key, None)
+            self._stops += 1
+        try:
+            self._loop.add_callback(self._stop_async, key, dfut)
+        except Exception:  # the loop is closed: the cluster is gone anyway
+            self._stop_done()
+
+    async def _stop_async(self, key: str, dfut: Any) -> None:
+        try:
+            await self._client.run(
+                _dask_worker.stop_tasks, [key], asynchronous=True, wait=True, on_error="ignore"
+            )
+            if dfut is not None:
+                await self._client.cancel([dfut], asynchronous=True)
+        except Exception as error:
+            LOGGER.debug("corral: stopping Dask task %s failed: %r", key, error)
+        finally:
+            self._stop_done()
+
+    def _stop_done(self) -> None:
+        with self._lock:
+            self._stops -= 1
+            self._drained.notify_all()
+
+    def _on_cluster_event(self, event: Any) -> None:
+        """Scheduler events (topic "all"): a worker that left fails its running tasks."""
+        previous = self._previous_handler
+        if previous is not None:
+            try:
+                previous(event)
+            except Exception:  # pragma: no cover - someone else's handler
+                LOGGER.exception("corral: the client's previous 'all' event handler failed")
+        try:
+            _, msg = event
+            if not isinstance(msg, dict) or msg.get("action") != "remove-worker":
+                return
+            keys = msg.get("processing-tasks") or ()
+            worker = msg.get("worker", "?")
+            expected = msg.get("expected", False)
+        except Exception:  # pragma: no cover - an event of another shape
+            return
+        doomed: list[tuple[_Task, str, Any, WorkerCrashed, bool]] = []
+        with self._lock:
+            for key in keys:
+                task = self._by_key.get(key) if isinstance(key, str) else None
+                if task is None or task.state != RUNNING or task.token != key:
+                    continue
+                error = WorkerCrashed(
+                    f"the Dask worker {worker} left the cluster while running this task "
+                    f"({'retired' if expected else 'it died or lost its connection'}); "
+                    "use retries= to run it again on another worker"
+                )
+                self._finished_locked(task, error)
+                doomed.append((task, key, task.worker, error, task.state == ENDED))
+                task.worker = None
+            wake = self._work_available_locked() if doomed and self._pending else None
+        for task, key, dfut, crash, ended in doomed:
+            self._send_stop(key, dfut)  # Dask may already be re-running it elsewhere
+            if ended:
+                task.fut._resolve(exception=crash)
+        if wake is not None:
+            wake()
+
+    # ------------------------------------------------------------------ shutdown
+
+    def _close_when_drained(self) -> None:
+        """Waits for queued, running and retrying work, then closes what we own."""
+        with self._lock:
+            while (
+                self._pending or self._running or self._backoff or self._stops
+            ) and self._broken is None:
+                self._drained.wait(0.5)
+        try:
+            self._client.unsubscribe_topic("all")
+            if self._own_client:
+                self._client.close()
+            elif self._previous_handler is not None:
+                self._client.subscribe_topic("all", self._previous_handler)
+        except Exception as error:  # pragma: no cover - a client already closed
+            LOGGER.debug("corral: closing the Dask client failed: %r", error)
+        if self._cluster is not None:
+            self._cluster.close()
