@@ -47,6 +47,7 @@ class DaskCluster:
                 "--host=127.0.0.1",
                 "--port=0",
                 "--no-dashboard",
+                "--dashboard-address=127.0.0.1:0",  # its HTTP server (health) too
                 f"--scheduler-file={self.scheduler_file}",
             )
             testing.wait_until(
@@ -81,6 +82,7 @@ class DaskCluster:
             f"--scheduler-file={self.scheduler_file}",
             "--host=127.0.0.1",
             "--no-dashboard",
+            "--dashboard-address=127.0.0.1:0",
             f"--nthreads={self.nthreads}",
             f"--name={name}",
         )
