@@ -10,6 +10,7 @@ loopback only and is gone after shutdown; the error without the extra.
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -150,6 +151,14 @@ def test_seed003_wait_as_completed_on_the_cluster(
     out = capsys.readouterr().out
     assert "\nPending ones after waiting for 7seconds : set()\n" in out
     assert out.count("Future Cancelled : False\n") == 4
+
+
+def test_an_argument_that_will_not_pickle_fails_at_submit(executor: corral.DaskExecutor) -> None:
+    fut = executor.submit(testing.identity, testing.FailsToPickle())
+    assert fut.done()  # failed at the call site, never sent
+    with pytest.raises(pickle.PicklingError, match=r"argument 0 \(FailsToPickle\)"):
+        fut.result()
+    assert executor.submit(lambda x: x + 1, 1).result(timeout=30) == 2  # closures travel
 
 
 # --------------------------------------------------------------------- stopping work

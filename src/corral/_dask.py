@@ -43,7 +43,7 @@ from typing import Any
 from . import _dask_worker
 from ._errors import BrokenExecutor, WorkerCrashed
 from ._executor import ENDED, RUNNING, BaseExecutor, _Task
-from ._wire import load_exception
+from ._wire import FunctionPickler, SerializationError, dumps_call, load_exception
 
 LOGGER = logging.getLogger("corral")
 
@@ -153,6 +153,8 @@ class DaskExecutor(BaseExecutor):
         self._closer: threading.Thread | None = None
         self._closer_lock = threading.Lock()
         self._previous_handler: Any = None
+        self._functions = FunctionPickler()
+        self._prepare = self._pickle_call
         if client is None:
             if address is None:
                 self._cluster = self._start_local_cluster(
@@ -241,6 +243,20 @@ class DaskExecutor(BaseExecutor):
 
     # ------------------------------------------------------------------ dispatch
 
+    def _pickle_call(self, task: _Task) -> BaseException | None:
+        """At submit: pickles the call once, so that what won't pickle fails here.
+
+        The error names the argument (SerializationError, a PicklingError); Dask then
+        carries two byte strings, which it sends as they are.
+        """
+        try:
+            fn_data, data, _ = dumps_call(self._functions, task.fn, task.args, task.kwargs, None)
+        except SerializationError as error:
+            return error
+        task.payload = (fn_data, data)
+        task.args = task.kwargs = None  # type: ignore[assignment]  # the payload has them
+        return None
+
     def _dispatch(self) -> None:
         """Sends queued tasks to Dask while fewer than max_workers run."""
         while True:
@@ -260,9 +276,7 @@ class DaskExecutor(BaseExecutor):
                     _dask_worker.run_task,
                     key,
                     self._mp_context,
-                    task.fn,
-                    task.args,
-                    task.kwargs,
+                    *task.payload,
                     key=key,
                     pure=False,
                     retries=0,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import multiprocessing.util
+import pickle
 import threading
 import time
 from typing import Any
@@ -63,14 +64,11 @@ def _close_pool() -> None:
         pool.shutdown(wait=True, kill=True)
 
 
-def run_task(
-    key: str,
-    mp_context: str | None,
-    fn: Any,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Any:
-    """Runs ``fn(*args, **kwargs)`` in this Dask worker's inner process pool.
+def run_task(key: str, mp_context: str | None, fn_data: bytes, call_data: bytes) -> Any:
+    """Runs the pickled call in this Dask worker's inner process pool.
+
+    ``fn_data`` is the pickled function, ``call_data`` the pickled ``(args, kwargs)``
+    (see DaskExecutor._pickle_call).
 
     Returns ``(True, result)``, or ``(False, pickled exception)`` (WorkerCrashed if
     the inner process died): a failing call is a *result* for Dask, so Dask neither
@@ -86,7 +84,13 @@ def run_task(
     except ValueError:  # not in a Dask worker (a test calling this directly)
         size = 1
     pool = _inner_pool(size, mp_context)
-    inner = pool.submit(fn, *args, **kwargs)
+    try:
+        fn = pickle.loads(fn_data)
+        args, kwargs = pickle.loads(call_data)
+        inner = pool.submit(fn, *args, **kwargs)
+    except BaseException as exc:  # an argument that will not unpickle here
+        return False, dump_exception(exc)
+    del fn, args, kwargs
     with _lock:
         _running[key] = inner
         stop = _stopped_early.pop(key, None) is not None
