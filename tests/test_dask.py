@@ -304,6 +304,26 @@ def test_given_client_is_left_open(cluster: DaskCluster) -> None:
         assert client.submit(testing.square, 3).result(timeout=30) == 9
 
 
+def test_prefetch_sends_work_ahead_and_keeps_results_in_order(cluster: DaskCluster) -> None:
+    with corral.DaskExecutor(cluster.address, max_workers=2, prefetch=4) as ex:
+        assert list(ex.map(testing.square, range(40))) == [x * x for x in range(40)]
+        assert ex.statistics().completed == 40
+
+
+def test_two_executors_share_a_client_and_its_event_subscription(cluster: DaskCluster) -> None:
+    with distributed.Client(cluster.address, set_as_default=False) as client:
+        seen: list[Any] = []
+        client.subscribe_topic("all", seen.append)  # the user's own handler
+        first = corral.DaskExecutor(client=client)
+        second = corral.DaskExecutor(client=client)
+        assert first.submit(testing.square, 2).result(timeout=30) == 4
+        first.shutdown()
+        assert second.submit(testing.square, 3).result(timeout=30) == 9
+        second.shutdown()
+        assert client._event_handlers["all"] == seen.append  # given back
+        assert seen  # and it saw the events meanwhile
+
+
 def test_address_and_client_together_is_an_error(cluster: DaskCluster) -> None:
     with pytest.raises(ValueError, match="not both"):
         corral.DaskExecutor(cluster.address, client=object())

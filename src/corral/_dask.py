@@ -43,6 +43,7 @@ from typing import Any
 from . import _dask_worker
 from ._errors import BrokenExecutor, WorkerCrashed
 from ._executor import ENDED, RUNNING, BaseExecutor, _Task
+from ._options import check_count
 from ._wire import FunctionPickler, SerializationError, dumps_call, load_exception
 
 LOGGER = logging.getLogger("corral")
@@ -64,6 +65,61 @@ def _import_distributed() -> Any:
     except ImportError as error:
         raise ImportError(_INSTALL_HINT.format(error=error)) from error
     return distributed
+
+
+class _ClusterEvents:
+    """One subscription to the scheduler's "all" events per Client, shared.
+
+    A Client holds one handler per topic: the executors on one client (and a handler
+    the user had set before) are called in turn by this one; the last executor to
+    leave puts the user's handler back, or unsubscribes.
+    """
+
+    _lock = threading.Lock()
+    _by_client: dict[int, tuple[Any, list[Callable[[Any], None]]]] = {}  # noqa: RUF012
+
+    @classmethod
+    def join(cls, client: Any, handler: Callable[[Any], None]) -> None:
+        with cls._lock:
+            entry = cls._by_client.get(id(client))
+            if entry is None:
+                previous = getattr(client, "_event_handlers", {}).get("all")
+                entry = cls._by_client[id(client)] = (previous, [])
+                first = True
+            else:
+                first = False
+            entry[1].append(handler)
+        if first:
+            client.subscribe_topic("all", lambda event: cls._fan_out(client, event))
+
+    @classmethod
+    def leave(cls, client: Any, handler: Callable[[Any], None]) -> None:
+        with cls._lock:
+            entry = cls._by_client.get(id(client))
+            if entry is None:
+                return
+            entry[1].remove(handler)
+            if entry[1]:
+                return
+            del cls._by_client[id(client)]
+        previous = entry[0]
+        if previous is not None:
+            client.subscribe_topic("all", previous)
+        else:
+            client.unsubscribe_topic("all")
+
+    @classmethod
+    def _fan_out(cls, client: Any, event: Any) -> None:
+        with cls._lock:
+            previous, handlers = cls._by_client.get(id(client), (None, []))
+            handlers = list(handlers)
+        for handler in [previous, *handlers]:
+            if handler is None:
+                continue
+            try:
+                handler(event)
+            except Exception:  # pragma: no cover - a handler's own bug
+                LOGGER.exception("corral: a Dask event handler failed")
 
 
 class DaskExecutor(BaseExecutor):
@@ -100,6 +156,12 @@ class DaskExecutor(BaseExecutor):
         threads_per_worker: threads (hence inner processes) of each local worker.
         connect_timeout: seconds to wait for the scheduler when connecting.
         mp_context: start method of the inner process pools (default: corral's).
+        prefetch: tasks sent to Dask beyond ``max_workers``, so that a worker finds
+            its next task already there instead of waiting a round trip to the client
+            (more throughput for short tasks). Such tasks count as running for corral
+            (statistics, ``running()``) while they wait on the cluster, and corral's
+            priorities no longer order them; cancelling one kills nothing. Default 0:
+            at most max_workers tasks are out of corral's queue.
 
     Raises:
         ImportError: ``distributed`` is not installed (the message names the extra).
@@ -127,6 +189,7 @@ class DaskExecutor(BaseExecutor):
         threads_per_worker: int | None = None,
         connect_timeout: float = 30.0,
         mp_context: str | None = None,
+        prefetch: int = 0,
     ) -> None:
         if address is not None and client is not None:
             raise ValueError(
@@ -143,6 +206,7 @@ class DaskExecutor(BaseExecutor):
         distributed = _import_distributed()
         self._distributed = distributed
         self._mp_context = mp_context
+        self._prefetch = check_count("prefetch", prefetch, minimum=0) or 0
         self._id = f"corral-{next(_ids)}-{id(self):x}"
         self._tids = itertools.count(1)
         self._cluster: Any = None
@@ -152,7 +216,6 @@ class DaskExecutor(BaseExecutor):
         self._drained = threading.Condition(self._lock)
         self._closer: threading.Thread | None = None
         self._closer_lock = threading.Lock()
-        self._previous_handler: Any = None
         self._functions = FunctionPickler()
         self._prepare = self._pickle_call
         if client is None:
@@ -174,10 +237,9 @@ class DaskExecutor(BaseExecutor):
         if max_workers is None:
             threads = sum(client.nthreads().values())
             self._max_workers = max(1, threads)
+        self._in_flight = self._max_workers + self._prefetch
         # a Dask worker leaving fails the tasks it was processing (see module docs)
-        handlers = getattr(client, "_event_handlers", {})
-        self._previous_handler = handlers.get("all")
-        client.subscribe_topic("all", self._on_cluster_event)
+        _ClusterEvents.join(client, self._on_cluster_event)
         self._register()
 
     @staticmethod
@@ -211,7 +273,7 @@ class DaskExecutor(BaseExecutor):
         if shutdown:
             self._drained.notify_all()
             return None
-        if self._pending and len(self._running) < self._max_workers and self._broken is None:
+        if self._pending and len(self._running) < self._in_flight and self._broken is None:
             return self._dispatch
         return None
 
@@ -261,7 +323,7 @@ class DaskExecutor(BaseExecutor):
         """Sends queued tasks to Dask while fewer than max_workers run."""
         while True:
             with self._lock:
-                if len(self._running) >= self._max_workers or self._broken is not None:
+                if len(self._running) >= self._in_flight or self._broken is not None:
                     return
                 task = self._pop_locked()
                 if task is None:
@@ -383,12 +445,6 @@ class DaskExecutor(BaseExecutor):
 
     def _on_cluster_event(self, event: Any) -> None:
         """Scheduler events (topic "all"): a worker that left fails its running tasks."""
-        previous = self._previous_handler
-        if previous is not None:
-            try:
-                previous(event)
-            except Exception:  # pragma: no cover - someone else's handler
-                LOGGER.exception("corral: the client's previous 'all' event handler failed")
         try:
             _, msg = event
             if not isinstance(msg, dict) or msg.get("action") != "remove-worker":
@@ -430,11 +486,9 @@ class DaskExecutor(BaseExecutor):
             ) and self._broken is None:
                 self._drained.wait(0.5)
         try:
-            self._client.unsubscribe_topic("all")
+            _ClusterEvents.leave(self._client, self._on_cluster_event)
             if self._own_client:
                 self._client.close()
-            elif self._previous_handler is not None:
-                self._client.subscribe_topic("all", self._previous_handler)
         except Exception as error:  # pragma: no cover - a client already closed
             LOGGER.debug("corral: closing the Dask client failed: %r", error)
         if self._cluster is not None:
