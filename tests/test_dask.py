@@ -226,6 +226,41 @@ def test_shutdown_kill_stops_tasks_on_every_worker(cluster: DaskCluster, tmp_pat
     testing.wait_until(lambda: all(map(gone, inner)), 10, 0.005, "every task process to end")
 
 
+CTRL_C_SCRIPT = """
+import sys, corral
+from corral import testing
+if __name__ == "__main__":
+    ex = corral.DaskExecutor(sys.argv[1])
+    futs = [ex.submit(testing.write_pids_and_hang, f"{sys.argv[2]}{i}") for i in range(2)]
+    corral.wait(futs)
+"""
+
+
+def test_ctrl_c_stops_the_tasks_on_the_cluster(cluster: DaskCluster, tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(CTRL_C_SCRIPT)
+    prefix = str(tmp_path / "pids")
+    proc = subprocess.Popen(
+        [sys.executable, str(script), cluster.address, prefix],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        inner = [int(read_pids_file(f"{prefix}{i}")) for i in range(2)]
+        begin = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - begin
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode != 0 and err.rstrip().endswith("KeyboardInterrupt"), err
+    assert took < 3.0, f"the script took {took:.2f}s to exit after SIGINT"
+    testing.wait_until(lambda: all(map(gone, inner)), 10, 0.005, "the tasks' processes to end")
+
+
 # --------------------------------------------------------------------- a Dask worker dies
 
 
@@ -269,6 +304,12 @@ def test_killed_dask_worker_fails_only_its_own_tasks(tmp_path: Path, retries: in
 
 
 # --------------------------------------------------------------------- clusters and clients
+
+
+def test_owned_local_cluster_workers_ignore_ctrl_c() -> None:
+    with corral.DaskExecutor(n_workers=1, threads_per_worker=1) as ex:
+        handlers = ex.client.run(signal.getsignal, signal.SIGINT)
+        assert list(handlers.values()) == [signal.SIG_IGN]
 
 
 def test_owned_local_cluster_listens_on_loopback_only_and_is_closed() -> None:

@@ -260,6 +260,7 @@ class DaskExecutor(BaseExecutor):
                 dashboard_address=None,
                 security=security,
                 silence_logs=logging.ERROR,
+                preload=["corral._dask_worker"],  # workers ignore Ctrl+C (dask_setup)
             )
 
     @property

@@ -22,6 +22,7 @@ import concurrent.futures
 import multiprocessing
 import multiprocessing.util
 import pickle
+import signal
 import threading
 import time
 from typing import Any
@@ -62,6 +63,17 @@ def _close_pool() -> None:
         pool = _pool
     if pool is not None:
         pool.shutdown(wait=True, kill=True)
+
+
+def dask_setup(worker: Any) -> None:
+    """Dask preload hook, run in each worker of a cluster that DaskExecutor starts.
+
+    The worker processes of a LocalCluster share the terminal's process group, so
+    Ctrl+C reached them too and each printed a KeyboardInterrupt traceback: they ignore
+    SIGINT now, and the parent alone decides (DESIGN.md §3.6), as for corral's own
+    workers. Called on the worker's event loop, in its main thread.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_task(key: str, mp_context: str | None, fn_data: bytes, call_data: bytes) -> Any:
