@@ -365,6 +365,15 @@ def test_two_executors_share_a_client_and_its_event_subscription(cluster: DaskCl
         assert seen  # and it saw the events meanwhile
 
 
+def test_security_is_passed_to_the_client(cluster: DaskCluster) -> None:
+    from distributed.security import Security
+
+    security = Security()  # no TLS here: the test cluster is plain tcp on loopback
+    with corral.DaskExecutor(cluster.address, security=security) as ex:
+        assert ex.client.security is security
+        assert ex.submit(testing.square, 5).result(timeout=30) == 25
+
+
 def test_address_and_client_together_is_an_error(cluster: DaskCluster) -> None:
     with pytest.raises(ValueError, match="not both"):
         corral.DaskExecutor(cluster.address, client=object())

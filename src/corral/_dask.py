@@ -224,6 +224,8 @@ class DaskExecutor(BaseExecutor):
                     distributed, security, n_workers, threads_per_worker
                 )
                 address = self._cluster.scheduler_address
+                # security=True made the cluster's temporary credentials: use those
+                security = self._cluster.security
             try:
                 client = distributed.Client(
                     address, security=security, timeout=connect_timeout, set_as_default=False
