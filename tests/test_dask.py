@@ -297,6 +297,7 @@ def test_killed_dask_worker_fails_only_its_own_tasks(tmp_path: Path, retries: in
                 assert all(f.attempts == 1 for f in others)
             stats = ex.statistics()
             assert stats.failed == (len(affected) if retries == 0 else 0)
+            assert stats.crashed == len(affected)
         finally:
             ex.shutdown(wait=True, kill=True)
     finally:

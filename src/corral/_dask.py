@@ -43,7 +43,7 @@ from typing import Any
 from . import _dask_worker
 from ._errors import BrokenExecutor, WorkerCrashed
 from ._executor import ENDED, RUNNING, BaseExecutor, _Task
-from ._options import check_count
+from ._options import check_count, check_timeout
 from ._wire import FunctionPickler, SerializationError, dumps_call, load_exception
 
 LOGGER = logging.getLogger("corral")
@@ -138,8 +138,8 @@ class DaskExecutor(BaseExecutor):
     installed, and the same Python packages your tasks import.
 
     Args:
-        address: a scheduler address (``tcp://host:port``, ``tls://...``) or a
-            scheduler file path is not accepted: pass the address it contains.
+        address: a scheduler address (``tcp://host:port``, ``tls://host:port``).
+            A scheduler file is not accepted: pass the address it contains.
         client: a ``distributed.Client`` to use instead of ``address``.
         max_workers: most tasks running at once; default: the cluster's thread count
             when the executor starts (at least 1).
@@ -207,6 +207,7 @@ class DaskExecutor(BaseExecutor):
         self._distributed = distributed
         self._mp_context = mp_context
         self._prefetch = check_count("prefetch", prefetch, minimum=0) or 0
+        check_timeout("connect_timeout", connect_timeout, allow_none=False)
         self._id = f"corral-{next(_ids)}-{id(self):x}"
         self._tids = itertools.count(1)
         self._cluster: Any = None
@@ -236,12 +237,19 @@ class DaskExecutor(BaseExecutor):
                 raise
         self._client = client
         self._loop = client.loop
-        if max_workers is None:
-            threads = sum(client.nthreads().values())
-            self._max_workers = max(1, threads)
-        self._in_flight = self._max_workers + self._prefetch
-        # a Dask worker leaving fails the tasks it was processing (see module docs)
-        _ClusterEvents.join(client, self._on_cluster_event)
+        try:
+            if max_workers is None:
+                threads = sum(client.nthreads().values())
+                self._max_workers = max(1, threads)
+            self._in_flight = self._max_workers + self._prefetch
+            # a Dask worker leaving fails the tasks it was processing (see module docs)
+            _ClusterEvents.join(client, self._on_cluster_event)
+        except BaseException:
+            if self._own_client:
+                client.close()
+            if self._cluster is not None:
+                self._cluster.close()
+            raise
         self._register()
 
     @staticmethod
@@ -407,6 +415,8 @@ class DaskExecutor(BaseExecutor):
                     "have run"
                 )
             if current:
+                if isinstance(error, WorkerCrashed):
+                    self._counts["crashed"] += 1
                 self._finished_locked(task, error)
             resolve = current and task.state == ENDED
             wake = self._work_available_locked() if self._pending else None
@@ -468,6 +478,7 @@ class DaskExecutor(BaseExecutor):
                     f"({'retired' if expected else 'it died or lost its connection'}); "
                     "use retries= to run it again on another worker"
                 )
+                self._counts["crashed"] += 1
                 self._finished_locked(task, error)
                 doomed.append((task, key, task.worker, error, task.state == ENDED))
                 task.worker = None
