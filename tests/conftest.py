@@ -174,8 +174,9 @@ def _dask_threads() -> set[int]:
     }
 
 
-#: Names of the threads distributed starts once per process and never ends.
-_DASK_GLOBAL_THREADS = ("Dask-Offload", "Dask-Callback-Thread", "TCP-Executor")
+#: The thread distributed starts once per process, on first use, and never ends: the
+#: one-thread pool of distributed.utils.offload (deserialising large messages).
+_DASK_GLOBAL_THREADS = ("Dask-Offload",)
 
 
 @pytest.fixture(autouse=True)
