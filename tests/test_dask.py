@@ -9,6 +9,7 @@ loopback only and is gone after shutdown; the error without the extra.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 import signal
@@ -373,6 +374,16 @@ def test_security_is_passed_to_the_client(cluster: DaskCluster) -> None:
     with corral.DaskExecutor(cluster.address, security=security) as ex:
         assert ex.client.security is security
         assert ex.submit(testing.square, 5).result(timeout=30) == 25
+
+
+def test_async_with_and_awaiting_futures(cluster: DaskCluster) -> None:
+    async def main() -> list[int]:
+        async with corral.DaskExecutor(cluster.address, max_workers=2) as ex:
+            first = await ex.submit(testing.square, 6)
+            rest = [x async for x in ex.map(testing.square, range(4))]
+            return [first, *rest]
+
+    assert asyncio.run(main()) == [36, 0, 1, 4, 9]
 
 
 def test_address_and_client_together_is_an_error(cluster: DaskCluster) -> None:

@@ -142,12 +142,3 @@ def stop_tasks(keys: list[str]) -> int:
     for inner in found:
         inner.cancel()
     return len(found)
-
-
-def running_pids() -> dict[str, int]:
-    """Worker processes of the inner pool (for tests and diagnostics): pid by name."""
-    with _lock:
-        pool = _pool
-    if pool is None:
-        return {}
-    return {f"inner-{pid}": pid for pid in getattr(pool, "_procs", {})}
