@@ -305,6 +305,22 @@ def test_killed_dask_worker_fails_only_its_own_tasks(tmp_path: Path, retries: in
         cluster.stop()
 
 
+def test_losing_the_scheduler_ends_every_future(tmp_path: Path) -> None:
+    cluster = DaskCluster(workers=1, nthreads=2)
+    try:
+        ex = corral.DaskExecutor(cluster.address, connect_timeout=2)
+        try:
+            running = ex.submit(testing.write_pids_and_hang, str(tmp_path / "pids"))
+            read_pids_file(str(tmp_path / "pids"))
+            os.killpg(cluster.procs[0].pid, signal.SIGKILL)  # the scheduler's session
+            with pytest.raises(corral.BrokenExecutor, match="lost the scheduler"):
+                running.result(timeout=60)
+        finally:
+            ex.shutdown(wait=True, kill=True)
+    finally:
+        cluster.stop()
+
+
 # --------------------------------------------------------------------- clusters and clients
 
 

@@ -408,12 +408,7 @@ class DaskExecutor(BaseExecutor):
             if current:
                 task.worker = None
             if current and error is _DASK_CANCELLED:
-                # the Dask future was cancelled by someone else (or the client closed)
-                error = BrokenExecutor(
-                    "the Dask future of this task was cancelled outside corral "
-                    "(client closed, or cancelled on the cluster); the task may not "
-                    "have run"
-                )
+                error = self._cancelled_outside()
             if current:
                 if isinstance(error, WorkerCrashed):
                     self._counts["crashed"] += 1
@@ -426,6 +421,21 @@ class DaskExecutor(BaseExecutor):
             wake()
         if resolve:
             task.fut._resolve(result, error)
+
+    def _cancelled_outside(self) -> BaseException:
+        """The error of a task whose Dask future was cancelled, not by corral."""
+        status = getattr(self._client, "status", "unknown")
+        if status != "running":
+            return BrokenExecutor(
+                f"the Dask client lost the scheduler (client status {status!r}) while "
+                "this task was out: the scheduler died or the network failed, and the "
+                "task may or may not have run. Check the scheduler, then make a new "
+                "DaskExecutor"
+            )
+        return BrokenExecutor(
+            "the Dask future of this task was cancelled outside corral (Client.cancel "
+            "or Client.restart on the same client?); the task may or may not have run"
+        )
 
     # ------------------------------------------------------------------ stopping
 
