@@ -50,19 +50,24 @@ class DaskCluster:
                 "--dashboard-address=127.0.0.1:0",  # its HTTP server (health) too
                 f"--scheduler-file={self.scheduler_file}",
             )
-            testing.wait_until(
-                lambda: os.path.exists(self.scheduler_file), 60, 0.01, "the scheduler file"
-            )
-            import json
-
-            with open(self.scheduler_file) as f:
-                self.address: str = json.load(f)["address"]
+            testing.wait_until(self._read_address, 60, 0.01, "the scheduler file")
             for i in range(workers):
                 self.add_worker(f"w{i}")
             self.wait_for_workers(workers)
         except BaseException:
             self.stop()
             raise
+
+    def _read_address(self) -> bool:
+        """True once the scheduler has written its file (whole: it may be mid-write)."""
+        import json
+
+        try:
+            with open(self.scheduler_file) as f:
+                self.address: str = json.load(f)["address"]
+        except (OSError, ValueError, KeyError):
+            return False
+        return True
 
     def _spawn(self, module: str, *args: str) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(

@@ -214,6 +214,7 @@ class DaskExecutor(BaseExecutor):
         self._own_client = client is None
         self._by_key: dict[str, _Task] = {}
         self._stops = 0  # stop requests on their way to the workers
+        self._cancelling = 0  # cancels and timeouts between ending a task and its stop
         self._drained = threading.Condition(self._lock)
         self._closer: threading.Thread | None = None
         self._closer_lock = threading.Lock()
@@ -288,6 +289,28 @@ class DaskExecutor(BaseExecutor):
             return self._dispatch
         return None
 
+    def _on_cancel(self, fut: Any, was_running: bool) -> None:
+        # The front ends the task under the lock, then calls _stop_running without it:
+        # counted here, shutdown waits for that stop to be on its way.
+        with self._lock:
+            self._cancelling += 1
+        try:
+            super()._on_cancel(fut, was_running)
+        finally:
+            with self._lock:
+                self._cancelling -= 1
+                self._drained.notify_all()
+
+    def _on_timeout(self, task: _Task) -> None:
+        with self._lock:
+            self._cancelling += 1
+        try:
+            super()._on_timeout(task)
+        finally:
+            with self._lock:
+                self._cancelling -= 1
+                self._drained.notify_all()
+
     def _stop_running(self, task: _Task, why: str) -> None:
         key = task.token
         if key is None:
@@ -360,7 +383,9 @@ class DaskExecutor(BaseExecutor):
                     live = task.state == RUNNING
                     if live:
                         self._finished_locked(task, error)
-                if live and task.state == ENDED:
+                    resolve = live and task.state == ENDED
+                    self._drained.notify_all()
+                if resolve:
                     task.fut._resolve(exception=error)
                 continue
             with self._lock:
@@ -369,8 +394,10 @@ class DaskExecutor(BaseExecutor):
                     task.token = key
                     task.worker = dfut
                     self._by_key[key] = task
+                else:
+                    self._stops += 1  # counted now: shutdown must not close the client first
             if not live:  # cancelled or timed out while being sent
-                self._send_stop(key, dfut)
+                self._send_stop(key, dfut, counted=True)
                 continue
             self._loop.add_callback(self._watch, task, key, dfut)
 
@@ -415,8 +442,7 @@ class DaskExecutor(BaseExecutor):
                 self._finished_locked(task, error)
             resolve = current and task.state == ENDED
             wake = self._work_available_locked() if self._pending else None
-            if not self._running and not self._pending:
-                self._drained.notify_all()
+            self._drained.notify_all()
         if wake is not None:
             wake()
         if resolve:
@@ -439,11 +465,17 @@ class DaskExecutor(BaseExecutor):
 
     # ------------------------------------------------------------------ stopping
 
-    def _send_stop(self, key: str, dfut: Any) -> None:
-        """Stops the Dask task ``key``: cancel it on Dask, kill its process on the worker."""
+    def _send_stop(self, key: str, dfut: Any, counted: bool = False) -> None:
+        """Stops the Dask task ``key``: cancel it on Dask, kill its process on the worker.
+
+        ``counted``: the caller already added it to ``_stops`` under the lock, in the
+        same hold that ended the task, so that shutdown never sees a moment with the
+        task gone and its stop not yet on its way (it would close the client first).
+        """
         with self._lock:
             self._by_key.pop(key, None)
-            self._stops += 1
+            if not counted:
+                self._stops += 1
         try:
             self._loop.add_callback(self._stop_async, key, dfut)
         except Exception:  # the loop is closed: the cluster is gone anyway
@@ -490,11 +522,12 @@ class DaskExecutor(BaseExecutor):
                 )
                 self._counts["crashed"] += 1
                 self._finished_locked(task, error)
+                self._stops += 1
                 doomed.append((task, key, task.worker, error, task.state == ENDED))
                 task.worker = None
             wake = self._work_available_locked() if doomed and self._pending else None
         for task, key, dfut, crash, ended in doomed:
-            self._send_stop(key, dfut)  # Dask may already be re-running it elsewhere
+            self._send_stop(key, dfut, counted=True)  # Dask may be re-running it already
             if ended:
                 task.fut._resolve(exception=crash)
         if wake is not None:
@@ -503,12 +536,17 @@ class DaskExecutor(BaseExecutor):
     # ------------------------------------------------------------------ shutdown
 
     def _close_when_drained(self) -> None:
-        """Waits for queued, running and retrying work, then closes what we own."""
+        """Waits for queued, running and retrying work, then closes what we own.
+
+        Every change that can end the wait notifies ``_drained`` (a task ends, a cancel
+        or timeout has sent its stop, a stop went out); the timeout is only a safety
+        net against a change that does not.
+        """
         with self._lock:
             while (
-                self._pending or self._running or self._backoff or self._stops
+                self._pending or self._running or self._backoff or self._stops or self._cancelling
             ) and self._broken is None:
-                self._drained.wait(0.5)
+                self._drained.wait(5.0)
         try:
             _ClusterEvents.leave(self._client, self._on_cluster_event)
             if self._own_client:
