@@ -72,6 +72,26 @@ def cancel_latency(ex: corral.DaskExecutor, repeat: int) -> tuple[list[float], l
     return resolved, gone
 
 
+def timeout_latency(ex: corral.DaskExecutor, repeat: int, limit: float) -> list[float]:
+    """Seconds from the task_timeout deadline to the future failing with TaskTimeout.
+
+    Counted from when the task's process wrote its pid (it has started): an upper
+    bound, as the clock starts when the task is sent.
+    """
+    late = []
+    folder = tempfile.mkdtemp(prefix="corral-bench-")
+    for i in range(repeat):
+        path = os.path.join(folder, f"pid{i}")
+        begin = time.perf_counter()
+        fut = ex.options(task_timeout=limit).submit(testing.write_pids_and_hang, path)
+        try:
+            fut.result(timeout=60)
+        except corral.TaskTimeout:
+            pass
+        late.append(time.perf_counter() - begin - limit)
+    return late
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=300, help="no-op tasks")
@@ -147,6 +167,12 @@ def main() -> None:
                     f"{t_ours / args.n * 1000:7.2f}ms"
                 )
         resolved, gone = cancel_latency(ex, args.repeat)
+        late = timeout_latency(ex, args.repeat, 0.5)
+        print(
+            f"task_timeout=0.5 ({args.repeat} runs): TaskTimeout raised "
+            f"{statistics.median(late) * 1000:.2f} ms after the deadline (median), "
+            f"{max(late) * 1000:.2f} ms max"
+        )
         print(
             f"cancel() of a running task ({args.repeat} runs): future cancelled in "
             f"{statistics.median(resolved) * 1000:.2f} ms (median); its process gone in "

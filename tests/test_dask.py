@@ -276,11 +276,16 @@ def test_killed_dask_worker_fails_only_its_own_tasks(tmp_path: Path, retries: in
                 futs = [ex.submit(report_and_wait, str(p), gate, i) for i, p in enumerate(paths)]
                 worker_pids = set(ex.client.run(os.getpid).values())
                 workers = [dask_worker_of(p, worker_pids) for p in paths]
+                inner = [int(p.read_text()) for p in paths]
                 assert len(set(workers)) == 2, "the four tasks should run on both workers"
                 victim = workers[0]
                 os.kill(victim, signal.SIGKILL)
                 affected = [f for f, w in zip(futs, workers, strict=True) if w == victim]
                 others = [f for f, w in zip(futs, workers, strict=True) if w != victim]
+                orphans = [pid for pid, w in zip(inner, workers, strict=True) if w == victim]
+                testing.wait_until(
+                    lambda: all(map(gone, orphans)), 10, 0.005, "the dead worker's tasks to end"
+                )
                 if retries == 0:
                     for fut in affected:
                         with pytest.raises(corral.WorkerCrashed, match=r"left the cluster|died"):
