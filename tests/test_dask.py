@@ -198,6 +198,30 @@ def test_task_timeout_kills_the_process_running_the_task(
     assert executor.statistics().timed_out == 1
 
 
+def hang_the_first_time(marker: str) -> str:
+    """The first run writes its pid to ``marker`` and hangs; later runs return."""
+    if os.path.exists(marker):
+        return "second run"
+    with open(marker + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(marker + ".tmp", marker)
+    time.sleep(3600)
+    return "never"
+
+
+def test_a_timed_out_task_is_retried_and_its_first_run_killed(
+    executor: corral.DaskExecutor, tmp_path: Path
+) -> None:
+    marker = str(tmp_path / "first")
+    fut = executor.options(task_timeout=1.0, retries=1, retry_on=corral.TaskTimeout).submit(
+        hang_the_first_time, marker
+    )
+    assert fut.result(timeout=60) == "second run"
+    assert fut.attempts == 2
+    first = int(read_pids_file(marker))
+    testing.wait_until(lambda: gone(first), 10, 0.005, "the first run's process to end")
+
+
 def test_a_crash_of_the_task_process_is_worker_crashed_and_the_dask_worker_lives(
     executor: corral.DaskExecutor,
 ) -> None:

@@ -2,10 +2,10 @@
 
 Data flow::
 
-    submit() --push--> front queue (the same as the local pools: max_pending, priority,
-       |                 retries and task_timeout are the front's)
-       +--dispatch: while fewer than max_workers tasks run, pop one and
-          Client.submit(run_task, key, fn, args, kwargs, key=key, pure=False)
+    submit() --pickle the call (at the call site)--push--> front queue (the same as the
+       |          local pools: max_pending, priority, retries, task_timeout are the front's)
+       +--dispatch: while fewer than max_workers (+ prefetch) tasks are out, pop one and
+          Client.submit(run_task, key, fn_bytes, call_bytes, key=key, pure=False)
                          |
           Dask scheduler --> Dask worker thread: run_task (corral/_dask_worker.py)
                          |      submits the call to the worker's own corral
@@ -168,9 +168,16 @@ class DaskExecutor(BaseExecutor):
         ValueError: both ``address`` and ``client`` were given, or a bad count.
         OSError / TimeoutError: the scheduler could not be reached in time.
 
-    Ctrl+C cancels pending tasks and kills running ones, as for the local pools;
-    ``shutdown(wait=True)`` waits for queued and running work, then closes the
-    Client (and the cluster it started).
+    The constructor blocks while it starts a local cluster or connects (up to
+    ``connect_timeout``, then OSError/TimeoutError); Ctrl+C meanwhile raises
+    KeyboardInterrupt, and a cluster it had started is closed.
+
+    Once running, Ctrl+C cancels pending tasks and kills running ones, as for the
+    local pools; ``shutdown(wait=True)`` waits for queued and running work, then
+    closes the Client (and the cluster it started). To learn of dead Dask workers,
+    the executor subscribes the Client to the scheduler's "all" events; a handler you
+    set for that topic *before* making the executor keeps being called, one you set
+    after replaces corral's (and dead workers are then seen only through KilledWorker).
     """
 
     _kind = "DaskExecutor"
@@ -215,6 +222,7 @@ class DaskExecutor(BaseExecutor):
         self._by_key: dict[str, _Task] = {}
         self._stops = 0  # stop requests on their way to the workers
         self._cancelling = 0  # cancels and timeouts between ending a task and its stop
+        self._timing_out: dict[_Task, tuple[str | None, Any]] = {}  # see _on_timeout
         self._drained = threading.Condition(self._lock)
         self._closer: threading.Thread | None = None
         self._closer_lock = threading.Lock()
@@ -302,20 +310,26 @@ class DaskExecutor(BaseExecutor):
                 self._drained.notify_all()
 
     def _on_timeout(self, task: _Task) -> None:
+        # A timed-out task may be retried: by the time the front calls _stop_running,
+        # the retry could already be out under a new key. The run that timed out is
+        # the one out now, so its key is taken here, before the front ends it.
         with self._lock:
             self._cancelling += 1
+            self._timing_out[task] = (task.token, task.worker)
         try:
             super()._on_timeout(task)
         finally:
             with self._lock:
+                self._timing_out.pop(task, None)
                 self._cancelling -= 1
                 self._drained.notify_all()
 
     def _stop_running(self, task: _Task, why: str) -> None:
-        key = task.token
+        with self._lock:
+            key, dfut = self._timing_out.pop(task, (task.token, task.worker))
         if key is None:
             return  # popped but not sent yet: _dispatch sees it ended and never sends it
-        self._send_stop(key, task.worker)
+        self._send_stop(key, dfut)
 
     def _backend_shutdown(self, wait: bool) -> None:
         with self._closer_lock:
