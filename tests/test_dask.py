@@ -63,6 +63,13 @@ def dask_worker_of(path: Path, worker_pids: set[int]) -> int:
     return proc.pid
 
 
+def read_pids_file(path: str) -> str:
+    """The first pid a task wrote to ``path`` (waits for the file)."""
+    testing.wait_until(lambda: os.path.exists(path), 30, 0.005, "the task's pid file")
+    with open(path) as f:
+        return f.read().split()[0]
+
+
 def gone(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -178,12 +185,6 @@ def test_cancel_kills_the_process_running_the_task(
     print(f"\ncancel -> process gone: {(time.monotonic() - begin) * 1000:.1f} ms")
     assert set(executor.client.run(os.getpid).values()) == workers, "Dask workers survive"
     assert executor.submit(testing.square, 4).result(timeout=30) == 16
-
-
-def read_pids_file(path: str) -> str:
-    testing.wait_until(lambda: os.path.exists(path), 30, 0.005, "the task's pid file")
-    with open(path) as f:
-        return f.read().split()[0]
 
 
 def test_task_timeout_kills_the_process_running_the_task(
