@@ -290,9 +290,20 @@ def test_ctrl_c_stops_the_tasks_on_the_cluster(cluster: DaskCluster, tmp_path: P
 # --------------------------------------------------------------------- a Dask worker dies
 
 
-@pytest.mark.parametrize("retries", [0, 1])
-def test_killed_dask_worker_fails_only_its_own_tasks(tmp_path: Path, retries: int) -> None:
-    cluster = DaskCluster(workers=2, nthreads=2)
+@pytest.mark.parametrize(
+    ("retries", "allowed_failures"),
+    [
+        (0, "3"),  # Dask's default: Dask would re-run the task, corral's event path stops it
+        (1, "3"),
+        (0, "0"),  # as DaskExecutor() configures its own cluster: Dask says KilledWorker
+    ],
+)
+def test_killed_dask_worker_fails_only_its_own_tasks(
+    tmp_path: Path, retries: int, allowed_failures: str
+) -> None:
+    cluster = DaskCluster(
+        workers=2, nthreads=2, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=allowed_failures
+    )
     try:
         ex = corral.DaskExecutor(cluster.address, retries=retries)
         try:
