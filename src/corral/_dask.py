@@ -434,9 +434,9 @@ class DaskExecutor(BaseExecutor):
         distributed = self._distributed
         if isinstance(exc, distributed.KilledWorker):
             crashed = WorkerCrashed(
-                f"the Dask worker running this task died ({exc}); it ran on a Dask "
-                "worker process that exited or was killed (out of memory?). Use "
-                "retries= to run it again"
+                f"the Dask worker running this task died (Dask: KilledWorker: {exc}); "
+                "its process exited or was killed (out of memory?). Use retries= to "
+                "run the task again"
             )
             crashed.__cause__ = exc
             return crashed
