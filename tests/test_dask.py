@@ -500,6 +500,14 @@ def test_address_and_client_together_is_an_error(cluster: DaskCluster) -> None:
         corral.DaskExecutor(cluster.address, client=object())
 
 
+def test_an_asynchronous_client_is_refused() -> None:
+    class AsyncClient:  # stands for distributed.Client(..., asynchronous=True)
+        asynchronous = True
+
+    with pytest.raises(ValueError, match="synchronous"):
+        corral.DaskExecutor(client=AsyncClient())
+
+
 def test_without_distributed_the_error_names_the_extra() -> None:
     code = (
         "import sys; sys.modules['distributed'] = None\n"

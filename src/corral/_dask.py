@@ -165,7 +165,8 @@ class DaskExecutor(BaseExecutor):
 
     Raises:
         ImportError: ``distributed`` is not installed (the message names the extra).
-        ValueError: both ``address`` and ``client`` were given, or a bad count.
+        ValueError: both ``address`` and ``client`` were given, an asynchronous
+            client, or a bad count.
         OSError / TimeoutError: the scheduler could not be reached in time.
 
     The constructor blocks while it starts a local cluster or connects (up to
@@ -201,6 +202,12 @@ class DaskExecutor(BaseExecutor):
         if address is not None and client is not None:
             raise ValueError(
                 "pass either a scheduler address or a client to DaskExecutor, not both"
+            )
+        if client is not None and getattr(client, "asynchronous", False) is True:
+            raise ValueError(
+                "DaskExecutor needs a synchronous distributed.Client (asynchronous=False): "
+                "its futures are awaitable anyway; pass a client made without "
+                "asynchronous=True, or an address"
             )
         super().__init__(
             max_workers=1 if max_workers is None else max_workers,
