@@ -39,6 +39,8 @@ class DaskCluster:
         self.scheduler_file = os.path.join(self._dir, "scheduler.json")
         self.nthreads = nthreads
         self.procs: list[subprocess.Popen[bytes]] = []
+        # daemonic workers are Dask's default, said here because the inner corral pools
+        # must cope with them (multiprocessing refuses children to daemons)
         self._env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "True", **env}
         DaskCluster.live.add(self)
         try:
