@@ -165,11 +165,26 @@ if HAVE_DASK:
     BACKENDS["dask"] = _dask_executor
 
 
+def _stop_session_cluster() -> None:
+    with _session_lock:
+        while _session_cluster:
+            _session_cluster.pop().stop()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _stop_session_dask_cluster() -> Iterator[None]:
     yield
-    while _session_cluster:
-        _session_cluster.pop().stop()
+    _stop_session_cluster()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stops the session cluster once the run leaves the contract suite (its only user).
+
+    Its idle processes would otherwise share the CPUs with the rest of the run; it
+    starts again if a later test needs it.
+    """
+    if _session_cluster and (nextitem is None or nextitem.path.parent != item.path.parent):
+        _stop_session_cluster()
 
 
 def _dask_threads() -> set[int]:
