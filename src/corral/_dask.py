@@ -67,6 +67,15 @@ def _import_distributed() -> Any:
     return distributed
 
 
+def _close_cluster(cluster: Any) -> None:
+    """Closes a LocalCluster and stops its event-loop thread.
+
+    ``close()`` alone leaves the loop thread (and the in-process scheduler's
+    threads and sockets) running on distributed 2023.1; ``__exit__`` stops them.
+    """
+    cluster.__exit__(None, None, None)
+
+
 class _ClusterEvents:
     """One subscription to the scheduler's "all" events per Client, shared.
 
@@ -249,7 +258,7 @@ class DaskExecutor(BaseExecutor):
                 )
             except BaseException:
                 if self._cluster is not None:
-                    self._cluster.close()
+                    _close_cluster(self._cluster)
                 raise
         self._client = client
         self._loop = client.loop
@@ -264,7 +273,7 @@ class DaskExecutor(BaseExecutor):
             if self._own_client:
                 client.close()
             if self._cluster is not None:
-                self._cluster.close()
+                _close_cluster(self._cluster)
             raise
         self._register()
 
@@ -283,7 +292,11 @@ class DaskExecutor(BaseExecutor):
                 threads_per_worker=threads,
                 processes=True,
                 host="127.0.0.1",
+                # no dashboard pages; the HTTP servers that remain (health, metrics)
+                # listen on 127.0.0.1 too (distributed 2023.1 bound them to 0.0.0.0)
                 dashboard_address=None,
+                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                worker_dashboard_address="127.0.0.1:0",
                 security=security,
                 silence_logs=logging.ERROR,
                 preload=["corral._dask_worker"],  # workers ignore Ctrl+C (dask_setup)
@@ -427,6 +440,16 @@ class DaskExecutor(BaseExecutor):
         result: Any = None
         error: BaseException | None = None
         try:
+            await dfut._state.wait()  # done, without fetching the result yet
+            with self._lock:
+                current = task.state == RUNNING and task.token == key
+            if not current and dfut.status != "error":
+                # stopped, timed out or failed by a worker's death: its result is not
+                # wanted, and fetching it would race the Dask future's cancel (Dask
+                # 2023.1 then asked the scheduler to compute the task again)
+                del dfut
+                self._complete(task, key, None, None)
+                return
             ok, result = await dfut._result()
             if not ok:
                 error, result = load_exception(result), None
@@ -504,9 +527,9 @@ class DaskExecutor(BaseExecutor):
 
     async def _stop_async(self, key: str, dfut: Any) -> None:
         try:
-            await self._client.run(
-                _dask_worker.stop_tasks, [key], asynchronous=True, wait=True, on_error="ignore"
-            )
+            # on_error is left out: distributed before 2023.4 lacks it; a worker that
+            # fails here (it is dying) raises after the broadcast reached the others
+            await self._client.run(_dask_worker.stop_tasks, [key], asynchronous=True, wait=True)
             if dfut is not None:
                 await self._client.cancel([dfut], asynchronous=True)
         except Exception as error:
@@ -575,4 +598,4 @@ class DaskExecutor(BaseExecutor):
         except Exception as error:  # pragma: no cover - a client already closed
             LOGGER.debug("corral: closing the Dask client failed: %r", error)
         if self._cluster is not None:
-            self._cluster.close()
+            _close_cluster(self._cluster)

@@ -92,9 +92,11 @@ def run_task(key: str, mp_context: str | None, fn_data: bytes, call_data: bytes)
     import distributed
 
     try:
-        size = distributed.get_worker().state.nthreads
+        worker = distributed.get_worker()
     except ValueError:  # not in a Dask worker (a test calling this directly)
         size = 1
+    else:
+        size = getattr(getattr(worker, "state", worker), "nthreads", 1)
     pool = _inner_pool(size, mp_context)
     try:
         fn = pickle.loads(fn_data)
