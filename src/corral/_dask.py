@@ -527,9 +527,10 @@ class DaskExecutor(BaseExecutor):
 
     async def _stop_async(self, key: str, dfut: Any) -> None:
         try:
-            # on_error is left out: distributed before 2023.4 lacks it; a worker that
-            # fails here (it is dying) raises after the broadcast reached the others
-            await self._client.run(_dask_worker.stop_tasks, [key], asynchronous=True, wait=True)
+            # a worker that fails here (it is dying) does not keep the others from it
+            await self._client.run(
+                _dask_worker.stop_tasks, [key], asynchronous=True, wait=True, on_error="ignore"
+            )
             if dfut is not None:
                 await self._client.cancel([dfut], asynchronous=True)
         except Exception as error:
