@@ -23,6 +23,21 @@ from corral import testing
 HAVE_DASK = importlib.util.find_spec("distributed") is not None
 
 
+def _die_with_parent() -> None:
+    """In a cluster process before exec: SIGKILL it when the test process dies.
+
+    Without it, a test run killed or aborted (a hang broken with SIGABRT, say) left
+    the scheduler and workers running, as they sit in sessions of their own. The
+    nannies' worker processes follow their nanny, the task processes their worker.
+    (Linux counts the death of the *thread* that started the process: clusters are
+    started from the test's main thread.)
+    """
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class DaskCluster:
     """A Dask scheduler and workers, each its own process, listening on 127.0.0.1 only.
 
@@ -79,6 +94,7 @@ class DaskCluster:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.procs.append(proc)
         return proc
