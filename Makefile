@@ -1,5 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Each creates .venv when
-# it is missing (nothing needed but Python and make).
+# it is missing (nothing needed but Python and make). The dev extra includes distributed,
+# so the contract suite also runs on the Dask backend (a local test cluster).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -58,6 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_interrupt.py
 	$(BIN)/python bench/bench_flow.py
 	$(BIN)/python bench/bench_observe.py
+	$(BIN)/python bench/bench_dask.py
 
 clean:
 	rm -rf $(VENV) .venv-* .mypy_cache .pytest_cache .ruff_cache

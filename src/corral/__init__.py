@@ -20,6 +20,7 @@ from __future__ import annotations
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
 
 from ._context import cancelled, check_cancelled
+from ._dask import DaskExecutor
 from ._errors import (
     BrokenExecutor,
     CancelledError,
@@ -35,7 +36,6 @@ from ._options import TaskOptions
 from ._process import ProcessPoolExecutor
 from ._progress import Progress
 from ._stats import Statistics
-from ._stubs import DaskExecutor
 from ._taskgroup import TaskGroup
 from ._thread import BrokenThreadPool, ThreadPoolExecutor
 from ._timeline import Timeline

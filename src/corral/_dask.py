@@ -1,0 +1,602 @@
+"""corral.DaskExecutor: the executor contract on a Dask cluster.
+
+Data flow::
+
+    submit() --pickle the call (at the call site)--push--> front queue (the same as the
+       |          local pools: max_pending, priority, retries, task_timeout are the front's)
+       +--dispatch: while fewer than max_workers (+ prefetch) tasks are out, pop one and
+          Client.submit(run_task, key, fn_bytes, call_bytes, key=key, pure=False)
+                         |
+          Dask scheduler --> Dask worker thread: run_task (corral/_dask_worker.py)
+                         |      submits the call to the worker's own corral
+                         |      ProcessPoolExecutor and waits for it
+          Client event loop: a watcher coroutine per task awaits its Dask future,
+          gathers the result and resolves the corral Future (then dispatches more)
+
+Stopping running work (cancel, task_timeout, shutdown(kill=True), Ctrl+C): the corral
+future is resolved at once by the front; then, on the client's event loop, the Dask
+future is cancelled (so a task not started yet never starts) and ``stop_tasks(key)``
+runs on every worker through ``Client.run``: the worker that runs the task kills the
+inner process running it (docs/dask.md has the measured delay). Dask alone would
+only forget the task and leave its thread running.
+
+Worker deaths. An inner process that dies fails its task with corral's WorkerCrashed
+(the Dask worker survives). A Dask worker process that dies takes the tasks it was
+processing with it: the scheduler either fails them with KilledWorker (after
+``distributed.scheduler.allowed-failures`` deaths; a cluster that DaskExecutor starts
+sets it to 0) or re-runs them elsewhere. corral subscribes to the scheduler's
+``remove-worker`` events and fails exactly those tasks with WorkerCrashed (stopping a
+re-run Dask may already have started), and maps KilledWorker to WorkerCrashed too, so
+corral's ``retries`` decide what runs again; tasks on other workers are untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from . import _dask_worker
+from ._errors import BrokenExecutor, WorkerCrashed
+from ._executor import ENDED, RUNNING, BaseExecutor, _Task
+from ._options import check_count, check_timeout
+from ._wire import FunctionPickler, SerializationError, dumps_call, load_exception
+
+LOGGER = logging.getLogger("corral")
+
+_INSTALL_HINT = (
+    "corral.DaskExecutor needs the 'distributed' package, which is not installed in "
+    "this environment ({error}); install the extra: pip install 'corral[dask]'"
+)
+
+_ids = itertools.count()
+
+#: What a watcher reports when the Dask future was cancelled, not run to an end.
+_DASK_CANCELLED = concurrent.futures.CancelledError("the Dask future was cancelled")
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as error:
+        raise ImportError(_INSTALL_HINT.format(error=error)) from error
+    return distributed
+
+
+def _close_cluster(cluster: Any) -> None:
+    """Closes a LocalCluster and stops its event-loop thread.
+
+    ``close()`` alone leaves the loop thread (and the in-process scheduler's
+    threads and sockets) running on distributed 2023.1; ``__exit__`` stops them.
+    """
+    cluster.__exit__(None, None, None)
+
+
+class _ClusterEvents:
+    """One subscription to the scheduler's "all" events per Client, shared.
+
+    A Client holds one handler per topic: the executors on one client (and a handler
+    the user had set before) are called in turn by this one; the last executor to
+    leave puts the user's handler back, or unsubscribes.
+    """
+
+    _lock = threading.Lock()
+    _by_client: dict[int, tuple[Any, list[Callable[[Any], None]]]] = {}  # noqa: RUF012
+
+    @classmethod
+    def join(cls, client: Any, handler: Callable[[Any], None]) -> None:
+        with cls._lock:
+            entry = cls._by_client.get(id(client))
+            if entry is None:
+                previous = getattr(client, "_event_handlers", {}).get("all")
+                entry = cls._by_client[id(client)] = (previous, [])
+                first = True
+            else:
+                first = False
+            entry[1].append(handler)
+        if first:
+            client.subscribe_topic("all", lambda event: cls._fan_out(client, event))
+
+    @classmethod
+    def leave(cls, client: Any, handler: Callable[[Any], None]) -> None:
+        with cls._lock:
+            entry = cls._by_client.get(id(client))
+            if entry is None:
+                return
+            entry[1].remove(handler)
+            if entry[1]:
+                return
+            del cls._by_client[id(client)]
+        previous = entry[0]
+        if previous is not None:
+            client.subscribe_topic("all", previous)
+        else:
+            client.unsubscribe_topic("all")
+
+    @classmethod
+    def _fan_out(cls, client: Any, event: Any) -> None:
+        with cls._lock:
+            previous, handlers = cls._by_client.get(id(client), (None, []))
+            handlers = list(handlers)
+        for handler in [previous, *handlers]:
+            if handler is None:
+                continue
+            try:
+                handler(event)
+            except Exception:  # pragma: no cover - a handler's own bug
+                LOGGER.exception("corral: a Dask event handler failed")
+
+
+class DaskExecutor(BaseExecutor):
+    """The corral executor contract on a Dask cluster.
+
+    Exactly one of three ways to reach a cluster:
+
+    * ``DaskExecutor("tcp://scheduler:8786")`` connects a new Client to that scheduler
+      (closed by shutdown; the cluster is not).
+    * ``DaskExecutor(client=client)`` uses a Client you made (left open by shutdown).
+    * ``DaskExecutor()`` starts a LocalCluster of worker processes that it owns and
+      closes on shutdown. It listens on 127.0.0.1 only, with no dashboard.
+
+    Every task runs in a corral process pool inside the Dask worker (see the module
+    docs), so that cancel and ``task_timeout`` really stop it. The workers need corral
+    installed, and the same Python packages your tasks import.
+
+    Args:
+        address: a scheduler address (``tcp://host:port``, ``tls://host:port``).
+            A scheduler file is not accepted: pass the address it contains.
+        client: a ``distributed.Client`` to use instead of ``address``.
+        max_workers: most tasks running at once; default: the cluster's thread count
+            when the executor starts (at least 1).
+        max_pending: most tasks waiting to start; submit() blocks beyond it and
+            submit_nowait() raises QueueFull. None: unbounded.
+        task_timeout: default seconds a task may run; on overrun its future fails
+            with TaskTimeout at once and the process running it is killed.
+        retries: default re-runs of a task that failed with a retryable error
+            (WorkerCrashed by default: an inner process or a Dask worker died).
+        security: ``distributed.security.Security`` (or True for temporary TLS
+            credentials on a local cluster), passed to the Client and LocalCluster.
+        n_workers: worker processes of a local cluster (default: CPU count, capped
+            at 4 by Dask's own defaults).
+        threads_per_worker: threads (hence inner processes) of each local worker.
+        connect_timeout: seconds to wait for the scheduler when connecting.
+        mp_context: start method of the inner process pools (default: corral's).
+        prefetch: tasks sent to Dask beyond ``max_workers``, so that a worker finds
+            its next task already there instead of waiting a round trip to the client
+            (more throughput for short tasks). Such tasks count as running for corral
+            (statistics, ``running()``) while they wait on the cluster, and corral's
+            priorities no longer order them; cancelling one kills nothing. Default 0:
+            at most max_workers tasks are out of corral's queue.
+
+    Raises:
+        ImportError: ``distributed`` is not installed (the message names the extra).
+        ValueError: both ``address`` and ``client`` were given, an asynchronous
+            client, or a bad count.
+        OSError / TimeoutError: the scheduler could not be reached in time.
+
+    The constructor blocks while it starts a local cluster or connects (up to
+    ``connect_timeout``, then OSError/TimeoutError); Ctrl+C meanwhile raises
+    KeyboardInterrupt, and a cluster it had started is closed.
+
+    Once running, Ctrl+C cancels pending tasks and kills running ones, as for the
+    local pools; ``shutdown(wait=True)`` waits for queued and running work, then
+    closes the Client (and the cluster it started). To learn of dead Dask workers,
+    the executor subscribes the Client to the scheduler's "all" events; a handler you
+    set for that topic *before* making the executor keeps being called, one you set
+    after replaces corral's (and dead workers are then seen only through KilledWorker).
+    """
+
+    _kind = "DaskExecutor"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        client: Any = None,
+        max_workers: int | None = None,
+        max_pending: int | None = None,
+        task_timeout: float | None = None,
+        retries: int = 0,
+        security: Any = None,
+        n_workers: int | None = None,
+        threads_per_worker: int | None = None,
+        connect_timeout: float = 30.0,
+        mp_context: str | None = None,
+        prefetch: int = 0,
+    ) -> None:
+        if address is not None and client is not None:
+            raise ValueError(
+                "pass either a scheduler address or a client to DaskExecutor, not both"
+            )
+        if client is not None and getattr(client, "asynchronous", False) is True:
+            raise ValueError(
+                "DaskExecutor needs a synchronous distributed.Client (asynchronous=False): "
+                "its futures are awaitable anyway; pass a client made without "
+                "asynchronous=True, or an address"
+            )
+        super().__init__(
+            max_workers=1 if max_workers is None else max_workers,
+            min_workers=0,
+            idle_timeout=None,
+            max_pending=max_pending,
+            task_timeout=task_timeout,
+            retries=retries,
+        )
+        distributed = _import_distributed()
+        self._distributed = distributed
+        self._mp_context = mp_context
+        self._prefetch = check_count("prefetch", prefetch, minimum=0) or 0
+        check_timeout("connect_timeout", connect_timeout, allow_none=False)
+        self._id = f"corral-{next(_ids)}-{id(self):x}"
+        self._tids = itertools.count(1)
+        self._cluster: Any = None
+        self._own_client = client is None
+        self._by_key: dict[str, _Task] = {}
+        self._stops = 0  # stop requests on their way to the workers
+        self._cancelling = 0  # cancels and timeouts between ending a task and its stop
+        self._timing_out: dict[_Task, tuple[str | None, Any]] = {}  # see _on_timeout
+        self._drained = threading.Condition(self._lock)
+        self._closer: threading.Thread | None = None
+        self._closer_lock = threading.Lock()
+        self._functions = FunctionPickler()
+        self._prepare = self._pickle_call
+        if client is None:
+            if address is None:
+                self._cluster = self._start_local_cluster(
+                    distributed, security, n_workers, threads_per_worker
+                )
+                address = self._cluster.scheduler_address
+                # security=True made the cluster's temporary credentials: use those
+                security = self._cluster.security
+            try:
+                client = distributed.Client(
+                    address, security=security, timeout=connect_timeout, set_as_default=False
+                )
+            except BaseException:
+                if self._cluster is not None:
+                    _close_cluster(self._cluster)
+                raise
+        self._client = client
+        self._loop = client.loop
+        try:
+            if max_workers is None:
+                threads = sum(client.nthreads().values())
+                self._max_workers = max(1, threads)
+            self._in_flight = self._max_workers + self._prefetch
+            # a Dask worker leaving fails the tasks it was processing (see module docs)
+            _ClusterEvents.join(client, self._on_cluster_event)
+        except BaseException:
+            if self._own_client:
+                client.close()
+            if self._cluster is not None:
+                _close_cluster(self._cluster)
+            raise
+        self._register()
+
+    @staticmethod
+    def _start_local_cluster(
+        distributed: Any, security: Any, n_workers: int | None, threads: int | None
+    ) -> Any:
+        import dask
+
+        # allowed-failures 0: a dying worker fails its tasks (KilledWorker, which
+        # corral turns into WorkerCrashed) instead of Dask re-running them behind
+        # corral's back; corral's retries decide.
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            return distributed.LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=threads,
+                processes=True,
+                host="127.0.0.1",
+                # no dashboard pages; the HTTP servers that remain (health, metrics)
+                # listen on 127.0.0.1 too (distributed 2023.1 bound them to 0.0.0.0)
+                dashboard_address=None,
+                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                worker_dashboard_address="127.0.0.1:0",
+                security=security,
+                silence_logs=logging.ERROR,
+                preload=["corral._dask_worker"],  # workers ignore Ctrl+C (dask_setup)
+            )
+
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client`` this executor submits through."""
+        return self._client
+
+    # ------------------------------------------------------------------ backend seam
+
+    def _work_available_locked(self, shutdown: bool = False) -> Callable[[], None] | None:
+        if shutdown:
+            self._drained.notify_all()
+            return None
+        if self._pending and len(self._running) < self._in_flight and self._broken is None:
+            return self._dispatch
+        return None
+
+    def _on_cancel(self, fut: Any, was_running: bool) -> None:
+        # The front ends the task under the lock, then calls _stop_running without it:
+        # counted here, shutdown waits for that stop to be on its way.
+        with self._lock:
+            self._cancelling += 1
+        try:
+            super()._on_cancel(fut, was_running)
+        finally:
+            with self._lock:
+                self._cancelling -= 1
+                self._drained.notify_all()
+
+    def _on_timeout(self, task: _Task) -> None:
+        # A timed-out task may be retried: by the time the front calls _stop_running,
+        # the retry could already be out under a new key. The run that timed out is
+        # the one out now, so its key is taken here, before the front ends it.
+        with self._lock:
+            self._cancelling += 1
+            self._timing_out[task] = (task.token, task.worker)
+        try:
+            super()._on_timeout(task)
+        finally:
+            with self._lock:
+                self._timing_out.pop(task, None)
+                self._cancelling -= 1
+                self._drained.notify_all()
+
+    def _stop_running(self, task: _Task, why: str) -> None:
+        with self._lock:
+            key, dfut = self._timing_out.pop(task, (task.token, task.worker))
+        if key is None:
+            return  # popped but not sent yet: _dispatch sees it ended and never sends it
+        self._send_stop(key, dfut)
+
+    def _backend_shutdown(self, wait: bool) -> None:
+        with self._closer_lock:
+            if self._closer is None:
+                self._closer = threading.Thread(
+                    target=self._close_when_drained, name=f"{self._id}-closer", daemon=True
+                )
+                self._closer.start()
+            closer = self._closer
+        if wait and closer is not threading.current_thread():
+            closer.join()
+
+    def _backend_counts(self) -> tuple[int, int]:
+        try:
+            workers = len(self._client.scheduler_info().get("workers", {}))
+        except Exception:  # closed client
+            workers = 0
+        with self._lock:
+            idle = max(0, self._max_workers - len(self._running))
+        return workers, idle
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _pickle_call(self, task: _Task) -> BaseException | None:
+        """At submit: pickles the call once, so that what won't pickle fails here.
+
+        The error names the argument (SerializationError, a PicklingError); Dask then
+        carries two byte strings, which it sends as they are.
+        """
+        try:
+            fn_data, data, _ = dumps_call(self._functions, task.fn, task.args, task.kwargs, None)
+        except SerializationError as error:
+            return error
+        task.payload = (fn_data, data)
+        task.args = task.kwargs = None  # type: ignore[assignment]  # the payload has them
+        return None
+
+    def _dispatch(self) -> None:
+        """Sends queued tasks to Dask while fewer than max_workers run."""
+        while True:
+            with self._lock:
+                if len(self._running) >= self._in_flight or self._broken is not None:
+                    return
+                task = self._pop_locked()
+                if task is None:
+                    return
+                key = f"{self._id}-{next(self._tids)}"
+                task.tid += 1
+                task.token = None
+                task.worker = None
+                self._arm_timeout_locked(task)
+            try:
+                dfut = self._client.submit(
+                    _dask_worker.run_task,
+                    key,
+                    self._mp_context,
+                    *task.payload,
+                    key=key,
+                    pure=False,
+                    retries=0,
+                    priority=task.opts.priority,
+                )
+            except BaseException as error:  # the client is closed, the call won't pickle
+                with self._lock:
+                    live = task.state == RUNNING
+                    if live:
+                        self._finished_locked(task, error)
+                    resolve = live and task.state == ENDED
+                    self._drained.notify_all()
+                if resolve:
+                    task.fut._resolve(exception=error)
+                continue
+            with self._lock:
+                live = task.state == RUNNING
+                if live:
+                    task.token = key
+                    task.worker = dfut
+                    self._by_key[key] = task
+                else:
+                    self._stops += 1  # counted now: shutdown must not close the client first
+            if not live:  # cancelled or timed out while being sent
+                self._send_stop(key, dfut, counted=True)
+                continue
+            self._loop.add_callback(self._watch, task, key, dfut)
+
+    async def _watch(self, task: _Task, key: str, dfut: Any) -> None:
+        """On the client's loop: waits for the Dask future and books the outcome."""
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            await dfut._state.wait()  # done, without fetching the result yet
+            with self._lock:
+                current = task.state == RUNNING and task.token == key
+            if not current and dfut.status != "error":
+                # stopped, timed out or failed by a worker's death: its result is not
+                # wanted, and fetching it would race the Dask future's cancel (Dask
+                # 2023.1 then asked the scheduler to compute the task again)
+                del dfut
+                self._complete(task, key, None, None)
+                return
+            ok, result = await dfut._result()
+            if not ok:
+                error, result = load_exception(result), None
+        except asyncio.CancelledError:
+            error = _DASK_CANCELLED  # the client is closing
+        except BaseException as exc:
+            error = _DASK_CANCELLED if dfut.status == "cancelled" else self._translate(exc)
+        del dfut  # the result stays on the cluster while a Dask future refers to it
+        self._complete(task, key, result, error)
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        distributed = self._distributed
+        if isinstance(exc, distributed.KilledWorker):
+            crashed = WorkerCrashed(
+                f"the Dask worker running this task died (Dask: KilledWorker: {exc}); "
+                "its process exited or was killed (out of memory?). Use retries= to "
+                "run the task again"
+            )
+            crashed.__cause__ = exc
+            return crashed
+        return exc
+
+    def _complete(self, task: _Task, key: str, result: Any, error: BaseException | None) -> None:
+        with self._lock:
+            self._by_key.pop(key, None)
+            current = task.state == RUNNING and task.token == key
+            if current:
+                task.worker = None
+            if current and error is _DASK_CANCELLED:
+                error = self._cancelled_outside()
+            if current:
+                if isinstance(error, WorkerCrashed):
+                    self._counts["crashed"] += 1
+                self._finished_locked(task, error)
+            resolve = current and task.state == ENDED
+            wake = self._work_available_locked() if self._pending else None
+            self._drained.notify_all()
+        if wake is not None:
+            wake()
+        if resolve:
+            task.fut._resolve(result, error)
+
+    def _cancelled_outside(self) -> BaseException:
+        """The error of a task whose Dask future was cancelled, not by corral."""
+        status = getattr(self._client, "status", "unknown")
+        if status != "running":
+            return BrokenExecutor(
+                f"the Dask client lost the scheduler (client status {status!r}) while "
+                "this task was out: the scheduler died or the network failed, and the "
+                "task may or may not have run. Check the scheduler, then make a new "
+                "DaskExecutor"
+            )
+        return BrokenExecutor(
+            "the Dask future of this task was cancelled outside corral (Client.cancel "
+            "or Client.restart on the same client?); the task may or may not have run"
+        )
+
+    # ------------------------------------------------------------------ stopping
+
+    def _send_stop(self, key: str, dfut: Any, counted: bool = False) -> None:
+        """Stops the Dask task ``key``: cancel it on Dask, kill its process on the worker.
+
+        ``counted``: the caller already added it to ``_stops`` under the lock, in the
+        same hold that ended the task, so that shutdown never sees a moment with the
+        task gone and its stop not yet on its way (it would close the client first).
+        """
+        with self._lock:
+            self._by_key.pop(key, None)
+            if not counted:
+                self._stops += 1
+        try:
+            self._loop.add_callback(self._stop_async, key, dfut)
+        except Exception:  # the loop is closed: the cluster is gone anyway
+            self._stop_done()
+
+    async def _stop_async(self, key: str, dfut: Any) -> None:
+        try:
+            # a worker that fails here (it is dying) does not keep the others from it
+            await self._client.run(
+                _dask_worker.stop_tasks, [key], asynchronous=True, wait=True, on_error="ignore"
+            )
+            if dfut is not None:
+                await self._client.cancel([dfut], asynchronous=True)
+        except Exception as error:
+            LOGGER.debug("corral: stopping Dask task %s failed: %r", key, error)
+        finally:
+            self._stop_done()
+
+    def _stop_done(self) -> None:
+        with self._lock:
+            self._stops -= 1
+            self._drained.notify_all()
+
+    def _on_cluster_event(self, event: Any) -> None:
+        """Scheduler events (topic "all"): a worker that left fails its running tasks."""
+        try:
+            _, msg = event
+            if not isinstance(msg, dict) or msg.get("action") != "remove-worker":
+                return
+            keys = msg.get("processing-tasks") or ()
+            worker = msg.get("worker", "?")
+            expected = msg.get("expected", False)
+        except Exception:  # pragma: no cover - an event of another shape
+            return
+        doomed: list[tuple[_Task, str, Any, WorkerCrashed, bool]] = []
+        with self._lock:
+            for key in keys:
+                task = self._by_key.get(key) if isinstance(key, str) else None
+                if task is None or task.state != RUNNING or task.token != key:
+                    continue
+                error = WorkerCrashed(
+                    f"the Dask worker {worker} left the cluster while running this task "
+                    f"({'retired' if expected else 'it died or lost its connection'}); "
+                    "use retries= to run it again on another worker"
+                )
+                self._counts["crashed"] += 1
+                self._finished_locked(task, error)
+                self._stops += 1
+                doomed.append((task, key, task.worker, error, task.state == ENDED))
+                task.worker = None
+            wake = self._work_available_locked() if doomed and self._pending else None
+        for task, key, dfut, crash, ended in doomed:
+            self._send_stop(key, dfut, counted=True)  # Dask may be re-running it already
+            if ended:
+                task.fut._resolve(exception=crash)
+        if wake is not None:
+            wake()
+
+    # ------------------------------------------------------------------ shutdown
+
+    def _close_when_drained(self) -> None:
+        """Waits for queued, running and retrying work, then closes what we own.
+
+        Every change that can end the wait notifies ``_drained`` (a task ends, a cancel
+        or timeout has sent its stop, a stop went out); the timeout is only a safety
+        net against a change that does not.
+        """
+        with self._lock:
+            while (
+                self._pending or self._running or self._backoff or self._stops or self._cancelling
+            ) and self._broken is None:
+                self._drained.wait(5.0)
+        try:
+            _ClusterEvents.leave(self._client, self._on_cluster_event)
+            if self._own_client:
+                self._client.close()
+        except Exception as error:  # pragma: no cover - a client already closed
+            LOGGER.debug("corral: closing the Dask client failed: %r", error)
+        if self._cluster is not None:
+            _close_cluster(self._cluster)

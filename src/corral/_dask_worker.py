@@ -1,0 +1,146 @@
+"""The Dask worker side of DaskExecutor: runs each task in a corral process pool.
+
+Dask can only *forget* a running task: its thread keeps running the user's code. So
+the function that DaskExecutor sends to Dask (:func:`run_task`) does not run the call
+itself. Each Dask worker process keeps one corral ProcessPoolExecutor (made on first
+use, ``max_workers`` = the Dask worker's thread count), and ``run_task`` submits the
+call to it and waits, while the inner future is registered under the task's key. To
+stop a running task, the parent calls :func:`stop_tasks` on the workers (through
+``Client.run``): it cancels the inner future, which kills that inner process (with its
+process group) and lets the Dask thread return at once. The Dask worker itself is never
+touched: a crash of the inner process (segfault, ``os._exit``, OOM kill) comes back as
+corral's own WorkerCrashed and the Dask worker carries on.
+
+The inner pool lives as long as the Dask worker process: its workers die with it
+(PR_SET_PDEATHSIG and EOF on their pipes), and corral's interpreter-exit hook shuts it
+down when the worker exits normally.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import multiprocessing.util
+import pickle
+import signal
+import threading
+import time
+from typing import Any
+
+from ._future import Future
+from ._process import ProcessPoolExecutor
+from ._wire import dump_exception
+
+#: Seconds a stop request for a task that has not started yet is remembered.
+_EARLY_STOP_MEMORY = 300.0
+
+_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+_running: dict[str, Future[Any]] = {}
+_stopped_early: dict[str, float] = {}  # key -> when the stop arrived
+
+
+def _inner_pool(size: int, multiprocessing_context: str | None) -> ProcessPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None:
+            # Dask's nanny starts worker processes as daemons (distributed.worker.daemon),
+            # and multiprocessing refuses to let a daemon have children. Our children are
+            # tied to this process anyway (PDEATHSIG, pipe EOF), which is what the flag
+            # is for, so the worker is told it is not a daemon.
+            multiprocessing.current_process()._config.pop("daemon", None)  # type: ignore[attr-defined]
+            _pool = ProcessPoolExecutor(max(1, size), mp_context=multiprocessing_context)
+            # A Dask worker under a nanny ends in multiprocessing's exit function, which
+            # joins child processes before threading's exit hooks (corral's among them)
+            # run: stop the pool first, or the worker would hang until the nanny kills it.
+            multiprocessing.util.Finalize(None, _close_pool, exitpriority=100)
+        return _pool
+
+
+def _close_pool() -> None:
+    """At the Dask worker's exit: kills the inner pool's processes and waits for them."""
+    with _lock:
+        pool = _pool
+    if pool is not None:
+        pool.shutdown(wait=True, kill=True)
+
+
+def dask_setup(worker: Any) -> None:
+    """Dask preload hook, run in each worker of a cluster that DaskExecutor starts.
+
+    The worker processes of a LocalCluster share the terminal's process group, so
+    Ctrl+C reached them too and each printed a KeyboardInterrupt traceback: they ignore
+    SIGINT now, and the parent alone decides (DESIGN.md §3.6), as for corral's own
+    workers. Called on the worker's event loop, in its main thread.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_task(key: str, mp_context: str | None, fn_data: bytes, call_data: bytes) -> Any:
+    """Runs the pickled call in this Dask worker's inner process pool.
+
+    ``fn_data`` is the pickled function, ``call_data`` the pickled ``(args, kwargs)``
+    (see DaskExecutor._pickle_call).
+
+    Returns ``(True, result)``, or ``(False, pickled exception)`` (WorkerCrashed if
+    the inner process died): a failing call is a *result* for Dask, so Dask neither
+    logs it as a failed computation nor loses its traceback, which travels as text
+    and tblib frames (see _wire.dump_exception). A task stopped by :func:`stop_tasks`
+    returns ``(True, None)`` at once: the parent has already resolved its future and
+    drops this value.
+    """
+    import distributed
+
+    try:
+        worker = distributed.get_worker()
+    except ValueError:  # not in a Dask worker (a test calling this directly)
+        size = 1
+    else:
+        size = getattr(getattr(worker, "state", worker), "nthreads", 1)
+    pool = _inner_pool(size, mp_context)
+    try:
+        fn = pickle.loads(fn_data)
+        args, kwargs = pickle.loads(call_data)
+        inner = pool.submit(fn, *args, **kwargs)
+    except BaseException as exc:  # an argument that will not unpickle here
+        return False, dump_exception(exc)
+    del fn, args, kwargs
+    with _lock:
+        _running[key] = inner
+        stop = _stopped_early.pop(key, None) is not None
+    if stop:
+        inner.cancel()
+    try:
+        return True, inner.result()
+    except concurrent.futures.CancelledError:
+        return True, None
+    except BaseException as exc:
+        return False, dump_exception(exc)
+    finally:
+        with _lock:
+            _running.pop(key, None)
+
+
+def stop_tasks(keys: list[str]) -> int:
+    """Stops the tasks ``keys`` running in this Dask worker (Client.run target).
+
+    Kills their inner processes (SIGTERM to the process group, SIGKILL after the
+    pool's grace). A key that has not started here yet is remembered for a while, so
+    a task that starts just after its stop request is stopped as it starts. Returns
+    how many running tasks were stopped.
+    """
+    found = []
+    now = time.monotonic()
+    with _lock:
+        for key in keys:
+            inner = _running.get(key)
+            if inner is not None:
+                found.append(inner)
+            else:
+                _stopped_early[key] = now
+        for key, when in list(_stopped_early.items()):
+            if now - when > _EARLY_STOP_MEMORY:
+                del _stopped_early[key]
+    for inner in found:
+        inner.cancel()
+    return len(found)
