@@ -6,6 +6,7 @@ thread, pipe or shared-memory segment may outlive it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -594,3 +595,23 @@ def test_tasks_put_back_after_the_pool_broke_still_end(tmp_path: Path, gate: tes
         assert isinstance(crash.exception(timeout=60), corral.WorkerCrashed)
         for fut in behind:  # handed to the dead worker, put back, and the pool is broken
             assert isinstance(fut.exception(timeout=60), corral.BrokenExecutor)
+
+
+def test_a_crash_is_reported_while_another_process_holds_the_worker_pipe(
+    tmp_path: Path,
+) -> None:
+    """The worker's end of its pipe outlives it in a process of another session: the
+    crash must still be reported (the parent reads what is there, not up to EOF)."""
+    pid_path = str(tmp_path / "holder")
+    try:
+        with corral.ProcessPoolExecutor(1) as ex:
+            fut = ex.submit(testing.exit_leaving_a_pipe_holder, pid_path)
+            with pytest.raises(corral.WorkerCrashed):
+                fut.result(timeout=10)
+            assert ex.submit(testing.square, 3).result(timeout=10) == 9
+    finally:
+        if os.path.exists(pid_path):
+            holder = int(Path(pid_path).read_text())
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(holder, signal.SIGKILL)
+            testing.wait_until(lambda: not _alive(holder), 5)

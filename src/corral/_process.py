@@ -37,6 +37,7 @@ import multiprocessing.context
 import os
 import pickle
 import re
+import select
 import selectors
 import signal
 import sys
@@ -671,8 +672,19 @@ class ProcessPoolExecutor(BaseExecutor):
             self._settle()
 
     def _drain(self, proc: _Proc) -> None:
-        """Reads whatever a dead worker wrote before it died."""
+        """Reads whatever a dead worker wrote before it died.
+
+        Only what is there: EOF may never come, because another process can hold the
+        worker's end of the pipe (a process its task started in a session of its own,
+        or one forked elsewhere in this program while the worker was being started).
+        """
         while proc.conn is not None:
+            try:
+                ready, _, _ = select.select([proc.conn.fileno()], [], [], 0)
+            except (OSError, ValueError):
+                return
+            if not ready:
+                return
             self._on_readable(proc)
 
     def _drop_conn(self, proc: _Proc) -> None:

@@ -252,6 +252,23 @@ def print_then_hang(text: str, started: Gate | None = None, end: str = "\n") -> 
 # --------------------------------------------------------------------- faults
 
 
+def exit_leaving_a_pipe_holder(pid_path: str, code: int = 3) -> None:
+    """Starts a process in a session of its own that keeps this process's file
+    descriptors (the worker's pipe among them) open for 60 s, writes its pid to
+    ``pid_path``, then ends the calling process with ``os._exit(code)``."""
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the holder
+        os.setsid()
+        with open(pid_path + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(pid_path + ".tmp", pid_path)
+        time.sleep(60)
+        os._exit(0)
+    while not os.path.exists(pid_path):
+        time.sleep(0.001)
+    os._exit(code)
+
+
 def segfault() -> None:
     """Crashes the calling process with SIGSEGV (a real invalid memory read)."""
     ctypes.string_at(0)
