@@ -10,6 +10,7 @@ loopback only and is gone after shutdown; the error without the extra.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import pickle
 import signal
@@ -521,3 +522,36 @@ def test_without_distributed_the_error_names_the_extra() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     ).stdout
     assert "pip install 'corral[dask]'" in out, out
+
+
+def test_hooks_and_a_timeline_on_the_cluster(cluster: DaskCluster, tmp_path: Path) -> None:
+    timeline = corral.Timeline()
+    ends: list[corral.TaskEvent] = []
+    hooks = [timeline, corral.Hooks(on_task_end=ends.append)]
+    with (
+        testing.Gate() as started,
+        corral.DaskExecutor(cluster.address, max_workers=2, hooks=hooks) as ex,
+    ):
+        assert [f.result(60) for f in [ex.submit(testing.square, i) for i in range(6)]] == [
+            0,
+            1,
+            4,
+            9,
+            16,
+            25,
+        ]
+        with pytest.raises(ValueError):
+            ex.submit(testing.fail).result(60)
+        running = ex.submit(testing.sleep_until_cancelled, 60, started)
+        assert started.wait(60)
+        running.cancel()
+    outcomes = sorted(e.outcome or "" for e in ends)
+    assert outcomes == sorted(["completed"] * 6 + ["failed", "cancelled"])
+    lanes = {e.worker for e in ends}
+    assert lanes <= {"dask lane 0", "dask lane 1"}, lanes
+    for lane in lanes:  # runs in one lane never overlap
+        runs = sorted((r for r in timeline.runs if r.worker == lane), key=lambda r: r.started)
+        for a, b in itertools.pairwise(runs):
+            assert a.ended is not None and a.ended <= b.started
+    timeline.write_chrome_trace(tmp_path / "trace.json")
+    assert (tmp_path / "trace.json").stat().st_size > 0

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import heapq
 import itertools
 import logging
 import threading
@@ -171,6 +172,11 @@ class DaskExecutor(BaseExecutor):
             (statistics, ``running()``) while they wait on the cluster, and corral's
             priorities no longer order them; cancelling one kills nothing. Default 0:
             at most max_workers tasks are out of corral's queue.
+        hooks: observers of task events, as for the local pools (docs/observability.md).
+            A run starts, for hooks, when corral sends it to the cluster, and its
+            ``worker`` is a lane ("dask lane 0", ...): one of the runs corral has in
+            flight, not a Dask worker (the client does not learn which worker runs a
+            task). No worker events: the cluster's workers are not corral's.
 
     Raises:
         ImportError: ``distributed`` is not installed (the message names the extra).
@@ -207,6 +213,7 @@ class DaskExecutor(BaseExecutor):
         connect_timeout: float = 30.0,
         mp_context: str | None = None,
         prefetch: int = 0,
+        hooks: object | None = None,
     ) -> None:
         if address is not None and client is not None:
             raise ValueError(
@@ -225,6 +232,7 @@ class DaskExecutor(BaseExecutor):
             max_pending=max_pending,
             task_timeout=task_timeout,
             retries=retries,
+            hooks=hooks,
         )
         distributed = _import_distributed()
         self._distributed = distributed
@@ -236,6 +244,10 @@ class DaskExecutor(BaseExecutor):
         self._cluster: Any = None
         self._own_client = client is None
         self._by_key: dict[str, _Task] = {}
+        # hooks: each run in flight holds a lane (0, 1, ...), the "worker" events name
+        self._free_lanes: list[int] = []
+        self._lanes = 0
+        self._lane_of: dict[_Task, int] = {}
         self._stops = 0  # stop requests on their way to the workers
         self._cancelling = 0  # cancels and timeouts between ending a task and its stop
         self._timing_out: dict[_Task, tuple[str | None, Any]] = {}  # see _on_timeout
@@ -401,6 +413,8 @@ class DaskExecutor(BaseExecutor):
                 task.token = None
                 task.worker = None
                 self._arm_timeout_locked(task)
+                if self._hooks is not None:
+                    self._task_started(task, f"dask lane {self._take_lane(task)}")
             try:
                 dfut = self._client.submit(
                     _dask_worker.run_task,
@@ -434,6 +448,22 @@ class DaskExecutor(BaseExecutor):
                 self._send_stop(key, dfut, counted=True)
                 continue
             self._loop.add_callback(self._watch, task, key, dfut)
+
+    def _take_lane(self, task: _Task) -> int:
+        """The lowest lane free (lock held): runs in flight never share one."""
+        if self._free_lanes:
+            lane = heapq.heappop(self._free_lanes)
+        else:
+            lane = self._lanes
+            self._lanes += 1
+        self._lane_of[task] = lane
+        return lane
+
+    def _task_ended(self, task: _Task, exc: BaseException | None, outcome: str) -> None:
+        lane = self._lane_of.pop(task, None)  # (lock held, as at every end of a run)
+        if lane is not None:
+            heapq.heappush(self._free_lanes, lane)
+        super()._task_ended(task, exc, outcome)
 
     async def _watch(self, task: _Task, key: str, dfut: Any) -> None:
         """On the client's loop: waits for the Dask future and books the outcome."""
@@ -600,3 +630,5 @@ class DaskExecutor(BaseExecutor):
             LOGGER.debug("corral: closing the Dask client failed: %r", error)
         if self._cluster is not None:
             _close_cluster(self._cluster)
+        if self._hooks is not None:
+            self._hooks.finish()  # every run has ended: no event will come
