@@ -38,6 +38,7 @@ import heapq
 import itertools
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +49,10 @@ from ._options import check_count, check_timeout
 from ._wire import FunctionPickler, SerializationError, dumps_call, load_exception
 
 LOGGER = logging.getLogger("corral")
+
+#: Seconds a stop broadcast may take before corral stops waiting for it (a frozen or
+#: unreachable worker would otherwise hold shutdown until the scheduler drops it).
+STOP_TIMEOUT = 5.0
 
 _INSTALL_HINT = (
     "corral.DaskExecutor needs the 'distributed' package, which is not installed in "
@@ -225,6 +230,9 @@ class DaskExecutor(BaseExecutor):
                 "its futures are awaitable anyway; pass a client made without "
                 "asynchronous=True, or an address"
             )
+        distributed = _import_distributed()
+        prefetch = check_count("prefetch", prefetch, minimum=0) or 0
+        check_timeout("connect_timeout", connect_timeout, allow_none=False)
         super().__init__(
             max_workers=1 if max_workers is None else max_workers,
             min_workers=0,
@@ -234,58 +242,63 @@ class DaskExecutor(BaseExecutor):
             retries=retries,
             hooks=hooks,
         )
-        distributed = _import_distributed()
-        self._distributed = distributed
-        self._mp_context = mp_context
-        self._prefetch = check_count("prefetch", prefetch, minimum=0) or 0
-        check_timeout("connect_timeout", connect_timeout, allow_none=False)
-        self._id = f"corral-{next(_ids)}-{id(self):x}"
-        self._tids = itertools.count(1)
-        self._cluster: Any = None
-        self._own_client = client is None
-        self._by_key: dict[str, _Task] = {}
-        # hooks: each run in flight holds a lane (0, 1, ...), the "worker" events name
-        self._free_lanes: list[int] = []
-        self._lanes = 0
-        self._lane_of: dict[_Task, int] = {}
-        self._stops = 0  # stop requests on their way to the workers
-        self._cancelling = 0  # cancels and timeouts between ending a task and its stop
-        self._timing_out: dict[_Task, tuple[str | None, Any]] = {}  # see _on_timeout
-        self._drained = threading.Condition(self._lock)
-        self._closer: threading.Thread | None = None
-        self._closer_lock = threading.Lock()
-        self._functions = FunctionPickler()
-        self._prepare = self._pickle_call
-        if client is None:
-            if address is None:
-                self._cluster = self._start_local_cluster(
-                    distributed, security, n_workers, threads_per_worker
-                )
-                address = self._cluster.scheduler_address
-                # security=True made the cluster's temporary credentials: use those
-                security = self._cluster.security
+        try:
+            self._distributed = distributed
+            self._mp_context = mp_context
+            self._prefetch = prefetch
+            # unique across processes too: forked copies of a program must never share keys
+            # on one scheduler (it would merge their tasks and hand one the other's result)
+            self._id = self._new_id()
+            self._tids = itertools.count(1)
+            self._cluster: Any = None
+            self._own_client = client is None
+            self._by_key: dict[str, _Task] = {}
+            # hooks: each run in flight holds a lane (0, 1, ...), the "worker" events name
+            self._free_lanes: list[int] = []
+            self._lanes = 0
+            self._lane_of: dict[_Task, int] = {}
+            self._stops = 0  # stop requests on their way to the workers
+            self._cancelling = 0  # cancels and timeouts between ending a task and its stop
+            self._timing_out: dict[_Task, tuple[str | None, Any]] = {}  # see _on_timeout
+            self._drained = threading.Condition(self._lock)
+            self._closer: threading.Thread | None = None
+            self._closer_lock = threading.Lock()
+            self._functions = FunctionPickler()
+            self._prepare = self._pickle_call
+            if client is None:
+                if address is None:
+                    self._cluster = self._start_local_cluster(
+                        distributed, security, n_workers, threads_per_worker
+                    )
+                    address = self._cluster.scheduler_address
+                    # security=True made the cluster's temporary credentials: use those
+                    security = self._cluster.security
+                try:
+                    client = distributed.Client(
+                        address, security=security, timeout=connect_timeout, set_as_default=False
+                    )
+                except BaseException:
+                    if self._cluster is not None:
+                        _close_cluster(self._cluster)
+                    raise
+            self._client = client
+            self._loop = client.loop
             try:
-                client = distributed.Client(
-                    address, security=security, timeout=connect_timeout, set_as_default=False
-                )
+                if max_workers is None:
+                    threads = sum(client.nthreads().values())
+                    self._max_workers = max(1, threads)
+                self._in_flight = self._max_workers + self._prefetch
+                # a Dask worker leaving fails the tasks it was processing (see module docs)
+                _ClusterEvents.join(client, self._on_cluster_event)
             except BaseException:
+                if self._own_client:
+                    client.close()
                 if self._cluster is not None:
                     _close_cluster(self._cluster)
                 raise
-        self._client = client
-        self._loop = client.loop
-        try:
-            if max_workers is None:
-                threads = sum(client.nthreads().values())
-                self._max_workers = max(1, threads)
-            self._in_flight = self._max_workers + self._prefetch
-            # a Dask worker leaving fails the tasks it was processing (see module docs)
-            _ClusterEvents.join(client, self._on_cluster_event)
         except BaseException:
-            if self._own_client:
-                client.close()
-            if self._cluster is not None:
-                _close_cluster(self._cluster)
+            if self._hooks is not None:
+                self._hooks.finish()  # a pool that never was: its hooks thread ends too
             raise
         self._register()
 
@@ -401,6 +414,7 @@ class DaskExecutor(BaseExecutor):
 
     def _dispatch(self) -> None:
         """Sends queued tasks to Dask while fewer than max_workers run."""
+        doomed: list[Any] = []
         while True:
             with self._lock:
                 if len(self._running) >= self._in_flight or self._broken is not None:
@@ -408,8 +422,13 @@ class DaskExecutor(BaseExecutor):
                 task = self._pop_locked()
                 if task is None:
                     return
+                if not self._client_usable():
+                    self._unstart_locked(task)
+                    doomed = self._break_locked()
+                    break
                 key = f"{self._id}-{next(self._tids)}"
                 task.tid += 1
+                tid = task.tid  # this run: a retry of it may be sent before we book it
                 task.token = None
                 task.worker = None
                 self._arm_timeout_locked(task)
@@ -426,9 +445,9 @@ class DaskExecutor(BaseExecutor):
                     retries=0,
                     priority=task.opts.priority,
                 )
-            except BaseException as error:  # the client is closed, the call won't pickle
+            except Exception as error:  # the client is closed, the call won't pickle
                 with self._lock:
-                    live = task.state == RUNNING
+                    live = task.state == RUNNING and task.tid == tid
                     if live:
                         self._finished_locked(task, error)
                     resolve = live and task.state == ENDED
@@ -436,8 +455,14 @@ class DaskExecutor(BaseExecutor):
                 if resolve:
                     task.fut._resolve(exception=error)
                 continue
+            except BaseException:  # Ctrl+C (or SystemExit) in this thread: not the task's
+                with self._lock:
+                    if task.state == RUNNING and task.tid == tid:
+                        self._unstart_locked(task)  # back in the queue, as if never popped
+                    self._drained.notify_all()
+                raise
             with self._lock:
-                live = task.state == RUNNING
+                live = task.state == RUNNING and task.tid == tid
                 if live:
                     task.token = key
                     task.worker = dfut
@@ -448,6 +473,30 @@ class DaskExecutor(BaseExecutor):
                 self._send_stop(key, dfut, counted=True)
                 continue
             self._loop.add_callback(self._watch, task, key, dfut)
+        for fut in doomed:  # (the loop ends here only when the client became unusable)
+            fut._resolve(exception=self._broken_error())
+
+    def _client_usable(self) -> bool:
+        """False once the Client is closing or closed: it would take work and never run it."""
+        status = getattr(self._client, "status", "running")
+        return status in ("running", "connecting", "newly-created")
+
+    def _break_locked(self) -> list[Any]:
+        """Marks the executor broken (its client is gone); returns the queued futures to fail."""
+        if self._broken is None:
+            status = getattr(self._client, "status", "unknown")
+            self._broken = (
+                f"the Dask client of this executor was closed (status {status!r}) while work "
+                "was queued or running: nothing more can be sent. Keep a Client you pass "
+                "open until the executor is shut down, or make a new DaskExecutor"
+            )
+        self._drained.notify_all()
+        return self._fail_queued_locked()
+
+    @staticmethod
+    def _new_id() -> str:
+        """The prefix of this executor's Dask keys: unique across processes too."""
+        return f"corral-{uuid.uuid4().hex}"
 
     def _take_lane(self, task: _Task) -> int:
         """The lowest lane free (lock held): runs in flight never share one."""
@@ -508,8 +557,11 @@ class DaskExecutor(BaseExecutor):
             current = task.state == RUNNING and task.token == key
             if current:
                 task.worker = None
+            doomed: list[Any] = []
             if current and error is _DASK_CANCELLED:
                 error = self._cancelled_outside()
+                if not self._client_usable():
+                    doomed = self._break_locked()
             if current:
                 if isinstance(error, WorkerCrashed):
                     self._counts["crashed"] += 1
@@ -519,12 +571,20 @@ class DaskExecutor(BaseExecutor):
             self._drained.notify_all()
         if wake is not None:
             wake()
+        for fut in doomed:
+            fut._resolve(exception=self._broken_error())
         if resolve:
             task.fut._resolve(result, error)
 
     def _cancelled_outside(self) -> BaseException:
         """The error of a task whose Dask future was cancelled, not by corral."""
         status = getattr(self._client, "status", "unknown")
+        if status in ("closing", "closed"):
+            return BrokenExecutor(
+                f"the Dask client was closed (status {status!r}) while this task was out; "
+                "the task may or may not have run. Keep a Client you pass open until the "
+                "executor is shut down"
+            )
         if status != "running":
             return BrokenExecutor(
                 f"the Dask client lost the scheduler (client status {status!r}) while "
@@ -550,6 +610,10 @@ class DaskExecutor(BaseExecutor):
             self._by_key.pop(key, None)
             if not counted:
                 self._stops += 1
+        asyncio_loop = getattr(self._loop, "asyncio_loop", None)
+        if asyncio_loop is not None and asyncio_loop.is_closed():
+            self._stop_done()  # the client is gone: nobody can send it (and add_callback
+            return  # on a closed loop drops the call without a word)
         try:
             self._loop.add_callback(self._stop_async, key, dfut)
         except Exception:  # the loop is closed: the cluster is gone anyway
@@ -558,8 +622,12 @@ class DaskExecutor(BaseExecutor):
     async def _stop_async(self, key: str, dfut: Any) -> None:
         try:
             # a worker that fails here (it is dying) does not keep the others from it
-            await self._client.run(
-                _dask_worker.stop_tasks, [key], asynchronous=True, wait=True, on_error="ignore"
+            # bounded: a frozen or unreachable worker must not hold shutdown for minutes
+            await asyncio.wait_for(
+                self._client.run(
+                    _dask_worker.stop_tasks, [key], asynchronous=True, wait=True, on_error="ignore"
+                ),
+                STOP_TIMEOUT,
             )
             if dfut is not None:
                 await self._client.cancel([dfut], asynchronous=True)
@@ -619,9 +687,22 @@ class DaskExecutor(BaseExecutor):
         """
         with self._lock:
             while (
-                self._pending or self._running or self._backoff or self._stops or self._cancelling
-            ) and self._broken is None:
+                (self._pending or self._running or self._backoff or self._stops or self._cancelling)
+                and self._broken is None
+                and self._client_usable()
+            ):
                 self._drained.wait(5.0)
+            if not self._client_usable():  # closed under us: what is out will never report
+                self._break_locked()
+                stranded = [t for t in self._running if t.state == RUNNING]
+                for task in stranded:
+                    self._finished_locked(task, BrokenExecutor(self._broken or "closed"))
+                self._stops = 0
+            else:
+                stranded = []
+        for task in stranded:
+            if task.state == ENDED:
+                task.fut._resolve(exception=BrokenExecutor(self._broken or "closed"))
         try:
             _ClusterEvents.leave(self._client, self._on_cluster_event)
             if self._own_client:

@@ -92,11 +92,15 @@ def run_task(key: str, mp_context: str | None, fn_data: bytes, call_data: bytes)
     import distributed
 
     try:
-        worker = distributed.get_worker()
+        worker: Any = distributed.get_worker()
     except ValueError:  # not in a Dask worker (a test calling this directly)
+        worker = None
         size = 1
     else:
         size = getattr(getattr(worker, "state", worker), "nthreads", 1)
+    with _lock:  # stopped before it started: nothing runs, not even for a moment
+        if _stopped_early.pop(key, None) is not None:
+            return True, None
     pool = _inner_pool(size, mp_context)
     try:
         fn = pickle.loads(fn_data)
@@ -111,7 +115,15 @@ def run_task(key: str, mp_context: str | None, fn_data: bytes, call_data: bytes)
     if stop:
         inner.cancel()
     try:
-        return True, inner.result()
+        while True:
+            try:
+                return True, inner.result(timeout=_ORPHAN_CHECK)
+            except (TimeoutError, concurrent.futures.TimeoutError):
+                # the client may be gone (killed, closed, or it cancelled the Dask
+                # future itself) without a stop_tasks: then nobody wants this result
+                if _forgotten(worker, key):
+                    inner.cancel()
+                    return True, None
     except concurrent.futures.CancelledError:
         return True, None
     except BaseException as exc:
@@ -119,6 +131,24 @@ def run_task(key: str, mp_context: str | None, fn_data: bytes, call_data: bytes)
     finally:
         with _lock:
             _running.pop(key, None)
+
+
+#: Seconds between two checks, while a task runs, that Dask still wants its result.
+_ORPHAN_CHECK = 0.5
+
+
+def _forgotten(worker: Any, key: str) -> bool:
+    """True when the Dask worker no longer holds ``key`` as a task to compute."""
+    if worker is None:
+        return False
+    try:
+        tasks = getattr(getattr(worker, "state", worker), "tasks", None)
+        if tasks is None:
+            return False
+        ts = tasks.get(key)
+        return ts is None or getattr(ts, "state", None) in ("cancelled", "released", "forgotten")
+    except Exception:  # the worker's structures changed under us: ask again later
+        return False
 
 
 def stop_tasks(keys: list[str]) -> int:
