@@ -647,7 +647,9 @@ class DaskExecutor(BaseExecutor):
             _, msg = event
             if not isinstance(msg, dict) or msg.get("action") != "remove-worker":
                 return
-            keys = msg.get("processing-tasks") or ()
+            # also the tasks that had finished there but whose result was not fetched
+            # yet: Dask would compute them again, behind corral's retries
+            keys = [*(msg.get("processing-tasks") or ()), *(msg.get("lost-computed-tasks") or ())]
             worker = msg.get("worker", "?")
             expected = msg.get("expected", False)
         except Exception:  # pragma: no cover - an event of another shape
@@ -660,6 +662,7 @@ class DaskExecutor(BaseExecutor):
                     continue
                 error = WorkerCrashed(
                     f"the Dask worker {worker} left the cluster while running this task "
+                    "(or holding its result, not yet fetched) "
                     f"({'retired' if expected else 'it died or lost its connection'}); "
                     "use retries= to run it again on another worker"
                 )
