@@ -849,6 +849,47 @@ def observe(demo: Demo) -> None:
         print(f"    {line}")
 
 
+@section("From laptop to cluster: the same code on a Dask cluster")
+def dask_section(demo: Demo) -> None:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        print("  (skipped: distributed is not installed; pip install 'corral[dask]')")
+        return
+    sys.path.insert(0, str(ROOT / "examples" / "seeds"))
+    from seed002_is_prime import PRIMES, is_prime
+
+    print("  seed 002's map(is_prime, PRIMES), the pool made three ways (docs/dask.md):\n")
+    rows = []
+    pid, stopped = 0, 0.0
+    makers: list[tuple[str, Callable[[], Any]]] = [
+        ("corral.ThreadPoolExecutor()", corral.ThreadPoolExecutor),
+        ("corral.ProcessPoolExecutor()", corral.ProcessPoolExecutor),
+        ("corral.DaskExecutor()  (a local cluster)", lambda: corral.DaskExecutor(n_workers=2)),
+    ]
+    for label, make in makers:
+        begin = time.perf_counter()
+        with make() as ex:
+            ready = time.perf_counter()
+            found = list(ex.map(is_prime, PRIMES))
+            took = time.perf_counter() - ready
+            if isinstance(ex, corral.DaskExecutor):
+                with tempfile.TemporaryDirectory() as tmp, testing.Gate() as started:
+                    path = os.path.join(tmp, "pid")
+                    fut = ex.submit(testing.write_pids_and_hang, path, started)
+                    started.wait(60)
+                    (pid,) = (int(p) for p in Path(path).read_text().split())
+                    stop = time.perf_counter()
+                    fut.cancel()
+                    testing.wait_until(lambda pid=pid: gone(pid), 10)
+                    stopped = time.perf_counter() - stop
+        rows.append((label, seconds(ready - begin), seconds(took), found.count(True)))
+    table(rows, ("pool", "start", "map", "primes"))
+    print(f"\n  On the cluster, cancel() of a running task: its process (pid {pid}) was gone")
+    print(f"  {seconds(stopped)} later (Dask alone would only forget the task). A Dask worker")
+    print("  that dies fails only its own tasks, with WorkerCrashed (tests/test_dask.py).")
+
+
 @section("statistics()")
 def statistics(demo: Demo) -> None:
     print("  The pools the sections above shared, ex.statistics():\n")
