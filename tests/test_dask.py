@@ -31,7 +31,7 @@ cloudpickle = pytest.importorskip("cloudpickle")
 psutil = pytest.importorskip("psutil")
 
 from tests.conftest import DaskCluster  # noqa: E402
-from tests.test_seeds import load  # noqa: E402
+from tests.test_seeds import IS_PRIME_NUMBERS, IS_PRIME_OUTPUT, load  # noqa: E402
 
 # the tasks below travel by value: the workers cannot import this test module
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -111,18 +111,10 @@ def dask_pool(address: str) -> Any:
 def test_seed002_is_prime_on_the_cluster(
     cluster: DaskCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    example = load("seed002_is_prime", PRIMES=[97, 91, 7919, 7917, 1, 3, 1000003])
+    example = load("seed002_is_prime", PRIMES=IS_PRIME_NUMBERS)
     example.PE = dask_pool(cluster.address)
     example.main()
-    assert capsys.readouterr().out.splitlines() == [
-        "97 is prime: True",
-        "91 is prime: False",
-        "7919 is prime: True",
-        "7917 is prime: False",
-        "1 is prime: False",
-        "3 is prime: True",
-        "1000003 is prime: True",
-    ]
+    assert capsys.readouterr().out.splitlines() == IS_PRIME_OUTPUT
 
 
 def test_seed003_map_sum_on_the_cluster(
