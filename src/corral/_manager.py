@@ -1,0 +1,821 @@
+"""The process pool's manager: its thread, its worker processes, and what they say.
+
+``ProcessPoolExecutor`` (``_process.py``) is the front's process backend: its
+constructor, argument checks and the pickling of calls. This module is the actor
+behind it: the one manager thread per pool that multiplexes the workers' pipes and exit
+sentinels with ``selectors``, hands tasks over, books outcomes, kills, revokes, recycles
+and replaces workers (the data flow is drawn in ``_process.py``'s docstring).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures.process
+import contextlib
+import heapq
+import itertools
+import logging
+import multiprocessing
+import multiprocessing.context
+import os
+import pickle
+import select
+import selectors
+import signal
+import sys
+import threading
+import traceback
+from collections import deque
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from . import _wire
+from ._errors import BrokenExecutor, WorkerCrashed, signal_name
+from ._executor import ENDED, RUNNING, BaseExecutor, _Task, _task_name
+from ._options import (
+    callable_name,
+)
+from ._timer import now
+from ._worker import REVOKE_SIGNAL, worker_main
+
+LOGGER = logging.getLogger("corral")
+
+#: Consecutive worker starts that fail (initializer raises, process dies at start)
+#: before the pool declares itself broken.
+START_FAILURES_TO_BREAK = 3
+
+STARTING, READY, EXITING = "starting", "ready", "exiting"
+
+#: Prefetch: a busy worker is handed up to WINDOW tasks ahead when no worker is idle or
+#: can start, sized so that the queued tasks at one worker add up to about
+#: PREFETCH_SECONDS of measured run time (so tiny tasks go in batches, slow ones not).
+MAX_WINDOW = 64
+PREFETCH_SECONDS = 0.002
+#: A task waiting at a worker behind one that has run this long is taken back and
+#: given to an idle worker (no head-of-line blocking, DESIGN.md §3.7).
+REVOKE_AFTER = 0.01
+#: Payload bytes queued at a busy worker at most, so a write never waits on its pipe.
+PREFETCH_BYTES = 32 * 1024
+
+
+class BrokenProcessPool(BrokenExecutor, concurrent.futures.process.BrokenProcessPool):
+    """Workers cannot start (stdlib: BrokenProcessPool); pending tasks fail with it."""
+
+
+_CRASH_CAUSES = {
+    "SIGSEGV": "a crash in native code (a C extension, ctypes, or an interpreter bug)",
+    "SIGBUS": "a crash in native code (bad memory access)",
+    "SIGILL": "a crash in native code (illegal instruction)",
+    "SIGFPE": "a crash in native code (arithmetic fault)",
+    "SIGABRT": "abort() in native code, often a failed assertion in a C extension",
+    "SIGKILL": "killed from outside: the out-of-memory killer (see `dmesg`) or kill -9",
+    "SIGTERM": "terminated from outside",
+}
+
+
+def crash_error(pid: int, exitcode: int | None, task: _Task) -> WorkerCrashed:
+    what = callable_name(task.fn)
+    if task.opts.name:
+        what = f"{task.opts.name} ({what})"
+    if exitcode is not None and exitcode < 0:
+        sig = signal_name(-exitcode)
+        how = f"was killed by {sig}: {_CRASH_CAUSES.get(sig, 'a signal from outside')}"
+    else:
+        sig = None
+        how = (
+            f"exited with code {exitcode}: os._exit() or sys.exit() in native code, "
+            "or the process was ended from outside"
+        )
+    return WorkerCrashed(
+        f"worker process {pid} {how}, while running {what}. Only this task failed and "
+        "the pool replaced the worker; pass retries=N to run such tasks again",
+        exitcode=exitcode,
+        signal=sig,
+        pid=pid,
+    )
+
+
+class _Proc:
+    """A worker process as the manager sees it (manager thread only)."""
+
+    __slots__ = (
+        "conn",
+        "head_started",
+        "idle_since",
+        "inflight",
+        "init_error",
+        "killed",
+        "last_end",
+        "pid",
+        "process",
+        "queued_bytes",
+        "reader",
+        "ready",
+        "reason",
+        "revoked",
+        "rss",
+        "state",
+        "tasks_run",
+    )
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn: Connection | None = conn
+        self.pid = process.pid or 0
+        self.state = STARTING
+        self.inflight: deque[_Task] = deque()  # handed over, outcome not back; [0] runs
+        self.tasks_run = 0
+        self.killed = False
+        self.idle_since = 0.0
+        self.head_started = 0.0
+        self.revoked: set[int] = set()
+        self.reader = _wire.FrameReader()
+        self.queued_bytes = 0  # payload bytes handed over behind the running task
+        self.rss = 0
+        self.init_error: BaseException | None = None
+        self.reason: str | None = None  # why the pool ended it (for on_worker_exit)
+        self.ready = False  # on_worker_start was announced
+        self.last_end = 0.0  # when its last run ended (hooks: runs never overlap)
+
+
+def _log_levels() -> dict[str, int]:
+    """This process's logger levels, for a new worker to filter as it would."""
+    levels = {"": logging.getLogger().level}
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            levels[name] = logger.level
+    return levels
+
+
+def _payload_size(task: _Task) -> int:
+    """Bytes a task's pickled call takes on the pipe (its function and its arguments)."""
+    return len(task.payload[0]) + len(task.payload[1])
+
+
+class ProcessManager(BaseExecutor):
+    """The manager half of ProcessPoolExecutor (see the module docstring)."""
+
+    # set by ProcessPoolExecutor before the manager starts
+    _ctx: multiprocessing.context.BaseContext
+    _init_blob: bytes | None
+
+    def _start_manager(
+        self,
+        max_tasks_per_child: int | None,
+        max_memory_per_child: int | None,
+        forward_logging: bool,
+    ) -> None:
+        """Sets up the manager's state and starts its thread (end of the constructor)."""
+        self._max_tasks_per_child = max_tasks_per_child
+        self._max_memory = max_memory_per_child
+        self._forward_logging = bool(forward_logging)
+        self._parent_pid = os.getpid()
+        self._segments = _wire.SegmentPool() if _wire.SHARED_MEMORY else None
+        self._reader = _wire.SegmentReader()  # manager thread only
+        self._tids = itertools.count(1)
+        # to settle: (task, result, error, seconds it ran)
+        self._outcomes: list[tuple[_Task, Any, BaseException | None, float]] = []
+        self._heads: list[tuple[_Proc, _Task]] = []  # runs to announce to hooks, after those
+        # manager-thread state
+        self._procs: dict[int, _Proc] = {}  # pid -> worker
+        self._idle: list[_Proc] = []
+        self._start_failures = 0
+        self._avg_seconds: float | None = None  # moving average of task run times
+        self._replacements = 0  # workers that died under work, to replace at once
+        self._deadlines: list[tuple[float, int, Callable[[], None]]] = []
+        self._deadline_seq = itertools.count()
+        self._commands: deque[tuple[Any, ...]] = deque()
+        self._live_workers = 0  # for statistics(), under the lock
+        self._idle_workers = 0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._wake_pending = False
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
+        self._thread = threading.Thread(
+            target=self._manage, name=f"corral-process-manager-{id(self):x}", daemon=True
+        )
+        self._thread.start()
+
+    # ------------------------------------------------------------------ backend seam
+
+    def _work_available_locked(self, shutdown: bool = False) -> Callable[[], None] | None:
+        if self._wake_pending:
+            return None
+        self._wake_pending = True
+        return self._wake
+
+    def _wake(self) -> None:
+        with self._lock:
+            if self._wake_w < 0:
+                return  # the manager has finished
+            try:
+                os.write(self._wake_w, b"\0")
+            except BlockingIOError:
+                pass  # already signalled
+
+    def _command(self, *command: Any) -> None:
+        self._commands.append(command)
+        with self._lock:
+            wake = self._work_available_locked()
+        if wake is not None:
+            wake()
+
+    def _stop_running(self, task: _Task, why: str) -> None:
+        # the run to stop is the one on this worker with this id, even if the task has
+        # been handed out again meanwhile (a retry after a timeout)
+        self._command("stop", task, task.worker, task.tid)
+
+    def _backend_shutdown(self, wait: bool) -> None:
+        self._command("shutdown")
+        if wait and threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _has_free_worker(self) -> bool:
+        """True when fewer tasks wait or run than there are workers (map chunking)."""
+        with self._lock:
+            return self._pending + len(self._running) < self._max_workers
+
+    def _backend_counts(self) -> tuple[int, int]:
+        with self._lock:
+            return self._live_workers, self._idle_workers
+
+    def _broken_error(self) -> BaseException:
+        return BrokenProcessPool(self._broken or "the process pool is broken")
+
+    # ------------------------------------------------------------------ manager thread
+
+    def _manage(self) -> None:
+        try:
+            while not self._step():
+                pass
+        except BaseException as exc:  # pragma: no cover - a bug in corral
+            LOGGER.critical("corral: the process pool manager failed", exc_info=True)
+            message = f"the pool's manager thread failed: {exc!r}"
+            self._break(message, exc)
+            for proc in self._procs.values():  # every future ends, running ones too
+                for task in proc.inflight:
+                    error = BrokenProcessPool(message)
+                    if self._hooks is not None:
+                        with self._lock:
+                            self._task_ended(task, error, "failed")
+                    task.fut._resolve(exception=error)
+        finally:
+            self._close()
+
+    def _step(self) -> bool:
+        """One turn of the manager loop; True when the pool has shut down."""
+        if self._maintain():
+            return True
+        for key, _ in self._selector.select(self._next_timeout()):
+            key.data(key.fileobj)
+        self._run_deadlines()
+        while self._commands:
+            self._run_command(self._commands.popleft())
+        return False
+
+    def _on_wake(self, fd: Any) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        with self._lock:
+            self._wake_pending = False
+
+    def _next_timeout(self) -> float | None:
+        when = self._deadlines[0][0] if self._deadlines else None
+        if self._idle_timeout is not None and self._idle:
+            expiry = min(p.idle_since for p in self._idle) + self._idle_timeout
+            when = expiry if when is None else min(when, expiry)
+        if self._idle:
+            for proc in self._procs.values():
+                if len(proc.inflight) - len(proc.revoked) > 1:
+                    check = proc.head_started + REVOKE_AFTER
+                    when = check if when is None else min(when, check)
+        return None if when is None else max(0.0, when - now())
+
+    def _call_at(self, when: float, callback: Callable[[], None]) -> None:
+        heapq.heappush(self._deadlines, (when, next(self._deadline_seq), callback))
+
+    def _run_deadlines(self) -> None:
+        current = now()
+        while self._deadlines and self._deadlines[0][0] <= current:
+            heapq.heappop(self._deadlines)[2]()
+        if self._idle_timeout is not None:
+            # workers already told to exit (EXITING, not gone yet) are not surplus
+            live = sum(1 for p in self._procs.values() if p.state != EXITING)
+            surplus = live - self._min_workers
+            for proc in sorted(self._idle, key=lambda p: p.idle_since):
+                if surplus <= 0 or current - proc.idle_since < self._idle_timeout:
+                    break
+                self._retire(proc, "idle")
+                surplus -= 1
+
+    def _run_command(self, command: tuple[Any, ...]) -> None:
+        if command[0] == "stop":
+            task: _Task = command[1]
+            proc, tid = command[2], command[3]
+            if isinstance(proc, _Proc) and any(t.tid == tid for t in proc.inflight):
+                if proc.inflight[0].tid == tid:
+                    self._kill(proc)
+                else:  # handed over but not started: the worker drops it, nothing dies
+                    self._revoke(proc, [task])
+
+    def _revoke(self, proc: _Proc, tasks: list[_Task]) -> None:
+        tids = [t.tid for t in tasks if t.tid not in proc.revoked]
+        if tids:
+            proc.revoked.update(tids)
+            self._send(proc, ("revoke", tids))
+            try:  # the worker is busy: make it read the message now
+                os.kill(proc.pid, REVOKE_SIGNAL)
+            except ProcessLookupError:
+                pass
+
+    def _revoke_stuck(self) -> None:
+        """Takes back work queued behind a long-running task when a worker is idle."""
+        current = now()
+        for proc in self._procs.values():
+            if (
+                len(proc.inflight) > 1
+                and proc.state == READY
+                and current - proc.head_started >= REVOKE_AFTER
+            ):
+                self._revoke(proc, list(proc.inflight)[1:])
+
+    def _window(self) -> int:
+        if self._avg_seconds is None:
+            return 1
+        return max(1, min(MAX_WINDOW, int(PREFETCH_SECONDS / max(self._avg_seconds, 1e-7))))
+
+    def _maintain(self) -> bool:
+        """Dispatches queued work, starts and retires workers; True when all is done."""
+        sends: dict[_Proc, list[_Task]] = {}
+        live = [p for p in self._procs.values() if p.state != EXITING]
+        with self._lock:
+            while self._idle:
+                task = self._pop_locked()
+                if task is None:
+                    break
+                self._hand_over_locked(self._idle.pop(), task, sends)
+            if self._pending and len(live) >= self._max_workers:
+                window = self._window()
+                busy = sorted(
+                    (p for p in live if p.state == READY and p.inflight),
+                    key=lambda p: len(p.inflight),
+                )
+                for proc in busy:
+                    if self._max_memory is not None:
+                        break  # memory is checked between tasks: hand over one at a time
+                    limit = window
+                    if self._max_tasks_per_child is not None:
+                        limit = min(limit, self._max_tasks_per_child - proc.tasks_run)
+                    while len(proc.inflight) < limit:
+                        task = self._pop_locked()
+                        if task is None:
+                            break
+                        size = _payload_size(task)
+                        if proc.queued_bytes + size > PREFETCH_BYTES:
+                            # a busy worker does not read: a write that fills its socket
+                            # would block this thread (and the worker's own result write)
+                            self._unstart_locked(task)
+                            break
+                        self._hand_over_locked(proc, task, sends)
+            broken = self._broken is not None
+            # tasks put back after the pool broke (a crash, a revoke) have no worker to go to
+            doomed = self._fail_queued_locked() if broken and self._pending else []
+            pending = self._pending
+            idle_out = self._shutdown and not pending and not self._backoff and not self._running
+        for fut in doomed:
+            fut._resolve(exception=self._broken_error())
+        for proc, tasks in sends.items():
+            self._send(proc, ("run", [(t.tid, *t.payload) for t in tasks]))
+        if self._idle and not pending:
+            self._revoke_stuck()
+        if not self._shutdown or pending:
+            starting = sum(1 for p in live if p.state == STARTING)
+            wanted = max(pending - starting, 0)
+            if not self._shutdown:
+                wanted = max(wanted, self._min_workers - len(live), self._replacements)
+            self._replacements = 0
+            for _ in range(min(wanted, self._max_workers - len(live))):
+                if broken or not self._start_worker():
+                    break
+        if idle_out or broken:
+            for proc in list(self._idle):
+                self._retire(proc, "shutdown")
+        self._update_counts()
+        return (idle_out or broken) and not self._procs
+
+    def _hand_over_locked(self, proc: _Proc, task: _Task, sends: dict[_Proc, list[_Task]]) -> None:
+        if not proc.inflight:
+            proc.head_started = now()
+            self._arm_timeout_locked(task)  # the clock runs while the task runs
+            if self._hooks is not None:
+                self._task_started(task, f"process {proc.pid}")
+        else:
+            proc.queued_bytes += _payload_size(task)
+        proc.inflight.append(task)
+        task.worker = proc
+        task.tid = next(self._tids)
+        sends.setdefault(proc, []).append(task)
+
+    def _update_counts(self) -> None:
+        live = sum(1 for p in self._procs.values() if p.state != EXITING)
+        with self._lock:
+            self._live_workers = live
+            self._idle_workers = len(self._idle)
+
+    def _send(self, proc: _Proc, message: tuple[Any, ...]) -> None:
+        if proc.conn is None:
+            return
+        try:
+            _wire.write_frame(proc.conn.fileno(), pickle.dumps(message, _wire.PROTOCOL))
+        except OSError:
+            pass  # the worker is gone: its exit sentinel reports it
+
+    # ------------------------------------------------------------------ workers
+
+    def _start_worker(self) -> bool:
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(  # type: ignore[attr-defined]
+            target=worker_main,
+            args=(
+                child_conn,
+                self._parent_pid,
+                self._init_blob,
+                self._max_memory is not None,
+                _log_levels() if self._forward_logging else None,
+            ),
+            name="corral-worker",
+            daemon=False,
+        )
+        try:
+            process.start()
+        except Exception as exc:
+            parent_conn.close()
+            child_conn.close()
+            LOGGER.error("corral: could not start a worker process: %r", exc)
+            self._start_failed(exc)
+            return False
+        finally:
+            child_conn.close()
+        proc = _Proc(process, parent_conn)
+        self._procs[proc.pid] = proc
+        self._selector.register(
+            parent_conn, selectors.EVENT_READ, lambda _: self._on_readable(proc)
+        )
+        self._selector.register(
+            process.sentinel, selectors.EVENT_READ, lambda _: self._on_exit(proc)
+        )
+        return True
+
+    def _start_failed(self, error: BaseException) -> None:
+        self._start_failures += 1
+        if self._start_failures >= START_FAILURES_TO_BREAK:
+            self._break(
+                f"worker processes cannot start: {self._start_failures} starts failed in a "
+                f"row, the last with {type(error).__name__}: {error}. "
+                + ("Fix the initializer, or " if self._init_blob is not None else "Fix ")
+                + "what the workers import; the error is this exception's __cause__",
+                error,
+            )
+
+    def _on_readable(self, proc: _Proc) -> None:
+        conn = proc.conn
+        if conn is None:
+            return
+        try:
+            data = os.read(conn.fileno(), 1 << 20)
+        except OSError:
+            data = b""
+        if not data:
+            self._drop_conn(proc)
+            return
+        for frame in proc.reader.feed(data):
+            self._on_message(proc, pickle.loads(frame))
+        if self._outcomes or self._heads:
+            self._settle()
+
+    def _drain(self, proc: _Proc) -> None:
+        """Reads whatever a dead worker wrote before it died.
+
+        Only what is there: EOF may never come, because another process can hold the
+        worker's end of the pipe (a process its task started in a session of its own,
+        or one forked elsewhere in this program while the worker was being started).
+        """
+        while proc.conn is not None:
+            try:
+                ready, _, _ = select.select([proc.conn.fileno()], [], [], 0)
+            except (OSError, ValueError):
+                return
+            if not ready:
+                return
+            self._on_readable(proc)
+
+    def _drop_conn(self, proc: _Proc) -> None:
+        if proc.conn is not None:
+            self._selector.unregister(proc.conn)
+            proc.conn.close()
+            proc.conn = None
+
+    def _on_message(self, proc: _Proc, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "ready":
+            proc.state = READY
+            self._start_failures = 0
+            if self._hooks is not None:
+                proc.ready = True
+                self._worker_event("on_worker_start", f"process {proc.pid}", proc.pid)
+            self._make_idle(proc)
+            return
+        if kind == "log":
+            self._log(proc, message[1], message[2])
+            return
+        if kind == "init_failed":
+            proc.init_error = _wire.load_exception(message[1])
+            return
+        if kind == "started":  # a revoked task had already started
+            proc.revoked.discard(message[1])
+            head = proc.inflight[0] if proc.inflight else None
+            if head is not None and head.tid == message[1] and head.state != RUNNING:
+                self._kill(proc)  # it was cancelled, not just moved: stop it
+            return
+        if kind == "skipped":  # a revoked task, from anywhere behind the running one
+            task = next(t for t in proc.inflight if t.tid == message[1])
+            proc.inflight.remove(task)
+            proc.revoked.discard(task.tid)
+            proc.queued_bytes -= _payload_size(task)
+            with self._lock:
+                self._unstart_locked(task)
+            if not proc.inflight and proc.state == READY:
+                self._after_task(proc)
+            return
+        task = proc.inflight.popleft()
+        proc.revoked.discard(task.tid)
+        head = proc.inflight[0] if proc.inflight else None
+        if head is not None:
+            proc.queued_bytes -= _payload_size(head)
+        self._task_done(proc, task, message)
+        if head is not None:
+            proc.head_started = now()
+            if self._hooks is not None and head.tid not in proc.revoked:
+                self._heads.append((proc, head))  # announced after the previous one's end
+            if head.opts.task_timeout is not None and head.tid not in proc.revoked:
+                with self._lock:
+                    if head.state == RUNNING and head.timer is None:
+                        self._arm_timeout_locked(head)
+        elif proc.state == READY:
+            self._after_task(proc)
+
+    def _log(self, proc: _Proc, tid: int, fields: dict[str, Any]) -> None:
+        """Hands a worker's log record to this process's handlers, naming worker and task.
+
+        A handler or filter that raises must not take the manager thread down: its
+        error is printed to stderr (not logged: the same handler could fail again).
+        """
+        try:
+            record = logging.makeLogRecord(fields)
+            task = next((t for t in proc.inflight if t.tid == tid), None) if tid else None
+            record.corral_worker = f"process {proc.pid}"
+            record.corral_task = None if task is None else _task_name(task)
+            logger = logging.getLogger(record.name)
+            if logger.isEnabledFor(record.levelno):
+                logger.handle(record)
+        except Exception:
+            with contextlib.suppress(Exception):
+                sys.stderr.write(
+                    f"corral: a log record from worker {proc.pid} could not be handled:\n"
+                    + traceback.format_exc()
+                )
+
+    def _task_done(self, proc: _Proc, task: _Task, message: tuple[Any, ...]) -> None:
+        proc.tasks_run += 1
+        proc.rss = message[-1]
+        seconds = message[-2]
+        avg = self._avg_seconds
+        self._avg_seconds = seconds if avg is None else 0.8 * avg + 0.2 * seconds
+        live = task.state == RUNNING and task.worker is proc and task.tid == message[1]
+        result: Any = None
+        exc: BaseException | None = None
+        if message[0] == "ok":
+            segments = message[3]
+            try:
+                if live:
+                    result = _wire.loads(message[2], segments, self._reader)
+            except BaseException as error:
+                exc = _wire.SerializationError(
+                    f"the result could not be unpickled in the parent: "
+                    f"{type(error).__name__}: {error}"
+                )
+                exc.__cause__ = error
+            finally:
+                if segments:  # copied out (or dropped): the worker may reuse them
+                    self._send(proc, ("free", [fd for _, fd, _ in segments]))
+            if not live:
+                return
+        else:
+            if not live:
+                return
+            exc = _wire.load_exception(message[2])
+        self._outcomes.append((task, result, exc, seconds))
+
+    def _settle(self) -> None:
+        """Books the outcomes read in one go under one lock, then resolves their futures."""
+        outcomes, self._outcomes = self._outcomes, []
+        resolved = []
+        with self._lock:
+            for task, result, exc, seconds in outcomes:
+                if task.state == RUNNING:  # not cancelled or timed out meanwhile
+                    proc = task.worker
+                    if self._hooks is not None and not task.where:
+                        # it started since the last read: now - its run, not before the last
+                        began = max(now() - seconds, proc.last_end)
+                        self._task_started(task, f"process {proc.pid}", began)
+                    self._finished_locked(task, exc)
+                    if self._hooks is not None:
+                        proc.last_end = now()  # after the end event's own clock reading
+                    if task.state == ENDED:
+                        resolved.append((task.fut, result, exc))
+        for fut, result, exc in resolved:
+            fut._resolve(result, exc)
+        if self._heads:
+            heads, self._heads = self._heads, []
+            with self._lock:
+                for proc, task in heads:
+                    if task.state == RUNNING and task.worker is proc and not task.where:
+                        self._task_started(task, f"process {proc.pid}")
+
+    def _after_task(self, proc: _Proc) -> None:
+        if self._max_tasks_per_child is not None and proc.tasks_run >= self._max_tasks_per_child:
+            self._retire(proc, "max_tasks_per_child")
+        elif self._max_memory is not None and proc.rss > self._max_memory:
+            LOGGER.info(
+                "corral: replacing worker %d: %d bytes resident > max_memory_per_child=%d",
+                proc.pid,
+                proc.rss,
+                self._max_memory,
+            )
+            self._retire(proc, "max_memory_per_child")
+        else:
+            self._make_idle(proc)
+
+    def _make_idle(self, proc: _Proc) -> None:
+        proc.idle_since = now()
+        self._idle.append(proc)
+
+    def _retire(self, proc: _Proc, reason: str) -> None:
+        """Asks an idle worker to exit; kills it if it has not within 5 seconds."""
+        if proc in self._idle:
+            self._idle.remove(proc)
+        if proc.state == EXITING:
+            return
+        proc.state = EXITING
+        proc.reason = reason
+        self._send(proc, ("exit",))
+
+        def overdue() -> None:
+            if proc.pid in self._procs:
+                self._kill(proc)
+
+        self._call_at(now() + 5.0, overdue)
+
+    def _kill(self, proc: _Proc, reason: str = "killed") -> None:
+        """Terminates the worker's process group; KILL follows after kill_grace."""
+        if proc.killed:
+            return
+        proc.killed = True
+        proc.reason = proc.reason or reason
+        proc.state = EXITING
+        if proc in self._idle:
+            self._idle.remove(proc)
+        self._signal_group(proc.pid, signal.SIGTERM)
+        self._call_at(
+            now() + self._kill_grace, lambda: self._signal_group(proc.pid, signal.SIGKILL)
+        )
+
+    def _signal_workers(self, signum: int) -> list[int]:
+        pids = list(self._procs)  # one C-level copy: safe in a signal handler
+        for pid in pids:
+            self._signal_group(pid, signum)
+        return pids
+
+    @staticmethod
+    def _signal_group(pid: int, signum: int) -> None:
+        try:
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signum)
+                return
+        except ProcessLookupError:
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+        try:  # the leader is gone, but its group (grandchildren) may remain
+            os.killpg(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _on_exit(self, proc: _Proc) -> None:
+        self._drain(proc)  # outcomes it sent before it died still count
+        self._drop_conn(proc)
+        self._selector.unregister(proc.process.sentinel)
+        # the sentinel can fire a moment before the process is reapable: wait for that
+        proc.process.join(5)
+        exitcode = proc.process.exitcode
+        try:
+            proc.process.close()
+        except ValueError:  # pragma: no cover - not reaped yet
+            pass
+        self._procs.pop(proc.pid, None)
+        if proc in self._idle:
+            self._idle.remove(proc)
+        self._reader.forget(proc.pid)
+        if proc.state == STARTING:
+            error = proc.init_error or RuntimeError(
+                f"worker process {proc.pid} exited with code {exitcode} while starting "
+                "(its traceback, if any, is on stderr). Usual causes: the main script has no "
+                '`if __name__ == "__main__":` guard (spawn and forkserver import it again in '
+                "every worker), or an import fails in the worker"
+            )
+            self._start_failed(error)
+        if proc.killed and exitcode is not None and exitcode < 0:
+            # TERM reached the leader; make sure nothing of its group stays behind
+            self._signal_group(proc.pid, signal.SIGKILL)
+        crashed_under_work = bool(proc.inflight)
+        inflight, proc.inflight = list(proc.inflight), deque()
+        try:
+            self._fail_inflight(proc, exitcode, inflight)
+        finally:
+            if proc.ready:  # after its task's end, so that hooks see the crash first
+                if crashed_under_work and proc.reason is None:
+                    proc.reason = "crashed"
+                self._announce_exit(proc, exitcode)
+            elif proc.init_error is not None and self._hooks is not None:
+                proc.reason = "init_failed"  # (it never started: no on_worker_start)
+                self._announce_exit(proc, exitcode)
+
+    def _fail_inflight(self, proc: _Proc, exitcode: int | None, inflight: list[_Task]) -> None:
+        """The tasks a dead worker held: the one it ran fails (or retries), the rest go back."""
+        if not inflight:
+            return
+        self._replacements += 1  # it died under work: keep the pool as warm as it was
+        head, rest = inflight[0], inflight[1:]
+        with self._lock:
+            for task in rest:
+                self._unstart_locked(task)
+            crashed = head.state == RUNNING and head.worker is proc and not proc.killed
+            resolve = False
+            if crashed:
+                exc = crash_error(proc.pid, exitcode, head)
+                self._counts["crashed"] += 1
+                self._finished_locked(head, exc)
+                resolve = head.state == ENDED
+            elif head.state == RUNNING and head.worker is proc:
+                self._unstart_locked(head)  # killed for another reason: run it elsewhere
+        if resolve:
+            head.fut._resolve(exception=exc)
+
+    def _announce_exit(self, proc: _Proc, exitcode: int | None) -> None:
+        proc.ready = False
+        reason = proc.reason
+        if reason is None:
+            reason = "exited" if exitcode == 0 else "crashed"
+        self._worker_event(
+            "on_worker_exit", f"process {proc.pid}", proc.pid, reason=reason, exitcode=exitcode
+        )
+
+    def _break(self, message: str, cause: BaseException | None) -> None:
+        with self._lock:
+            if self._broken is not None:
+                return
+            self._broken = message
+            futures = self._fail_queued_locked()
+        for fut in futures:
+            error = BrokenProcessPool(message)
+            error.__cause__ = cause
+            fut._resolve(exception=error)
+
+    def _close(self) -> None:
+        for proc in list(self._procs.values()):
+            self._kill(proc, "shutdown")
+            proc.process.join(5)
+            self._signal_group(proc.pid, signal.SIGKILL)
+            proc.process.join(1)
+            if proc.conn is not None:
+                proc.conn.close()
+            if proc.ready:
+                self._announce_exit(proc, proc.process.exitcode)
+        self._procs.clear()
+        self._idle.clear()
+        self._update_counts()
+        self._reader.close()
+        if self._segments is not None:
+            self._segments.close()
+        self._selector.close()
+        with self._lock:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
+        if self._hooks is not None:
+            self._hooks.finish()  # the manager raised its last event
