@@ -18,8 +18,10 @@ Run: ``.venv/bin/python bench/bench_dask.py [--n 300] [--m 32] [--workers 2]``
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -54,10 +56,17 @@ def _gone(pid: int) -> bool:
         return True
 
 
+def _scratch() -> str:
+    """A folder for the tasks' pid files, removed when the bench ends."""
+    folder = tempfile.mkdtemp(prefix="corral-bench-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def cancel_latency(ex: corral.DaskExecutor, repeat: int) -> tuple[list[float], list[float]]:
     """Seconds from cancel() to the future cancelled, and to the task's process gone."""
     resolved, gone = [], []
-    folder = tempfile.mkdtemp(prefix="corral-bench-")
+    folder = _scratch()
     for i in range(repeat):
         path = os.path.join(folder, f"pid{i}")
         fut = ex.submit(testing.write_pids_and_hang, path)
@@ -79,7 +88,7 @@ def timeout_latency(ex: corral.DaskExecutor, repeat: int, limit: float) -> list[
     bound, as the clock starts when the task is sent.
     """
     late = []
-    folder = tempfile.mkdtemp(prefix="corral-bench-")
+    folder = _scratch()
     for i in range(repeat):
         path = os.path.join(folder, f"pid{i}")
         begin = time.perf_counter()

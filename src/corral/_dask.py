@@ -508,11 +508,17 @@ class DaskExecutor(BaseExecutor):
         self._lane_of[task] = lane
         return lane
 
-    def _task_ended(self, task: _Task, exc: BaseException | None, outcome: str) -> None:
+    def _task_ended(
+        self,
+        task: _Task,
+        exc: BaseException | None,
+        outcome: str,
+        retrying: bool | None = None,
+    ) -> None:
         lane = self._lane_of.pop(task, None)  # (lock held, as at every end of a run)
         if lane is not None:
             heapq.heappush(self._free_lanes, lane)
-        super()._task_ended(task, exc, outcome)
+        super()._task_ended(task, exc, outcome, retrying)
 
     async def _watch(self, task: _Task, key: str, dfut: Any) -> None:
         """On the client's loop: waits for the Dask future and books the outcome."""

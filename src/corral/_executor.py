@@ -50,7 +50,7 @@ from ._options import (
     check_timeout,
     retry_delay,
 )
-from ._progress import Progress, check_progress, make_progress
+from ._progress import Progress, make_progress
 from ._stats import Statistics
 from ._timer import TimerHandle, now, timer
 
@@ -502,8 +502,7 @@ class BaseExecutor(concurrent.futures.Executor):
             return
         self._running.discard(task)
         if task.where:  # its start was announced: that run ends here, unfinished
-            task.state = BACKOFF  # (read as "retrying" by the event)
-            self._task_ended(task, None, "requeued")
+            self._task_ended(task, None, "requeued", retrying=True)
         task.fut.attempts -= 1
         if task.timer is not None:
             task.timer.cancel()
@@ -606,7 +605,15 @@ class BaseExecutor(concurrent.futures.Executor):
                 ),
             )
 
-    def _task_ended(self, task: _Task, exc: BaseException | None, outcome: str) -> None:
+    def _task_ended(
+        self,
+        task: _Task,
+        exc: BaseException | None,
+        outcome: str,
+        retrying: bool | None = None,
+    ) -> None:
+        """Raises on_task_end for the announced run of ``task`` (lock held); ``retrying``
+        defaults to whether the task waits out a retry backoff."""
         hooks = self._hooks
         if hooks is None or not task.where:
             return  # its start was never announced (ended before a worker took it)
@@ -620,7 +627,7 @@ class BaseExecutor(concurrent.futures.Executor):
             now(),
             outcome,
             exc,
-            task.state == BACKOFF,
+            task.state == BACKOFF if retrying is None else retrying,
         )
         task.where = ""
         hooks.emit("on_task_end", event)
@@ -688,14 +695,11 @@ class BaseExecutor(concurrent.futures.Executor):
         timeout = check_timeout("timeout", timeout)
         check_count("chunksize", chunksize, minimum=1)
         check_count("buffersize", buffersize, minimum=1, allow_none=True)
-        check_progress(progress)
         if self._closed:
             raise RuntimeError(f"cannot map on a {self._kind} after shutdown()")
         deadline = None if timeout is None else now() + timeout
         units = self._map_units(opts, fn, chunksize, buffersize is None)
-        bar = make_progress(
-            progress, opts.name or getattr(fn, "__name__", None) or "map", iterables
-        )
+        bar = make_progress(progress, opts.name or callable_name(fn), iterables)
         it: MapIterator[T] = MapIterator(
             units, units.prepare(iterables), deadline, buffersize, ordered, bar
         )

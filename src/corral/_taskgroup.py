@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from ._future import Future
-from ._progress import Progress, check_progress, count_future, make_progress
+from ._progress import Progress, count_future, make_progress
 
 if sys.version_info < (3, 11):  # pragma: no cover - exercised on 3.10 only
     from exceptiongroup import BaseExceptionGroup
@@ -52,8 +52,7 @@ class TaskGroup:
     def __init__(self, executor: _Submitter, *, progress: bool | Progress = False) -> None:
         if not callable(getattr(executor, "submit", None)):
             raise TypeError(f"TaskGroup needs an executor, got {type(executor).__name__}")
-        check_progress(progress)
-        self.progress = make_progress(progress, "TaskGroup")
+        self.progress = make_progress(progress, "TaskGroup")  # (checks it first)
         self._executor = executor
         self._lock = threading.Lock()
         self._futures: list[Future[Any]] = []

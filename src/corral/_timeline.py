@@ -107,8 +107,10 @@ class Timeline:
                 )
                 for name, w in self._workers.items()
             ]
+        seen = {life.worker for life in lives}
         for run in self.runs:  # a worker whose start was not seen (a caller thread)
-            if all(life.worker != run.worker for life in lives):
+            if run.worker not in seen:
+                seen.add(run.worker)
                 lives.append(WorkerLife(run.worker, 0, None, None, None, None))
         return lives
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
 
 from ._errors import WaitTimeout
 from ._options import check_timeout
-from ._progress import Progress, check_progress, count_future, make_progress
+from ._progress import Progress, count_future, make_progress
 from ._timer import now
 
 T = TypeVar("T")
@@ -99,7 +99,6 @@ class as_completed(Generic[F]):
         self, fs: Iterable[F], timeout: float | None = None, *, progress: bool | Progress = False
     ) -> None:
         timeout = check_timeout("timeout", timeout)
-        check_progress(progress)
         self._fs = _check_futures(fs, "as_completed")
         self._deadline = None if timeout is None else now() + timeout
         self._iter: Iterator[F] | None = None

@@ -80,9 +80,12 @@ def _name_process() -> None:
 
 
 def _flush_std() -> None:
+    """After each task (a plain try: this runs once per task)."""
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
+        try:
             stream.flush()
+        except Exception:  # a closed or replaced stream
+            pass
 
 
 class _LogForwarder(logging.Handler):

@@ -264,7 +264,8 @@ def exit_leaving_a_pipe_holder(pid_path: str, code: int = 3) -> None:
         os.rename(pid_path + ".tmp", pid_path)
         time.sleep(60)
         os._exit(0)
-    while not os.path.exists(pid_path):
+    deadline = time.monotonic() + 10  # (the holder may fail to start: exit anyway)
+    while not os.path.exists(pid_path) and time.monotonic() < deadline:
         time.sleep(0.001)
     os._exit(code)
 
