@@ -298,10 +298,18 @@ def test_initializer_failing_once_does_not_break_the_pool(tmp_path: Path) -> Non
         assert ex.submit(testing.square, 4).result(timeout=60) == 16
 
 
-def test_unpicklable_initializer_fails_fast() -> None:
-    lock = threading.Lock()
-    with pytest.raises(TypeError, match="could not be pickled"):
-        corral.ProcessPoolExecutor(1, initializer=testing.identity, initargs=(lock,))
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_an_initarg_that_cannot_reach_the_workers_fails_fast(method: str) -> None:
+    lock = threading.Lock()  # neither pickles nor travels as a process argument
+    with pytest.raises(TypeError, match=r"initargs\[0\] \(lock\) cannot be sent"):
+        corral.ProcessPoolExecutor(
+            1, mp_context=method, initializer=testing.identity, initargs=(lock,)
+        )
+
+
+def test_an_unpicklable_initializer_fails_fast() -> None:
+    with pytest.raises(TypeError, match=r"initializer .* could not be pickled"):
+        corral.ProcessPoolExecutor(1, initializer=threading.Lock().acquire)
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])

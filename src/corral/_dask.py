@@ -33,7 +33,6 @@ corral's ``retries`` decide what runs again; tasks on other workers are untouche
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import heapq
 import itertools
 import logging
@@ -42,7 +41,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from . import _dask_worker
+from . import _dask_worker, _stdlib
 from ._errors import BrokenExecutor, WorkerCrashed
 from ._executor import ENDED, RUNNING, BaseExecutor, _Task
 from ._options import check_count, check_timeout
@@ -62,7 +61,7 @@ _INSTALL_HINT = (
 _ids = itertools.count()
 
 #: What a watcher reports when the Dask future was cancelled, not run to an end.
-_DASK_CANCELLED = concurrent.futures.CancelledError("the Dask future was cancelled")
+_DASK_CANCELLED = _stdlib.CancelledError("the Dask future was cancelled")
 
 
 def _import_distributed() -> Any:

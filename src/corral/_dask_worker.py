@@ -18,7 +18,6 @@ down when the worker exits normally.
 
 from __future__ import annotations
 
-import concurrent.futures
 import multiprocessing
 import multiprocessing.util
 import pickle
@@ -27,6 +26,7 @@ import threading
 import time
 from typing import Any
 
+from . import _stdlib
 from ._future import Future
 from ._process import ProcessPoolExecutor
 from ._wire import dump_exception
@@ -118,13 +118,13 @@ def run_task(key: str, mp_context: str | None, fn_data: bytes, call_data: bytes)
         while True:
             try:
                 return True, inner.result(timeout=_ORPHAN_CHECK)
-            except (TimeoutError, concurrent.futures.TimeoutError):
+            except (TimeoutError, _stdlib.TimeoutError):
                 # the client may be gone (killed, closed, or it cancelled the Dask
                 # future itself) without a stop_tasks: then nobody wants this result
                 if _forgotten(worker, key):
                     inner.cancel()
                     return True, None
-    except concurrent.futures.CancelledError:
+    except _stdlib.CancelledError:
         return True, None
     except BaseException as exc:
         return False, dump_exception(exc)

@@ -8,26 +8,40 @@ Every corral error subclasses the standard exception that code written for
           ├── TaskTimeout        (also TimeoutError)   the task overran task_timeout and was stopped
           ├── WorkerCrashed                            the worker died while running this task
           ├── QueueFull                                submit_nowait() on a full queue
+          ├── SerializationError (also pickle.PicklingError)
+          │                      a call or its result could not cross to or from a worker
+          ├── RemoteError                              a worker's exception that could not come back
           └── BrokenExecutor     (also concurrent.futures.BrokenExecutor)
-                                 the pool cannot go on
+               │                 the pool cannot go on
+               ├── BrokenThreadPool   (also the stdlib's)   a thread initializer failed
+               └── BrokenProcessPool  (also the stdlib's)   worker processes cannot start
+    WorkerTraceback                     the __cause__ of a worker's exception: its traceback
     concurrent.futures.CancelledError   (corral.CancelledError is the same class)
-    TimeoutError                        a wait that gave up (result, wait, as_completed, map)
+    concurrent.futures.InvalidStateError  (corral.InvalidStateError is the same class)
+    TimeoutError                        a wait that gave up (result, wait, as_completed, map);
+                                        corral.TimeoutError is the stdlib's name for it
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import pickle
 import signal as _signal
 import sys
+from typing import Any
 
-CancelledError = concurrent.futures.CancelledError
+from . import _stdlib
+
+CancelledError = _stdlib.CancelledError
+InvalidStateError = _stdlib.InvalidStateError
+#: ``concurrent.futures.TimeoutError``: the builtin TimeoutError on 3.11+.
+StdTimeoutError = _stdlib.TimeoutError
 
 if sys.version_info >= (3, 11):
     #: What a wait that gives up raises: the builtin TimeoutError, as the stdlib (3.11+).
     WaitTimeout = TimeoutError
 else:  # pragma: no cover - Python 3.10
 
-    class WaitTimeout(concurrent.futures.TimeoutError, TimeoutError):
+    class WaitTimeout(_stdlib.TimeoutError, TimeoutError):
         """A wait gave up: both the builtin TimeoutError and the stdlib's (3.10)."""
 
 
@@ -82,8 +96,49 @@ class QueueFull(CorralError):
     """``submit_nowait()`` found ``max_pending`` tasks already waiting to start."""
 
 
-class BrokenExecutor(CorralError, concurrent.futures.BrokenExecutor):
+class BrokenExecutor(CorralError, _stdlib.BrokenExecutor):
     """The executor cannot run work any more (for example its workers cannot start)."""
+
+
+class BrokenThreadPool(BrokenExecutor, _stdlib.BrokenThreadPool):
+    """A thread initializer failed; the pool cannot run work (stdlib: BrokenThreadPool)."""
+
+
+class BrokenProcessPool(BrokenExecutor, _stdlib.BrokenProcessPool):
+    """Workers cannot start (stdlib: BrokenProcessPool); pending tasks fail with it."""
+
+
+class RemoteError(CorralError):
+    """Stand-in for an exception raised in a worker that could not be sent back.
+
+    Attributes:
+        type_name: the qualified name of the original exception's class.
+        remote_traceback: the worker's traceback, as text.
+    """
+
+    def __init__(self, message: str, type_name: str = "", remote_traceback: str = "") -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.type_name, self.remote_traceback))
+
+
+class SerializationError(CorralError, pickle.PicklingError):
+    """A call's function, arguments or result could not cross to or from the worker."""
+
+
+class WorkerTraceback(Exception):
+    """The ``__cause__`` of an exception from a worker: the worker's own traceback."""
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.args[0]}"""' if self.args else ""
+
+    @property
+    def tb(self) -> str:
+        """The traceback text (the stdlib's ``_RemoteTraceback.tb``)."""
+        return str(self.args[0]) if self.args else ""
 
 
 def signal_name(signum: int) -> str:

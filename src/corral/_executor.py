@@ -24,7 +24,6 @@ A task's life (``_Task.state``)::
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import heapq
 import itertools
@@ -35,9 +34,10 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from . import _interrupt as interrupt
+from . import _stdlib
 from ._errors import BrokenExecutor, QueueFull
 from ._future import Future
 from ._map import MapIterator, Units, in_feeder
@@ -54,11 +54,17 @@ from ._progress import Progress, make_progress
 from ._stats import Statistics
 from ._timer import TimerHandle, now, timer
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 P = ParamSpec("P")
 T = TypeVar("T")
 E = TypeVar("E", bound="BaseExecutor")
 
 QUEUED, RUNNING, BACKOFF, ENDED = range(4)
+
+#: Set when the interpreter's exit began to shut the pools down.
+_exit_started = False
 
 #: Every executor alive; interpreter exit walks it. A forked child inherits none.
 live_executors: weakref.WeakSet[BaseExecutor] = weakref.WeakSet()
@@ -120,7 +126,7 @@ def _task_name(task: _Task) -> str:
     return task.opts.name or callable_name(task.fn)
 
 
-class BaseExecutor(concurrent.futures.Executor):
+class BaseExecutor(_stdlib.Executor):
     """What every corral executor shares; see ThreadPoolExecutor for the full contract."""
 
     _kind = "executor"
@@ -175,13 +181,27 @@ class BaseExecutor(concurrent.futures.Executor):
             ("completed", "failed", "cancelled", "timed_out", "crashed", "retried"), 0
         )
         self._ids = itertools.count(1)
+        self._on_drop: weakref.finalize[Any, Any] | None = None
+        # One state, two handles: the object the user holds (the front) and a core of
+        # the same class sharing its __dict__, which everything inside corral holds
+        # instead (threads, futures, map iterators, timers). So nothing inside keeps
+        # the front alive, and a pool the user drops winds down as after
+        # shutdown(wait=False): queued work still runs, then the workers exit, as the
+        # stdlib does when it collects an executor (docs/design.md, "A dropped pool").
+        # The core lives until its threads end. Code that stores a callback of this
+        # pool binds it to ``self._core``, never to ``self``.
+        core: Self = cast("Self", object.__new__(type(self)))
+        core.__dict__ = self.__dict__
+        self._core: Self = core
         self._hooks = make_dispatch(hooks)  # last: it starts the hooks thread
 
     def _register(self) -> None:
         """Called at the end of a backend's constructor: interpreter exit and Ctrl+C
         now see this pool (one that failed to build never reaches them)."""
-        live_executors.add(self)
+        live_executors.add(self._core)
         interrupt.install(_live_pools)
+        self._on_drop = weakref.finalize(self, _pool_dropped, self._core)
+        self._on_drop.atexit = False  # at exit, _python_exit sees to every pool
 
     # ------------------------------------------------------------------ public API
 
@@ -243,7 +263,15 @@ class BaseExecutor(concurrent.futures.Executor):
             dropping it, cancels the work behind it that has not been yielded.
         """
         return self._map(
-            self._defaults, fn, iterables, timeout, chunksize, buffersize, ordered, progress
+            self._defaults,
+            fn,
+            iterables,
+            timeout,
+            chunksize,
+            buffersize,
+            ordered,
+            progress,
+            via_submit=type(self).submit is not BaseExecutor.submit or "submit" in vars(self),
         )
 
     def options(self, **overrides: Any) -> Configured:
@@ -272,6 +300,8 @@ class BaseExecutor(concurrent.futures.Executor):
                 see ``corral.cancelled()``). Implies cancel_futures.
         """
         stop = cancel_futures or kill
+        if self._on_drop is not None:
+            self._on_drop.detach()  # shut down by hand: nothing to do when dropped
         with self._lock:
             self._closed = True
             self._not_full.notify_all()
@@ -413,7 +443,7 @@ class BaseExecutor(concurrent.futures.Executor):
             task.label = _task_name(task)
             task.submitted = now()
         if self._inline_helper is not None and opts.task_timeout is None and opts.retries == 0:
-            fut._helper = self._inline_helper
+            fut._helper = self._inline_helper  # (bound to the core)
         if self._prepare is not None:
             error = self._prepare(task)
             if error is not None:
@@ -429,7 +459,7 @@ class BaseExecutor(concurrent.futures.Executor):
                     self._check_open()
                 if self._broken is not None:
                     raise self._broken_error()
-                fut._stop_hook = self._on_cancel
+                fut._stop_hook = self._core._on_cancel
                 self._push_locked(task)
                 wake = self._work_available_locked()
         except BaseException:
@@ -442,6 +472,8 @@ class BaseExecutor(concurrent.futures.Executor):
     def _check_open(self) -> None:
         """Raises unless the pool takes work: open, or shutting down after this feeder."""
         if self._shutdown or not in_feeder():
+            if _exit_started:  # the stdlib's words (code and tests match on them)
+                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
             raise RuntimeError(f"cannot submit to a {self._kind} after shutdown()")
 
     def _wait_for_room_locked(self, block: bool) -> None:
@@ -528,7 +560,7 @@ class BaseExecutor(concurrent.futures.Executor):
             self._backoff.add(task)
             self._counts["retried"] += 1
             task.timer = timer.call_later(
-                retry_delay(task.fut.attempts), lambda: self._requeue(task)
+                retry_delay(task.fut.attempts), functools.partial(self._core._requeue, task)
             )
         else:
             task.state = ENDED
@@ -642,7 +674,7 @@ class BaseExecutor(concurrent.futures.Executor):
         """Starts the task_timeout clock of a task that is starting now."""
         if task.opts.task_timeout is not None:
             task.timer = timer.call_later(
-                task.opts.task_timeout, functools.partial(self._on_timeout, task)
+                task.opts.task_timeout, functools.partial(self._core._on_timeout, task)
             )
 
     def _on_timeout(self, task: _Task) -> None:
@@ -690,7 +722,13 @@ class BaseExecutor(concurrent.futures.Executor):
         buffersize: int | None,
         ordered: bool,
         progress: bool | Progress = False,
+        via_submit: bool = False,
     ) -> MapIterator[T]:
+        """map() and options().map(). ``via_submit``: a subclass or a wrapper replaced
+        submit(); then every item goes through it, as the stdlib's map does (one item per
+        call, no chunks), in the calling thread, so that what that submit() reads there
+        (context variables, thread-locals) is the caller's: with buffersize=None all
+        the input is submitted before map() returns, as in the stdlib."""
         check_callable(fn)
         timeout = check_timeout("timeout", timeout)
         check_count("chunksize", chunksize, minimum=1)
@@ -698,17 +736,25 @@ class BaseExecutor(concurrent.futures.Executor):
         if self._closed:
             raise RuntimeError(f"cannot map on a {self._kind} after shutdown()")
         deadline = None if timeout is None else now() + timeout
-        units = self._map_units(opts, fn, chunksize, buffersize is None)
+        core = self._core  # what the iterator holds: never the front
+        if via_submit:
+            submit = core.submit  # the same overridden submit, of the core
+            units = Units(lambda args: submit(fn, *args))
+        else:
+            units = core._map_units(opts, fn, chunksize, buffersize is None)
         bar = make_progress(progress, opts.name or callable_name(fn), iterables)
         it: MapIterator[T] = MapIterator(
             units, units.prepare(iterables), deadline, buffersize, ordered, bar
         )
-        if buffersize is None:
+        if via_submit:
+            if buffersize is None:
+                it.feed_all()
+        elif buffersize is None:
             with self._lock:
                 if self._closed:
                     raise RuntimeError(f"cannot map on a {self._kind} after shutdown()")
                 self._feeds.add(it)
-            it.start_feeding(self._feed_ended)
+            it.start_feeding(core._feed_ended)
         return it
 
     def _map_units(
@@ -773,6 +819,18 @@ class Configured:
         )
 
 
+def _pool_dropped(core: BaseExecutor) -> None:
+    """The user dropped a pool without shutting it down: wind it down, as
+    shutdown(wait=False) would, in a thread of its own (this runs wherever the last
+    reference went, perhaps inside the garbage collector: it takes no lock here)."""
+    try:
+        threading.Thread(
+            target=core.shutdown, kwargs={"wait": False}, name="corral-dropped-pool", daemon=True
+        ).start()
+    except RuntimeError:  # the interpreter is finalizing: _python_exit saw to the pool
+        pass
+
+
 def _live_pools() -> list[BaseExecutor]:
     return list(live_executors)
 
@@ -798,6 +856,8 @@ def _python_exit() -> None:
     atexit handlers (multiprocessing's among them), so worker processes are gone
     before multiprocessing would wait for them. See docs/design.md, "Interpreter exit".
     """
+    global _exit_started
+    _exit_started = True
     stop = interrupt.interrupted() or _exiting_through_error()
     pools = list(live_executors)
     while pools:

@@ -21,10 +21,9 @@ State machine (the stdlib's states; corral adds the RUNNING -> CANCELLED edge)::
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import sys
 from collections.abc import Callable, Generator
-from concurrent.futures._base import (
+from concurrent.futures._base import (  # the states: constants, safe to bind
     CANCELLED,
     CANCELLED_AND_NOTIFIED,
     FINISHED,
@@ -33,6 +32,7 @@ from concurrent.futures._base import (
 )
 from typing import Any, Generic, TypeVar
 
+from . import _stdlib
 from ._errors import WaitTimeout
 
 T = TypeVar("T")
@@ -44,7 +44,7 @@ _ENDED = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
 StopHook = Callable[["Future[Any]", bool], None]
 
 
-class Future(concurrent.futures.Future[T], Generic[T]):
+class Future(_stdlib.Future[T], Generic[T]):
     """The result of work submitted to a corral executor.
 
     Attributes:
@@ -78,7 +78,7 @@ class Future(concurrent.futures.Future[T], Generic[T]):
             return super().result(timeout)
         try:  # pragma: no cover - Python 3.10: its TimeoutError is not the builtin one
             return super().result(timeout)
-        except concurrent.futures.TimeoutError as exc:
+        except _stdlib.TimeoutError as exc:
             raise WaitTimeout(*exc.args) from None
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
@@ -89,7 +89,7 @@ class Future(concurrent.futures.Future[T], Generic[T]):
             return super().exception(timeout)
         try:  # pragma: no cover - Python 3.10
             return super().exception(timeout)
-        except concurrent.futures.TimeoutError as exc:
+        except _stdlib.TimeoutError as exc:
             raise WaitTimeout(*exc.args) from None
 
     def cancel(self) -> bool:
@@ -121,8 +121,16 @@ class Future(concurrent.futures.Future[T], Generic[T]):
             self._condition.notify_all()
         if hook is not None:
             hook(self, was_running)
+        self._release()
         self._invoke_callbacks()  # type: ignore[attr-defined]
         return True
+
+    def _release(self) -> None:
+        """Drops what an ended future no longer needs: its task (the call's function and
+        arguments) and its executor's hooks. Nothing then keeps them alive through a
+        finished future (CPython's test_no_stale_references), and a future kept by the
+        user does not keep its executor from being collected."""
+        self._task = self._stop_hook = self._helper = None
 
     def set_running_or_notify_cancel(self) -> bool:
         """Marks the future running; returns False if it was cancelled first."""
@@ -159,6 +167,7 @@ class Future(concurrent.futures.Future[T], Generic[T]):
                 for waiter in self._waiters:
                     waiter.add_exception(self)
             self._condition.notify_all()
+        self._release()
         self._invoke_callbacks()  # type: ignore[attr-defined]
         return True
 

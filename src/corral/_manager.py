@@ -9,7 +9,6 @@ and replaces workers (the data flow is drawn in ``_process.py``'s docstring).
 
 from __future__ import annotations
 
-import concurrent.futures.process
 import contextlib
 import heapq
 import itertools
@@ -30,7 +29,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from . import _wire
-from ._errors import BrokenExecutor, WorkerCrashed, signal_name
+from ._errors import BrokenProcessPool, WorkerCrashed, signal_name
 from ._executor import ENDED, RUNNING, BaseExecutor, _Task, _task_name
 from ._options import (
     callable_name,
@@ -56,10 +55,6 @@ PREFETCH_SECONDS = 0.002
 REVOKE_AFTER = 0.01
 #: Payload bytes queued at a busy worker at most, so a write never waits on its pipe.
 PREFETCH_BYTES = 32 * 1024
-
-
-class BrokenProcessPool(BrokenExecutor, concurrent.futures.process.BrokenProcessPool):
-    """Workers cannot start (stdlib: BrokenProcessPool); pending tasks fail with it."""
 
 
 _CRASH_CAUSES = {
@@ -157,7 +152,7 @@ class ProcessManager(BaseExecutor):
 
     # set by ProcessPoolExecutor before the manager starts
     _ctx: multiprocessing.context.BaseContext
-    _init_blob: bytes | None
+    _init: Any  # _process.WorkerInit | None
 
     def _start_manager(
         self,
@@ -192,9 +187,9 @@ class ProcessManager(BaseExecutor):
         os.set_blocking(self._wake_w, False)
         self._wake_pending = False
         self._selector = selectors.DefaultSelector()
-        self._selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, self._core._on_wake)
         self._thread = threading.Thread(
-            target=self._manage, name=f"corral-process-manager-{id(self):x}", daemon=True
+            target=self._core._manage, name=f"corral-process-manager-{id(self):x}", daemon=True
         )
         self._thread.start()
 
@@ -240,6 +235,12 @@ class ProcessManager(BaseExecutor):
     def _backend_counts(self) -> tuple[int, int]:
         with self._lock:
             return self._live_workers, self._idle_workers
+
+    @property
+    def _processes(self) -> dict[int, multiprocessing.process.BaseProcess]:
+        """The stdlib's private ``{pid: Process}`` of the live workers, for code that
+        reads it (a snapshot; the manager thread owns the workers)."""
+        return {pid: proc.process for pid, proc in self._procs.copy().items()}
 
     def _broken_error(self) -> BaseException:
         return BrokenProcessPool(self._broken or "the process pool is broken")
@@ -314,6 +315,10 @@ class ProcessManager(BaseExecutor):
                 surplus -= 1
 
     def _run_command(self, command: tuple[Any, ...]) -> None:
+        if command[0] == "escalate":  # terminate_workers(): they were sent SIGTERM
+            for proc in list(self._procs.values()):
+                self._kill(proc, "terminated")
+            return
         if command[0] == "stop":
             task: _Task = command[1]
             proc, tid = command[2], command[3]
@@ -444,7 +449,7 @@ class ProcessManager(BaseExecutor):
             args=(
                 child_conn,
                 self._parent_pid,
-                self._init_blob,
+                self._init,
                 self._max_memory is not None,
                 _log_levels() if self._forward_logging else None,
             ),
@@ -477,7 +482,7 @@ class ProcessManager(BaseExecutor):
             self._break(
                 f"worker processes cannot start: {self._start_failures} starts failed in a "
                 f"row, the last with {type(error).__name__}: {error}. "
-                + ("Fix the initializer, or " if self._init_blob is not None else "Fix ")
+                + ("Fix the initializer, or " if self._init is not None else "Fix ")
                 + "what the workers import; the error is this exception's __cause__",
                 error,
             )

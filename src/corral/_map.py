@@ -42,6 +42,16 @@ ChunkResult = tuple[float, list[Any], dict[int, bytes]]
 
 _local = threading.local()
 
+_END: Any = object()
+
+
+def _handing_out(reversed_values: list[Any]) -> Iterator[Any]:
+    """Iterates a reversed list (ending in _END) by popping it, at C speed: a value
+    handed out is no longer referenced here (nor by the future whose result the list
+    is), so the consumer alone decides how long it lives (CPython's test_free_reference).
+    """
+    return iter(reversed_values.pop, _END)
+
 
 def in_feeder() -> bool:
     """True in a map's feeder thread (it may submit while its pool shuts down)."""
@@ -140,6 +150,15 @@ class MapIterator(Generic[T]):
             self._done.put((None, 0))  # type: ignore[arg-type]  # unordered: look again
             self._wake()
             on_end(self)
+
+    def feed_all(self) -> None:
+        """Submits all the input now, in this thread (an error of the input is raised)."""
+        try:
+            while self._refill():
+                pass
+        except BaseException:
+            self.close()
+            raise
 
     def stop_feeding(self) -> None:
         """Stops submitting more input (shutdown with cancel_futures, Ctrl+C)."""
@@ -260,7 +279,10 @@ class MapIterator(Generic[T]):
                     fut = self._next_unit(block=True)
                 except StopIteration:
                     return
-                yield self._take(fut, self._remaining())
+                values = self._take(fut, self._remaining())
+                del fut  # (held while suspended: the future holds the values)
+                yield values
+                del values
         except BaseException:
             self.close()
             raise
@@ -308,9 +330,13 @@ class MapIterator(Generic[T]):
                     while self._refill():
                         pass
         if not self._units.chunked:
-            return (value,)
+            return _handing_out([_END, value])
         _, values, errors = value
-        return self._with_errors(values, errors) if errors else values
+        if errors:
+            return self._with_errors(values, errors)
+        values.append(_END)
+        values.reverse()
+        return _handing_out(values)
 
     def _with_errors(self, values: list[T], errors: dict[int, bytes]) -> Iterator[T]:
         for position, value in enumerate(values):

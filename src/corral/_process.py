@@ -29,21 +29,25 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.context
+import multiprocessing.reduction
 import re
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import cloudpickle
 
-from . import _wire
+from . import _interrupt as interrupt
+from . import _stdlib, _wire
 from ._chunks import ChunkUnits
-from ._executor import _Task
-from ._manager import BrokenProcessPool as BrokenProcessPool  # re-exported
+from ._errors import BrokenProcessPool
+from ._executor import ENDED, _Task
 from ._manager import ProcessManager
 from ._map import Units
 from ._options import (
     TaskOptions,
+    callable_name,
     check_count,
     check_initializer,
     check_timeout,
@@ -58,8 +62,10 @@ def _default_context() -> multiprocessing.context.BaseContext:
 
     forkserver and spawn import the main script again in the workers; a script without
     an ``if __name__ == "__main__":`` guard would then run its own top level, pool
-    included, in every worker. Such a script gets fork, as it did with the stdlib
-    before 3.14 (see docs/design.md, "Start method").
+    included, in every worker, and a script read from standard input (``python -``)
+    has no file to import. Such scripts get fork, as they did with the stdlib before
+    3.14 (see docs/design.md, "Start method"). ``python -c`` has no main file at all:
+    forkserver imports nothing of it.
     """
     methods = multiprocessing.get_all_start_methods()
     if "forkserver" not in methods:  # pragma: no cover - not Linux/BSD
@@ -69,11 +75,91 @@ def _default_context() -> multiprocessing.context.BaseContext:
         try:
             with open(path, encoding="utf-8", errors="replace") as f:
                 guarded = _MAIN_GUARD.search(f.read()) is not None
-        except OSError:
-            guarded = True
+        except OSError:  # "<stdin>" (python - < job.py): no file to import again
+            guarded = False
         if not guarded:
             return multiprocessing.get_context("fork")
     return multiprocessing.get_context("forkserver")
+
+
+#: What a worker gets to run its initializer: the pickled initializer, and each of the
+#: initargs either pickled here ("pickled", bytes) or as the object itself ("raw", obj).
+WorkerInit = tuple[bytes, tuple[tuple[str, Any], ...]]
+
+
+def _pack_init(
+    initializer: Callable[..., object],
+    initargs: Iterable[Any],
+    ctx: multiprocessing.context.BaseContext,
+) -> WorkerInit:
+    """Prepares the initializer and its arguments for the worker processes.
+
+    Each argument is pickled here with cloudpickle where it can be (lambdas and
+    closures too). One that refuses, such as a multiprocessing Lock, Queue, Value or
+    Event ("should only be shared between processes through inheritance"), is handed to
+    the worker as the stdlib does: as an argument of the new Process, which
+    multiprocessing passes on while it starts the process (fork: inherited;
+    spawn/forkserver: pickled by multiprocessing's own reducers, where such objects may
+    travel). That is checked here with a dry run, so an argument that cannot reach the
+    workers at all fails now, not at the first worker start.
+    """
+    if isinstance(initargs, (str, bytes)) or not isinstance(initargs, Iterable):
+        raise TypeError(
+            f"initargs must be a tuple of arguments for the initializer, "
+            f"got {type(initargs).__name__}: write initargs=(value,)"
+        )
+    try:  # as task functions go: __main__'s own one in the worker, where it has it
+        fn_data = _wire.FunctionPickler().dumps(initializer)
+    except _wire.SerializationError as exc:
+        raise TypeError(
+            f"the initializer {callable_name(initializer)} could not be pickled for the "
+            f"worker processes: {exc.__cause__}"
+        ) from exc.__cause__
+    packed: list[tuple[str, Any]] = []
+    for position, arg in enumerate(initargs):
+        try:
+            packed.append(("pickled", cloudpickle.dumps(arg, _wire.PROTOCOL)))
+            continue
+        except Exception as exc:
+            error = exc
+        if ctx.get_start_method() != "fork":
+            try:
+                _dry_run_spawn_pickle(arg)
+            except Exception as exc:
+                raise _OnlyByFork(
+                    f"initargs[{position}] ({type(arg).__name__}) cannot be sent to the "
+                    f"worker processes: {error}; nor as an argument of a new "
+                    f"{ctx.get_start_method()} process: {exc}. Pass data that pickles, "
+                    "a multiprocessing object made from the pool's context (mp_context.Lock()), "
+                    'or mp_context="fork", where worker processes inherit it'
+                ) from exc
+        packed.append(("raw", arg))
+    return fn_data, tuple(packed)
+
+
+class _OnlyByFork(TypeError):
+    """An initarg that a worker can get only by inheriting it (the fork start method)."""
+
+
+class _DryRunPopen:
+    """Stands in for the process being started while multiprocessing's reducers run."""
+
+    @staticmethod
+    def DupFd(fd: int) -> int:
+        return fd
+
+    @staticmethod
+    def duplicate_for_child(fd: int) -> int:
+        return fd
+
+
+def _dry_run_spawn_pickle(arg: object) -> None:
+    """Pickles ``arg`` as multiprocessing does while it starts a process (raises if it can't)."""
+    multiprocessing.context.set_spawning_popen(_DryRunPopen())  # type: ignore[arg-type]
+    try:
+        multiprocessing.reduction.ForkingPickler.dumps(arg)
+    finally:
+        multiprocessing.context.set_spawning_popen(None)
 
 
 def _check_not_bootstrapping() -> None:
@@ -94,7 +180,9 @@ def _check_not_bootstrapping() -> None:
         )
 
 
-class ProcessPoolExecutor(ProcessManager):
+# A subclass of the stdlib's class for isinstance checks; none of its methods run (mypy:
+# see ThreadPoolExecutor on ``_broken``).
+class ProcessPoolExecutor(ProcessManager, _stdlib.ProcessPoolExecutor):  # type: ignore[misc]
     """A process pool that never breaks: the stdlib's API, plus kill-on-cancel and more.
 
     Args:
@@ -163,16 +251,25 @@ class ProcessPoolExecutor(ProcessManager):
             self._ctx = _default_context()
         elif isinstance(mp_context, str):
             self._ctx = multiprocessing.get_context(mp_context)
-        else:
+        elif callable(getattr(mp_context, "Process", None)):
             self._ctx = mp_context
-        self._init_blob: bytes | None = None
+        else:
+            raise TypeError(
+                "mp_context must be a multiprocessing context (multiprocessing.get_context("
+                f'"forkserver")), a start method name, or None; got {type(mp_context).__name__}'
+            )
+        self._init: WorkerInit | None = None
         if initializer is not None:
             try:
-                self._init_blob = cloudpickle.dumps((initializer, tuple(initargs)), 5)
-            except Exception as exc:
-                raise TypeError(
-                    f"initializer/initargs could not be pickled for the workers: {exc}"
-                ) from exc
+                self._init = _pack_init(initializer, initargs, self._ctx)
+            except _OnlyByFork:
+                # an initarg only fork can hand over (a lock of the default context on
+                # Python <= 3.13, tqdm's lock): fork, the stdlib's default there, runs it
+                if mp_context is not None or "fork" not in multiprocessing.get_all_start_methods():
+                    raise
+                self._ctx = multiprocessing.get_context("fork")
+                self._init = _pack_init(initializer, initargs, self._ctx)
+        self._mp_context = self._ctx  # the stdlib's name for it
         super().__init__(
             max_workers=max_workers,
             min_workers=min_workers,
@@ -183,9 +280,50 @@ class ProcessPoolExecutor(ProcessManager):
             hooks=hooks,
         )
         self._functions = _wire.FunctionPickler()
-        self._prepare = self._pickle_call
+        self._prepare = self._core._pickle_call
         self._start_manager(max_tasks_per_child, max_memory_per_child, forward_logging)
         self._register()
+
+    def terminate_workers(self) -> None:
+        """Stops the pool now: SIGTERM to every worker's process group (SIGKILL after
+        kill_grace), as Python 3.14's method of that name, on every Python.
+
+        Tasks not started are cancelled; running ones fail with BrokenProcessPool (not
+        retried); the pool is shut down (submit raises RuntimeError). Returns once the
+        workers are gone. Ctrl+C while it waits raises KeyboardInterrupt; the workers
+        are already signalled.
+        """
+        self._force_stop("terminate_workers", signal.SIGTERM)
+
+    def kill_workers(self) -> None:
+        """As terminate_workers(), with SIGKILL at once (Python 3.14's name)."""
+        self._force_stop("kill_workers", signal.SIGKILL)
+
+    def _force_stop(self, how: str, signum: int) -> None:
+        with self._lock:
+            running = list(self._running)
+            for task in running:  # ended here, so no crash report or retry follows
+                self._running.discard(task)
+                task.state = ENDED
+                self._counts["failed"] += 1
+        errors = []
+        for task in running:
+            error = BrokenProcessPool(
+                f"{how}() stopped the worker processes while this task ran "
+                f"({callable_name(task.fn)}); it was not retried"
+            )
+            errors.append(error)
+            if self._hooks is not None:
+                with self._lock:
+                    self._task_ended(task, error, "failed")
+        for task, error in zip(running, errors, strict=True):
+            task.fut._resolve(exception=error)
+        self.shutdown(wait=False, cancel_futures=True)
+        self._signal_workers(signum)
+        if signum != signal.SIGKILL:
+            self._command("escalate")  # SIGKILL after kill_grace, for any that lingers
+        with interrupt.stopping():
+            self._backend_shutdown(True)
 
     # ------------------------------------------------------------------ front seam
 

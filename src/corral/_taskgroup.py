@@ -10,13 +10,13 @@ the group's work too before it propagates.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import sys
 import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from . import _stdlib
 from ._future import Future
 from ._progress import Progress, count_future, make_progress
 
@@ -122,7 +122,7 @@ class TaskGroup:
         if exc is not None:
             self._cancel_all()
         try:
-            concurrent.futures.wait(list(self._futures))
+            _stdlib.wait(list(self._futures))
         except BaseException:
             self._cancel_all()
             raise

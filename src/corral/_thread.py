@@ -28,7 +28,6 @@ written. So, when a running task is cancelled or overruns ``task_timeout``:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures.thread
 import contextvars
 import logging
 import os
@@ -36,17 +35,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from . import _stdlib
 from ._context import CancelToken, current_token, set_current_token
-from ._errors import BrokenExecutor
+from ._errors import BrokenThreadPool
 from ._executor import ENDED, QUEUED, RUNNING, BaseExecutor, _Task
 from ._future import Future
 from ._options import check_initializer, cpu_count
 
 LOGGER = logging.getLogger("corral")
-
-
-class BrokenThreadPool(BrokenExecutor, concurrent.futures.thread.BrokenThreadPool):
-    """A thread initializer failed; the pool cannot run work (stdlib: BrokenThreadPool)."""
+STDLIB_LOGGER = logging.getLogger("concurrent.futures")
 
 
 class _Worker:
@@ -65,7 +62,10 @@ def _default_max_workers() -> int:
     return min(32, cpu_count() + 4)
 
 
-class ThreadPoolExecutor(BaseExecutor):
+# A subclass of the stdlib's class, so isinstance checks (asyncio's set_default_executor)
+# accept it; none of its methods run. mypy: its ``_broken`` is False or a message, ours
+# None or a message (the same truth value).
+class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ignore[misc]
     """A thread pool with the stdlib's API plus cancellation, timeouts and bounds.
 
     Args:
@@ -125,17 +125,19 @@ class ThreadPoolExecutor(BaseExecutor):
             hooks=hooks,
         )
         self._thread_name_prefix = thread_name_prefix or f"corral-ThreadPool-{id(self):x}"
-        self._initializer = initializer
+        self._initializer = initializer  # type: ignore[assignment]  # any return is ignored
         self._initargs = tuple(initargs)
         self._idle: list[_Worker] = []
         self._nthreads = 0  # live threads counted against max_workers (not abandoned)
+        # replaced, never changed in place: code that holds the set it read (the
+        # stdlib's ``_threads``, which CPython's tests iterate) sees it unchanged
         self._threads: set[threading.Thread] = set()
         self._abandoned: set[threading.Thread] = set()  # running a cancelled task
         self._thread_seq = 0
         self._waking = 0  # workers woken or started for queued work, not yet looking at it
         self._spawn_pending = 0  # threads counted by _take_locked, started after unlocking
         if initializer is None:
-            self._inline_helper = self._run_inline
+            self._inline_helper = self._core._run_inline
         with self._lock:
             self._nthreads = min_workers
         self._register()
@@ -202,7 +204,7 @@ class ThreadPoolExecutor(BaseExecutor):
             for thread in threads:
                 thread.join()
                 with self._lock:
-                    self._threads.discard(thread)  # ended (also: stale after a fork)
+                    self._threads = self._threads - {thread}  # ended (or stale after a fork)
 
     def _backend_counts(self) -> tuple[int, int]:
         with self._lock:
@@ -228,7 +230,7 @@ class ThreadPoolExecutor(BaseExecutor):
             self._thread_seq += 1
             name = f"{self._thread_name_prefix}_{self._thread_seq - 1}"
             thread = threading.Thread(
-                target=self._worker_main, args=(worker,), name=name, daemon=True
+                target=self._core._worker_main, args=(worker,), name=name, daemon=True
             )
             worker.thread = thread
             try:
@@ -238,7 +240,7 @@ class ThreadPoolExecutor(BaseExecutor):
                 if waking:
                     self._waking -= 1
                 raise
-            self._threads.add(thread)
+            self._threads = self._threads | {thread}
 
     def _exit_locked(self, worker: _Worker, reason: str) -> None:
         if self._hooks is not None and worker.thread is not None:
@@ -249,7 +251,7 @@ class ThreadPoolExecutor(BaseExecutor):
         if not worker.abandoned:
             self._nthreads -= 1
         if worker.thread is not None:
-            self._threads.discard(worker.thread)
+            self._threads = self._threads - {worker.thread}
             self._abandoned.discard(worker.thread)
         if self._hooks is not None and self._shutdown and not self._threads:
             self._hooks.finish()  # the last thread has raised its last event
@@ -285,8 +287,8 @@ class ThreadPoolExecutor(BaseExecutor):
         asyncio loop. The task runs in a fresh contextvars context; it does see the
         caller's thread-locals and thread name (docs/design.md, "Caller runs").
         """
-        task: _Task = fut._task
-        if asyncio._get_running_loop() is not None:
+        task: _Task | None = fut._task
+        if task is None or asyncio._get_running_loop() is not None:
             return  # a task may run its own event loop: not in a thread that has one
         with self._lock:
             if (
@@ -324,8 +326,9 @@ class ThreadPoolExecutor(BaseExecutor):
             try:
                 self._initializer(*self._initargs)
             except BaseException:
-                LOGGER.critical("Exception in initializer:", exc_info=True)
-                self._initializer_failed(worker)
+                # the stdlib's record, on its logger (code that watches it keeps working)
+                STDLIB_LOGGER.critical("Exception in initializer:", exc_info=True)
+                self._init_failed(worker)
                 return
         if self._hooks is not None and worker.thread is not None:
             self._worker_event("on_worker_start", worker.thread.name, os.getpid())
@@ -400,7 +403,7 @@ class ThreadPoolExecutor(BaseExecutor):
                     continue
             worker.park.acquire()  # a waker popped us just as we timed out: take its signal
 
-    def _initializer_failed(self, worker: _Worker) -> None:
+    def _init_failed(self, worker: _Worker) -> None:
         message = (
             "A thread initializer failed, the thread pool is not usable anymore; "
             "see the 'Exception in initializer' log record for the cause"

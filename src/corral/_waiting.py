@@ -7,20 +7,20 @@ Both accept corral and stdlib futures mixed (anything that is a
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Iterable, Iterator
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
 
+from . import _stdlib
 from ._errors import WaitTimeout
 from ._options import check_timeout
 from ._progress import Progress, count_future, make_progress
+from ._stdlib import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
 from ._timer import now
 
 T = TypeVar("T")
-F = TypeVar("F", bound=concurrent.futures.Future[Any])
+F = TypeVar("F", bound=_stdlib.Future[Any])
 
 _RETURN_WHEN = (FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED)
 
@@ -43,13 +43,13 @@ else:  # Python 3.10 cannot make a generic NamedTuple
 
 
 def _check_futures(fs: Iterable[F], caller: str) -> set[F]:
-    if isinstance(fs, concurrent.futures.Future):
+    if isinstance(fs, _stdlib.Future):
         raise TypeError(
             f"{caller}() takes an iterable of futures, not a single future: write {caller}([fut])"
         )
     futures = set(fs)
     for fut in futures:
-        if not isinstance(fut, concurrent.futures.Future):
+        if not isinstance(fut, _stdlib.Future):
             raise TypeError(
                 f"{caller}() takes concurrent.futures/corral futures, got "
                 f"{type(fut).__name__}; for asyncio futures use asyncio.{caller}()"
@@ -80,7 +80,7 @@ def wait(
             f"got {return_when!r}"
         )
     futures = _check_futures(fs, "wait")
-    done, not_done = concurrent.futures.wait(futures, timeout, return_when)
+    done, not_done = _stdlib.wait(futures, timeout, return_when)
     return DoneAndNotDoneFutures(cast("set[F]", done), cast("set[F]", not_done))
 
 
@@ -99,7 +99,10 @@ class as_completed(Generic[F]):
         self, fs: Iterable[F], timeout: float | None = None, *, progress: bool | Progress = False
     ) -> None:
         timeout = check_timeout("timeout", timeout)
+        # handed over to the iteration when it starts, which drops each future it
+        # yields: nothing here keeps a finished future alive (as the stdlib)
         self._fs = _check_futures(fs, "as_completed")
+        self._total = len(self._fs)
         self._deadline = None if timeout is None else now() + timeout
         self._iter: Iterator[F] | None = None
         self.progress = make_progress(progress, "as_completed")
@@ -116,12 +119,12 @@ class as_completed(Generic[F]):
 
     def __next__(self) -> F:
         if self._iter is None:
-            self._iter = cast(
-                "Iterator[F]", concurrent.futures.as_completed(self._fs, self._remaining())
-            )
+            fs, self._fs = self._fs, set()
+            self._iter = cast("Iterator[F]", _stdlib.as_completed(fs, self._remaining()))
+            del fs
         try:
             return next(self._iter)
-        except concurrent.futures.TimeoutError as exc:  # 3.10: not the builtin one
+        except _stdlib.TimeoutError as exc:  # 3.10: not the builtin one
             if self.progress is not None:
                 self.progress.close()
             if isinstance(exc, WaitTimeout):
@@ -142,21 +145,20 @@ class as_completed(Generic[F]):
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(ready.put_nowait, fut)
 
-        pending = len(self._fs)
-        for fut in self._fs:
-            fut.add_done_callback(on_done)  # type: ignore[arg-type]
+        fs, self._fs = self._fs, set()
+        pending = len(fs)
+        while fs:  # emptied: no reference stays here to a future once it was yielded
+            fs.pop().add_done_callback(on_done)  # type: ignore[arg-type]
         try:
             while pending:
                 try:
-                    fut = await asyncio.wait_for(ready.get(), self._remaining())
+                    got = [await asyncio.wait_for(ready.get(), self._remaining())]
                 except (asyncio.TimeoutError, TimeoutError):
                     if self.progress is not None:
                         self.progress.close()
-                    raise WaitTimeout(
-                        f"{pending} (of {len(self._fs)}) futures unfinished"
-                    ) from None
+                    raise WaitTimeout(f"{pending} (of {self._total}) futures unfinished") from None
                 pending -= 1
-                yield fut
+                yield got.pop()
         finally:
             listening = False
 

@@ -21,18 +21,22 @@ with it: there is nothing to sweep.
 
 from __future__ import annotations
 
+import hashlib
+import marshal
 import mmap
 import os
 import pickle
 import struct
+import sys
 import threading
 import traceback
+import types
 import weakref
 from typing import Any
 
 import cloudpickle
 
-from ._errors import CancelledError, CorralError
+from ._errors import CancelledError, RemoteError, SerializationError, WorkerTraceback
 
 PROTOCOL = 5
 #: Buffers at least this large go through shared memory instead of the pipe.
@@ -43,34 +47,6 @@ SHARED_MEMORY = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
 Segments = list[tuple[int, int, int]]  # (owner pid, fd, bytes)
 
 __all__ = ["CancelledError", "RemoteError", "SerializationError", "WorkerTraceback"]
-
-
-class RemoteError(CorralError):
-    """Stand-in for an exception raised in a worker that could not be sent back.
-
-    Attributes:
-        type_name: the qualified name of the original exception's class.
-        remote_traceback: the worker's traceback, as text.
-    """
-
-    def __init__(self, message: str, type_name: str = "", remote_traceback: str = "") -> None:
-        super().__init__(message)
-        self.type_name = type_name
-        self.remote_traceback = remote_traceback
-
-    def __reduce__(self) -> Any:
-        return (type(self), (str(self), self.type_name, self.remote_traceback))
-
-
-class SerializationError(CorralError, pickle.PicklingError):
-    """A call's function, arguments or result could not cross to or from the worker."""
-
-
-class WorkerTraceback(Exception):
-    """The ``__cause__`` of an exception from a worker: the worker's own traceback."""
-
-    def __str__(self) -> str:
-        return f'\n"""\n{self.args[0]}"""' if self.args else ""
 
 
 # ------------------------------------------------------------------ shared memory
@@ -228,12 +204,62 @@ def loads(data: bytes, segments: Segments, reader: SegmentReader) -> Any:
     return pickle.loads(data, buffers=buffers)
 
 
+def _code_key(code: types.CodeType) -> bytes:
+    """What a function's code is, leaving out where it was loaded from (file names)."""
+    consts = tuple(_code_key(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    try:
+        data = marshal.dumps((code.co_code, code.co_names, code.co_varnames, consts))
+    except ValueError:  # a constant marshal cannot write: this code is never matched
+        return b""
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def main_function(qualname: str, key: bytes, by_value: bytes) -> Any:
+    """In a worker: ``__main__``'s own function of that name and code, else the copy.
+
+    A worker whose ``__main__`` is the parent's script (fork inherits it; spawn and
+    forkserver import a guarded script again) has the function itself, whose globals
+    are that module's: what an initializer sets there, a task then sees, as with the
+    stdlib. Elsewhere (``python -c``, a notebook) the copy pickled by value is used.
+    """
+    found: Any = sys.modules.get("__main__")
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    code = getattr(found, "__code__", None)
+    if isinstance(code, types.CodeType) and key and _code_key(code) == key:
+        return found
+    return pickle.loads(by_value)
+
+
+class _MainFunction:
+    """Pickles a ``__main__`` function as "``__main__``'s own if the worker has it"."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def __reduce__(self) -> Any:
+        fn = self.fn
+        key = _code_key(fn.__code__)
+        return (main_function, (fn.__qualname__, key, cloudpickle.dumps(fn, PROTOCOL)))
+
+
+def _is_main_function(fn: Any) -> bool:
+    return (
+        isinstance(fn, types.FunctionType)
+        and fn.__module__ == "__main__"
+        and "<" not in fn.__qualname__  # not a lambda, nor defined inside a function
+    )
+
+
 class FunctionPickler:
     """Pickles each function once per pool (by reference when pickle can, else by value).
 
-    A function defined in ``__main__``, a lambda or a closure goes by cloudpickle, by
-    value: the globals it reads are captured when it is first sent by this pool, as a
-    spawned worker would see them when it imports your script.
+    A lambda or a closure goes by cloudpickle, by value. A function defined at the top
+    level of ``__main__`` goes as "the worker's ``__main__`` function of that name, if
+    it has the same code" (see ``main_function``), with a copy by value for a worker
+    that has none; the copy's globals are captured when this pool first sends it.
     """
 
     def __init__(self) -> None:
@@ -252,7 +278,9 @@ class FunctionPickler:
                 data = None
         if data is None:
             try:
-                data = cloudpickle.dumps(fn, PROTOCOL)
+                data = cloudpickle.dumps(
+                    _MainFunction(fn) if _is_main_function(fn) else fn, PROTOCOL
+                )
             except Exception as exc:
                 raise SerializationError(
                     f"the function {fn!r} could not be pickled for the worker process: "

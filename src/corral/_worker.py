@@ -166,7 +166,7 @@ def _rss() -> int:
 def worker_main(
     conn: Connection,
     parent_pid: int,
-    init_blob: bytes | None,
+    init: tuple[bytes, tuple[tuple[str, Any], ...]] | None,
     report_memory: bool,
     log_levels: dict[str, int] | None = None,
 ) -> None:
@@ -196,11 +196,17 @@ def worker_main(
         _forward_logging(inbox, log_levels)
 
     try:
-        if init_blob is not None:
+        if init is not None:
             try:
-                initializer, initargs = pickle.loads(init_blob)
+                fn_data, packed = init
+                initializer = pickle.loads(fn_data)
+                initargs = [pickle.loads(v) if how == "pickled" else v for how, v in packed]
                 initializer(*initargs)
             except BaseException as exc:
+                # the stdlib's record, on its logger, as its workers log it
+                logging.getLogger("concurrent.futures").critical(
+                    "Exception in initializer:", exc_info=True
+                )
                 send(("init_failed", _wire.dump_exception(exc)))
                 conn.close()
                 os._exit(1)
