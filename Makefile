@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 MATRIX ?= 3.10 3.13
 SOURCES := src tests bench demo examples
 
-.PHONY: demo test lint typecheck unit contract-matrix bench clean
+.PHONY: demo test lint typecheck unit contract-matrix cpython-suite bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python demo/showcase.py
 
-test: lint typecheck unit contract-matrix
+test: lint typecheck unit cpython-suite contract-matrix
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SOURCES)
@@ -30,6 +30,25 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+# CPython's own test.test_concurrent_futures, unmodified, against corral (it ships with
+# CPython 3.13; tests/cpython/run.py, exceptions and their reasons in excepted.py). The
+# interpreter is found as for the contract suite; without a 3.13 that has the test
+# package it is reported, not hidden.
+CPYTHON_SUITE_PY ?= 3.13
+cpython-suite: $(STAMP)
+	@set -e; v=$(CPYTHON_SUITE_PY); py=""; \
+	for cand in $$(ls -d $$HOME/.pyenv/versions/$$v.*/bin/python 2>/dev/null | sort -V | tail -n 1) $$(command -v python$$v 2>/dev/null); do \
+	  if "$$cand" -c "import test.test_concurrent_futures" 2>/dev/null; then py=$$cand; break; fi; \
+	done; \
+	if [ -z "$$py" ]; then echo "CPython's test_concurrent_futures: SKIPPED (no python$$v with its test package here)"; exit 0; fi; \
+	venv=.venv-$$v; \
+	if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ]; then \
+	  rm -rf $$venv; "$$py" -m venv $$venv; \
+	  $$venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'; \
+	  touch $$venv/.installed; \
+	fi; \
+	$$venv/bin/python tests/cpython/run.py
 
 # The contract suite (tests/contract) on each Python of MATRIX found on this machine
 # (on PATH as pythonX.Y, or under pyenv); a version that is missing is reported, not hidden.

@@ -255,7 +255,7 @@ def test_a_dropped_pool_is_collected_and_its_work_finishes(kind: str) -> None:
                 print(fut.result(), list(results))
                 testing.wait_until(
                     lambda: not [t for t in threading.enumerate()
-                                 if t.name.startswith(("corral-ThreadPool", "corral-process"))]
+                                 if t.name.startswith(("ThreadPoolExecutor-", "corral-process"))]
                     and not [p for p in psutil.Process().children()
                              if p.name() == "corral-worker"],
                     10,

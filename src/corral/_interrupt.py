@@ -80,6 +80,7 @@ class _State:
         self.installed: dict[int, _Handler] = {}  # signal -> the handler ours replaced
         self.thread: threading.Thread | None = None
         self.wake_w = -1
+        self.lock = threading.Lock()  # starts and stops of the thread (never in a handler)
         # One episode: from a Ctrl+C until FORCE_WINDOW has passed with no shutdown
         # waiting for workers. A press inside an episode forces.
         self.episode = False
@@ -138,37 +139,51 @@ def install(pools: Callable[[], Iterable[_Pool]]) -> None:
         signal.SIGTERM: signal.SIG_DFL,
     }
     for signum, default in defaults.items():
-        if signum in _state.installed or signal.getsignal(signum) != default:
-            continue  # ours already, or the program's (or asyncio's): left alone
-        if signum == signal.SIGINT and _state.thread is None:
+        ours = signum in _state.installed
+        if not ours and signal.getsignal(signum) != default:
+            continue  # the program's (or asyncio's): left alone
+        if signum == signal.SIGINT:  # (again, after a release off the main thread)
+            _start_thread()
+        if not ours:
+            _state.installed[signum] = signal.signal(signum, _OURS[signum])
+
+
+def _start_thread() -> None:
+    with _state.lock:
+        if _state.thread is None:
             wake_r, _state.wake_w = os.pipe()
             os.set_blocking(_state.wake_w, False)
             _state.thread = threading.Thread(
                 target=_serve, args=(wake_r,), name="corral-interrupt", daemon=True
             )
             _state.thread.start()
-        _state.installed[signum] = signal.signal(signum, _OURS[signum])
 
 
 def release() -> None:
     """Gives SIGINT and SIGTERM back once no pool is left that is not shut down.
 
-    Called at the end of every shutdown; only the main thread can do it, and only
-    where our handler is still the one installed (each signal on its own).
+    Called at the end of every shutdown (a dropped pool's included). The interrupt
+    thread ends from any thread. The handlers can be given back only by the main
+    thread, and only where ours is still the one installed (each signal on its own);
+    called elsewhere, they stay, dormant: with no pool open they do what the defaults
+    do (KeyboardInterrupt; SIGTERM ends the process), and the main thread's next
+    release gives them back.
     """
-    if not _state.installed or threading.current_thread() is not threading.main_thread():
+    if not _state.installed or any(not pool._closed for pool in _state.pools()):
         return
-    if any(not pool._closed for pool in _state.pools()):
+    with _state.lock:
+        thread, _state.thread = _state.thread, None
+        if thread is not None:
+            os.close(_state.wake_w)  # EOF: the thread closes its end and ends
+            _state.wake_w = -1
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(5)
+    if threading.current_thread() is not threading.main_thread():
         return
     for signum, previous in list(_state.installed.items()):
         if signal.getsignal(signum) is _OURS[signum]:
             signal.signal(signum, previous)
         del _state.installed[signum]  # replaced by somebody: theirs now, not ours
-    thread, _state.thread = _state.thread, None
-    if thread is not None:
-        os.close(_state.wake_w)  # EOF: the thread closes its end and ends
-        _state.wake_w = -1
-        thread.join(5)
     _state.episode = _state.forced = False
     _state.stopping = 0
 
@@ -200,7 +215,7 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
     elif state.wake_w >= 0:
         try:
             os.write(state.wake_w, b"i")
-        except BlockingIOError:  # pragma: no cover - the thread has presses to read
+        except OSError:  # full: the thread has presses to read; closed: just released
             pass
     signal.default_int_handler(signum, frame)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import logging
 import os
 import threading
@@ -56,6 +57,9 @@ class _Worker:
         self.abandoned = False
         self.task: _Task | None = None
         self.thread: threading.Thread | None = None
+
+
+_COUNTER = itertools.count()
 
 
 def _default_max_workers() -> int:
@@ -124,7 +128,8 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
             retries=retries,
             hooks=hooks,
         )
-        self._thread_name_prefix = thread_name_prefix or f"corral-ThreadPool-{id(self):x}"
+        # the stdlib's default names (code and tests match on them)
+        self._thread_name_prefix = thread_name_prefix or f"ThreadPoolExecutor-{next(_COUNTER)}"
         self._initializer = initializer  # type: ignore[assignment]  # any return is ignored
         self._initargs = tuple(initargs)
         self._idle: list[_Worker] = []
@@ -152,8 +157,8 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
             for worker in idle:
                 worker.park.release()
             return None
-        if self._waking:
-            return None  # that worker will look at the queue, and wake the next if needed
+        if self._waking >= self._pending:
+            return None  # the workers already woken will take what is queued
         if self._idle:
             worker = self._idle.pop()
             worker.waking = True
@@ -260,9 +265,10 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
         if worker.waking:
             worker.waking = False
             self._waking -= 1
-            if self._pending > 1 and self._idle:
-                self._work_available_locked()  # more work than this worker: wake the next
-            elif self._pending > 1 and self._nthreads < self._max_workers:
+            more = self._pending - 1 > self._waking  # queued work no woken worker takes
+            if more and self._idle:
+                self._work_available_locked()  # wake the next
+            elif more and self._nthreads < self._max_workers:
                 self._nthreads += 1  # and start one more thread for it
                 self._waking += 1
                 self._spawn_pending += 1
