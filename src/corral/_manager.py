@@ -813,6 +813,9 @@ class ProcessManager(BaseExecutor):
                 self._announce_exit(proc, proc.process.exitcode)
         self._procs.clear()
         self._idle.clear()
+        # no worker will start again: let go of the initargs (a multiprocessing Queue
+        # or Lock there is the user's; the pool's state may outlive this thread)
+        self._init = None
         self._update_counts()
         self._reader.close()
         if self._segments is not None:

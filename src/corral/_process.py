@@ -121,7 +121,9 @@ def _pack_init(
             packed.append(("pickled", cloudpickle.dumps(arg, _wire.PROTOCOL)))
             continue
         except Exception as exc:
-            error = exc
+            # the text only: the exception's frames hold ``arg`` (a Queue, say) in a
+            # reference cycle, which would keep it alive until a garbage collection
+            error = f"{type(exc).__name__}: {exc}"
         if ctx.get_start_method() != "fork":
             try:
                 _dry_run_spawn_pickle(arg)

@@ -258,8 +258,11 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
         if worker.thread is not None:
             self._threads = self._threads - {worker.thread}
             self._abandoned.discard(worker.thread)
-        if self._hooks is not None and self._shutdown and not self._threads:
-            self._hooks.finish()  # the last thread has raised its last event
+        if self._shutdown and not self._threads:
+            # no thread will start again: let go of the user's initializer arguments
+            self._initializer, self._initargs = None, ()
+            if self._hooks is not None:
+                self._hooks.finish()  # the last thread has raised its last event
 
     def _take_locked(self, worker: _Worker) -> _Task | None:
         if worker.waking:

@@ -209,7 +209,10 @@ def worker_main(
                 )
                 send(("init_failed", _wire.dump_exception(exc)))
                 conn.close()
-                os._exit(1)
+                # a normal exit (not os._exit): multiprocessing's exit handlers then
+                # flush what the initializer queued (a QueueHandler's records), as the
+                # stdlib's workers do
+                sys.exit(1)
         send(("ready", os.getpid()))
 
         functions: dict[bytes, Any] = {}
