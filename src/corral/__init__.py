@@ -17,36 +17,82 @@ Errors (each subclasses the stdlib type existing code already catches)::
 
 from __future__ import annotations
 
-from ._context import cancelled, check_cancelled
-from ._dask import DaskExecutor
-from ._errors import (
-    BrokenExecutor,
-    BrokenProcessPool,
-    BrokenThreadPool,
-    CancelledError,
-    CorralError,
-    InvalidStateError,
-    QueueFull,
-    RemoteError,
-    SerializationError,
-    TaskTimeout,
-    WorkerCrashed,
-    WorkerTraceback,
-)
-from ._errors import StdTimeoutError as TimeoutError
-from ._executor import BaseExecutor as Executor
-from ._future import Future
-from ._install import Installed, install
-from ._observe import Hooks, TaskEvent, WorkerEvent
-from ._options import TaskOptions
-from ._process import ProcessPoolExecutor
-from ._progress import Progress
-from ._stats import Statistics
-from ._stdlib import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
-from ._taskgroup import TaskGroup
-from ._thread import ThreadPoolExecutor
-from ._timeline import Timeline
-from ._waiting import as_completed, wait
+import sys
+from typing import TYPE_CHECKING, Any
+
+# Names are imported when first used (PEP 562), so ``import corral`` costs little and a
+# worker process, which imports the package to reach its own module, loads only what
+# it runs (not the Dask backend, asyncio, timelines or progress bars).
+_LAZY: dict[str, tuple[str, str]] = {
+    "cancelled": ("._context", "cancelled"),
+    "check_cancelled": ("._context", "check_cancelled"),
+    "DaskExecutor": ("._dask", "DaskExecutor"),
+    "BrokenExecutor": ("._errors", "BrokenExecutor"),
+    "BrokenProcessPool": ("._errors", "BrokenProcessPool"),
+    "BrokenThreadPool": ("._errors", "BrokenThreadPool"),
+    "CancelledError": ("._errors", "CancelledError"),
+    "CorralError": ("._errors", "CorralError"),
+    "InvalidStateError": ("._errors", "InvalidStateError"),
+    "QueueFull": ("._errors", "QueueFull"),
+    "RemoteError": ("._errors", "RemoteError"),
+    "SerializationError": ("._errors", "SerializationError"),
+    "TaskTimeout": ("._errors", "TaskTimeout"),
+    "WorkerCrashed": ("._errors", "WorkerCrashed"),
+    "WorkerTraceback": ("._errors", "WorkerTraceback"),
+    "TimeoutError": ("._errors", "StdTimeoutError"),
+    "Executor": ("._executor", "BaseExecutor"),
+    "Future": ("._future", "Future"),
+    "Installed": ("._install", "Installed"),
+    "install": ("._install", "install"),
+    "Hooks": ("._observe", "Hooks"),
+    "TaskEvent": ("._observe", "TaskEvent"),
+    "WorkerEvent": ("._observe", "WorkerEvent"),
+    "TaskOptions": ("._options", "TaskOptions"),
+    "ProcessPoolExecutor": ("._process", "ProcessPoolExecutor"),
+    "Progress": ("._progress", "Progress"),
+    "Statistics": ("._stats", "Statistics"),
+    "ALL_COMPLETED": ("._stdlib", "ALL_COMPLETED"),
+    "FIRST_COMPLETED": ("._stdlib", "FIRST_COMPLETED"),
+    "FIRST_EXCEPTION": ("._stdlib", "FIRST_EXCEPTION"),
+    "TaskGroup": ("._taskgroup", "TaskGroup"),
+    "ThreadPoolExecutor": ("._thread", "ThreadPoolExecutor"),
+    "Timeline": ("._timeline", "Timeline"),
+    "as_completed": ("._waiting", "as_completed"),
+    "wait": ("._waiting", "wait"),
+}
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, eagerly
+    from ._context import cancelled, check_cancelled
+    from ._dask import DaskExecutor
+    from ._errors import (
+        BrokenExecutor,
+        BrokenProcessPool,
+        BrokenThreadPool,
+        CancelledError,
+        CorralError,
+        InvalidStateError,
+        QueueFull,
+        RemoteError,
+        SerializationError,
+        TaskTimeout,
+        WorkerCrashed,
+        WorkerTraceback,
+    )
+    from ._errors import StdTimeoutError as TimeoutError
+    from ._executor import BaseExecutor as Executor
+    from ._future import Future
+    from ._install import Installed, install
+    from ._observe import Hooks, TaskEvent, WorkerEvent
+    from ._options import TaskOptions
+    from ._process import ProcessPoolExecutor
+    from ._progress import Progress
+    from ._stats import Statistics
+    from ._stdlib import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
+    from ._taskgroup import TaskGroup
+    from ._thread import ThreadPoolExecutor
+    from ._timeline import Timeline
+    from ._waiting import as_completed, wait
+
 
 __version__ = "0.1.0"
 
@@ -87,12 +133,45 @@ __all__ = [  # InterpreterPoolExecutor, BrokenInterpreterPool: added below where
     "install",
     "wait",
 ]
-try:  # Python 3.14+, built with subinterpreters: the stdlib's own, re-exported
-    from concurrent.futures import InterpreterPoolExecutor  # type: ignore[attr-defined]
-    from concurrent.futures.interpreter import (  # type: ignore[import-not-found]
-        BrokenInterpreterPool,
-    )
-except ImportError:
-    pass
-else:
-    __all__ += ["BrokenInterpreterPool", "InterpreterPoolExecutor"]
+
+
+def __getattr__(name: str) -> Any:
+    """Imports a public name on first use and keeps it here."""
+    if name in ("InterpreterPoolExecutor", "BrokenInterpreterPool"):
+        # Python 3.14+, built with subinterpreters: the stdlib's own, re-exported
+        try:
+            from concurrent.futures import (  # type: ignore[attr-defined]
+                InterpreterPoolExecutor,
+            )
+            from concurrent.futures.interpreter import (  # type: ignore[import-not-found]
+                BrokenInterpreterPool,
+            )
+        except ImportError:
+            raise AttributeError(f"module 'corral' has no attribute {name!r}") from None
+        globals().update(
+            InterpreterPoolExecutor=InterpreterPoolExecutor,
+            BrokenInterpreterPool=BrokenInterpreterPool,
+        )
+        return globals()[name]
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'corral' has no attribute {name!r}") from None
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if sys.version_info >= (3, 14):  # pragma: no cover - where the stdlib has them
+    try:
+        import concurrent.futures.interpreter  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        __all__ += ["BrokenInterpreterPool", "InterpreterPoolExecutor"]

@@ -24,17 +24,15 @@ given, and then a ``task_timeout`` limits each chunk.
 
 from __future__ import annotations
 
-import itertools
 import operator
-import pickle
 from collections.abc import Iterable, Iterator
-from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from . import _wire
 from ._future import Future
-from ._map import ChunkResult, Units
+from ._map import Units
 from ._options import TaskOptions, callable_name
+from ._worker import run_chunk  # what runs in the workers
 
 if TYPE_CHECKING:
     from ._process import ProcessPoolExecutor
@@ -43,32 +41,6 @@ TARGET_SECONDS = 0.02
 PROBE_WAIT = 2.0
 MAX_CHUNK = 10_000  # input of unknown length
 MAX_CHUNK_KNOWN = 100_000  # input whose length is known
-
-_functions: dict[bytes, Any] = {}
-
-
-def run_chunk(fn_data: bytes, items: list[Any], star: bool) -> ChunkResult:
-    """Runs in a worker: calls the function on each item, keeping each outcome.
-
-    ``star``: the items are argument tuples (map over several iterables).
-    """
-    fn = _functions.get(fn_data)
-    if fn is None:
-        if len(_functions) >= 64:
-            _functions.clear()
-        fn = _functions[fn_data] = pickle.loads(fn_data)
-    values: list[Any] = []
-    errors: dict[int, bytes] = {}
-    calls = itertools.starmap(fn, items) if star else map(fn, items)
-    begin = perf_counter()
-    while True:
-        try:  # extend() runs the calls in C and keeps what it got before a failure
-            values.extend(calls)
-            break
-        except BaseException as exc:
-            errors[len(values)] = _wire.dump_exception(exc)
-            values.append(None)
-    return perf_counter() - begin, values, errors
 
 
 class ChunkUnits(Units):

@@ -20,7 +20,6 @@ State machine (the stdlib's states; corral adds the RUNNING -> CANCELLED edge)::
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Callable, Generator
 from concurrent.futures._base import (  # the states: constants, safe to bind
@@ -181,5 +180,7 @@ class Future(_stdlib.Future[T], Generic[T]):
 
     def __await__(self) -> Generator[Any, None, T]:
         """Waits in the running asyncio loop; cancelling the awaiter cancels the work."""
+        import asyncio  # here: a program that never awaits never imports it
+
         loop = asyncio.get_running_loop()
         return (yield from asyncio.wrap_future(self, loop=loop))

@@ -20,7 +20,6 @@ leaves its work running, as the stdlib's does.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import queue
 import threading
@@ -375,6 +374,8 @@ class MapIterator(Generic[T]):
 
     async def _aiter(self) -> AsyncIterator[T]:
         self._started = True
+        import asyncio  # here: only async code needs it
+
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
 

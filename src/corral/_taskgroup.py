@@ -9,16 +9,18 @@ the group's work too before it propagates.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from . import _stdlib
 from ._future import Future
 from ._progress import Progress, count_future, make_progress
+
+if TYPE_CHECKING:
+    import asyncio
 
 if sys.version_info < (3, 11):  # pragma: no cover - exercised on 3.10 only
     from exceptiongroup import BaseExceptionGroup
@@ -139,6 +141,8 @@ class TaskGroup:
     ) -> None:
         if exc is not None:
             self._cancel_all()
+        import asyncio  # here: only async code needs it
+
         loop = asyncio.get_running_loop()
         while True:
             with self._lock:

@@ -27,11 +27,11 @@ written. So, when a running task is cancelled or overruns ``task_timeout``:
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import itertools
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -297,7 +297,8 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
         caller's thread-locals and thread name (docs/design.md, "Caller runs").
         """
         task: _Task | None = fut._task
-        if task is None or asyncio._get_running_loop() is not None:
+        asyncio = sys.modules.get("asyncio")  # not imported: no loop can be running
+        if task is None or (asyncio is not None and asyncio._get_running_loop() is not None):
             return  # a task may run its own event loop: not in a thread that has one
         with self._lock:
             if (

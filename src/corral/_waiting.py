@@ -6,7 +6,6 @@ Both accept corral and stdlib futures mixed (anything that is a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -135,6 +134,8 @@ class as_completed(Generic[F]):
         return self._aiter()
 
     async def _aiter(self) -> AsyncIterator[F]:
+        import asyncio  # here: only async code needs it
+
         loop = asyncio.get_running_loop()
         ready: asyncio.Queue[F] = asyncio.Queue()
         listening = True

@@ -21,7 +21,6 @@ with it: there is nothing to sweep.
 
 from __future__ import annotations
 
-import hashlib
 import marshal
 import mmap
 import os
@@ -34,9 +33,21 @@ import types
 import weakref
 from typing import Any
 
-import cloudpickle
-
 from ._errors import CancelledError, RemoteError, SerializationError, WorkerTraceback
+
+
+class _LazyCloudpickle:
+    """``cloudpickle``, imported on first use: a worker whose calls plain pickle can carry
+    never pays for it (about 18 ms of every worker's start), nor does the parent until
+    it first sends a lambda or a ``__main__`` function."""
+
+    def __getattr__(self, name: str) -> Any:
+        import cloudpickle
+
+        return getattr(cloudpickle, name)
+
+
+cloudpickle: Any = _LazyCloudpickle()
 
 PROTOCOL = 5
 #: Buffers at least this large go through shared memory instead of the pipe.
@@ -211,6 +222,8 @@ def _code_key(code: types.CodeType) -> bytes:
         data = marshal.dumps((code.co_code, code.co_names, code.co_varnames, consts))
     except ValueError:  # a constant marshal cannot write: this code is never matched
         return b""
+    import hashlib  # (here: 4 ms of import that most programs never need)
+
     return hashlib.blake2b(data, digest_size=16).digest()
 
 

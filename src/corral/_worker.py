@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import logging
 import os
 import pickle
@@ -376,3 +377,35 @@ def _run_one(
     del result
     rss = _rss() if report_memory else 0
     send(("ok", task_id, data, out_segments, elapsed, rss))
+
+
+# ------------------------------------------------------------------ map chunks
+
+_functions: dict[bytes, Any] = {}
+
+
+def run_chunk(
+    fn_data: bytes, items: list[Any], star: bool
+) -> tuple[float, list[Any], dict[int, bytes]]:
+    """Runs in a worker: calls the function on each item of a map chunk (``_chunks``),
+    keeping each outcome (``_map.ChunkResult``).
+
+    ``star``: the items are argument tuples (map over several iterables).
+    """
+    fn = _functions.get(fn_data)
+    if fn is None:
+        if len(_functions) >= 64:
+            _functions.clear()
+        fn = _functions[fn_data] = pickle.loads(fn_data)
+    values: list[Any] = []
+    errors: dict[int, bytes] = {}
+    calls = itertools.starmap(fn, items) if star else map(fn, items)
+    begin = perf_counter()
+    while True:
+        try:  # extend() runs the calls in C and keeps what it got before a failure
+            values.extend(calls)
+            break
+        except BaseException as exc:
+            errors[len(values)] = _wire.dump_exception(exc)
+            values.append(None)
+    return perf_counter() - begin, values, errors

@@ -1,0 +1,151 @@
+"""Start-up: what a short program pays for its process pool, corral beside the stdlib.
+
+Each figure is measured in a fresh interpreter (a new ``python -c`` per run), because
+what a short program pays (imports, starting the forkserver, the first workers) is paid
+once per program: a pool in a process that already has them warm says nothing about it.
+Runs of the systems are interleaved and each figure is the median of ``--repeat`` runs.
+
+  first     import, create a 2-worker pool, first result (what a script waits for)
+  short     import, create, 100 small tasks, shutdown (a short-lived pool)
+  black     black formatting a tree of files, corral installed into
+            concurrent.futures (``corral.install()``) vs the stdlib (needs black)
+
+Systems: corral (default start method: forkserver), the stdlib's default (fork on
+Python <= 3.13), and the stdlib with forkserver (Python 3.14's default).
+
+Run: ``.venv/bin python bench/bench_start.py [--repeat 7] [--only first,short,black]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+SYSTEMS = {
+    "corral": ("import corral as cf", "cf.ProcessPoolExecutor(2)"),
+    "stdlib default": ("import concurrent.futures as cf", "cf.ProcessPoolExecutor(2)"),
+    "stdlib forkserver": (
+        "import concurrent.futures as cf, multiprocessing as mp",
+        'cf.ProcessPoolExecutor(2, mp_context=mp.get_context("forkserver"))',
+    ),
+}
+
+FIRST = """
+import time
+t0 = time.perf_counter()
+{imp}
+ex = {make}
+ex.submit(abs, -1).result()
+print(time.perf_counter() - t0)
+ex.shutdown()
+"""
+
+SHORT = """
+import time
+t0 = time.perf_counter()
+{imp}
+with {make} as ex:
+    assert sum(f.result() for f in [ex.submit(abs, -i) for i in range(100)]) == 4950
+print(time.perf_counter() - t0)
+"""
+
+
+def run_python(code: str, cwd: str | None = None) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=cwd
+    ).stdout
+    return float(out.split()[-1])
+
+
+def bench_template(template: str, repeat: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in SYSTEMS}
+    for _ in range(repeat):
+        for name, (imp, make) in SYSTEMS.items():  # interleaved: load hits each alike
+            times[name].append(run_python(template.format(imp=imp, make=make)))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+BLACK = """
+import sys, time
+t0 = time.perf_counter()
+{install}
+import black
+sys.argv = ["black", "-q", "--workers", "2", {path!r}]
+try:
+    black.patched_main()
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print(time.perf_counter() - t0)
+"""
+
+
+def make_tree(root: str, files: int) -> None:
+    body = "".join(
+        f"def f{i}( a,b ):\n  return {{ 'k':[a,b,{i}] }}\nx{i} = f{i}( 1,2 )\n" for i in range(40)
+    )
+    for i in range(files):
+        with open(os.path.join(root, f"m{i}.py"), "w") as f:
+            f.write(body)
+
+
+def bench_black(repeat: int, files: int = 160) -> dict[str, float]:
+    installs = {
+        "corral": "import corral; corral.install()",
+        "stdlib default": "pass",
+        "stdlib forkserver": (
+            "import multiprocessing as mp, concurrent.futures as cf, functools;"
+            "cf.ProcessPoolExecutor = functools.partial("
+            'cf.ProcessPoolExecutor, mp_context=mp.get_context("forkserver"))'
+        ),
+    }
+    times: dict[str, list[float]] = {name: [] for name in installs}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeat):
+            for name, install in installs.items():
+                tree = os.path.join(tmp, "tree")
+                shutil.rmtree(tree, ignore_errors=True)
+                os.makedirs(tree)
+                make_tree(tree, files)
+                # --no-cache semantics: a fresh cache dir per run
+                env_code = BLACK.format(install=install, path=tree)
+                os.environ["BLACK_CACHE_DIR"] = os.path.join(tmp, f"cache-{time.time_ns()}")
+                times[name].append(run_python(env_code))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def report(title: str, figures: dict[str, float]) -> None:
+    print(f"\n{title}")
+    base = figures["corral"]
+    for name, seconds in figures.items():
+        ratio = "" if name == "corral" else f"   corral {seconds / base:.2f}x faster"
+        print(f"  {name:<18} {seconds * 1000:8.1f} ms{ratio}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--only", default="first,short,black")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
+    if "first" in only:
+        report("pool start to first result (fresh interpreter)", bench_template(FIRST, args.repeat))
+    if "short" in only:
+        report("short-lived pool: 100 tasks (fresh interpreter)", bench_template(SHORT, args.repeat))
+    if "black" in only:
+        if importlib.util.find_spec("black") is None:
+            print("\nblack: not installed (pip install black)")
+        else:
+            report("black on 160 files, 2 workers (fresh interpreter)", bench_black(args.repeat))
+    print(f"\nload after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
