@@ -13,7 +13,7 @@ Runs of the systems are interleaved and each figure is the median of ``--repeat`
 Systems: corral (default start method: forkserver), the stdlib's default (fork on
 Python <= 3.13), and the stdlib with forkserver (Python 3.14's default).
 
-Run: ``.venv/bin python bench/bench_start.py [--repeat 7] [--only first,short,black]``
+Run: ``.venv/bin/python bench/bench_start.py [--repeat 7] [--only first,short,black]``
 """
 
 from __future__ import annotations
@@ -136,9 +136,11 @@ def main() -> None:
     only = set(args.only.split(","))
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
     if "first" in only:
-        report("pool start to first result (fresh interpreter)", bench_template(FIRST, args.repeat))
+        figures = bench_template(FIRST, args.repeat)
+        report("pool start to first result (fresh interpreter)", figures)
     if "short" in only:
-        report("short-lived pool: 100 tasks (fresh interpreter)", bench_template(SHORT, args.repeat))
+        figures = bench_template(SHORT, args.repeat)
+        report("short-lived pool: 100 tasks (fresh interpreter)", figures)
     if "black" in only:
         if importlib.util.find_spec("black") is None:
             print("\nblack: not installed (pip install black)")
