@@ -57,15 +57,23 @@ print(time.perf_counter() - t0)
 """
 
 
+#: The children may write and use .pyc files, as an installed package has them (an
+#: environment with PYTHONDONTWRITEBYTECODE would compile corral's source in every run,
+#: while the stdlib's modules come compiled).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def run_python(code: str, cwd: str | None = None) -> float:
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=cwd
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=cwd, env=ENV
     ).stdout
     return float(out.split()[-1])
 
 
 def bench_template(template: str, repeat: int) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in SYSTEMS}
+    for imp, make in SYSTEMS.values():  # a warm-up run each: .pyc files, page cache
+        run_python(template.format(imp=imp, make=make))
     for _ in range(repeat):
         for name, (imp, make) in SYSTEMS.items():  # interleaved: load hits each alike
             times[name].append(run_python(template.format(imp=imp, make=make)))
@@ -115,7 +123,7 @@ def bench_black(repeat: int, files: int = 160) -> dict[str, float]:
                 make_tree(tree, files)
                 # --no-cache semantics: a fresh cache dir per run
                 env_code = BLACK.format(install=install, path=tree)
-                os.environ["BLACK_CACHE_DIR"] = os.path.join(tmp, f"cache-{time.time_ns()}")
+                ENV["BLACK_CACHE_DIR"] = os.path.join(tmp, f"cache-{time.time_ns()}")
                 times[name].append(run_python(env_code))
     return {name: statistics.median(t) for name, t in times.items()}
 

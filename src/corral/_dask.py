@@ -288,7 +288,8 @@ class DaskExecutor(BaseExecutor):
                     self._max_workers = max(1, threads)
                 self._in_flight = self._max_workers + self._prefetch
                 # a Dask worker leaving fails the tasks it was processing (see module docs)
-                _ClusterEvents.join(client, self._on_cluster_event)
+                # bound to the core, which leaves it again (the front may be gone by then)
+                _ClusterEvents.join(client, self._core._on_cluster_event)
             except BaseException:
                 if self._own_client:
                     client.close()
@@ -379,7 +380,9 @@ class DaskExecutor(BaseExecutor):
         with self._closer_lock:
             if self._closer is None:
                 self._closer = threading.Thread(
-                    target=self._close_when_drained, name=f"{self._id}-closer", daemon=True
+                    target=self._core._close_when_drained,
+                    name=f"{self._id}-closer",
+                    daemon=True,
                 )
                 self._closer.start()
             closer = self._closer
@@ -712,7 +715,10 @@ class DaskExecutor(BaseExecutor):
             if task.state == ENDED:
                 task.fut._resolve(exception=BrokenExecutor(self._broken or "closed"))
         try:
-            _ClusterEvents.leave(self._client, self._on_cluster_event)
+            _ClusterEvents.leave(self._client, self._core._on_cluster_event)
+        except Exception as error:  # pragma: no cover - a bug in corral
+            LOGGER.warning("corral: leaving the Dask cluster events failed: %r", error)
+        try:  # on its own: a client we own is closed whatever happened above
             if self._own_client:
                 self._client.close()
         except Exception as error:  # pragma: no cover - a client already closed

@@ -171,6 +171,14 @@ def release() -> None:
     """
     if not _state.installed or any(not pool._closed for pool in _state.pools()):
         return
+    if threading.current_thread() is not threading.main_thread():
+        # ask the thread to end by itself (it checks again that no pool is open): no
+        # fd of its is closed, nor thread joined, from whatever thread this is
+        with _state.lock:
+            if _state.wake_w >= 0:
+                with contextlib.suppress(OSError):
+                    os.write(_state.wake_w, b"q")
+        return
     with _state.lock:
         thread, _state.thread = _state.thread, None
         if thread is not None:
@@ -178,8 +186,6 @@ def release() -> None:
             _state.wake_w = -1
     if thread is not None and thread is not threading.current_thread():
         thread.join(5)
-    if threading.current_thread() is not threading.main_thread():
-        return
     for signum, previous in list(_state.installed.items()):
         if signal.getsignal(signum) is _OURS[signum]:
             signal.signal(signum, previous)
@@ -189,9 +195,14 @@ def release() -> None:
 
 
 def _serve(wake_r: int) -> None:
-    """The interrupt thread: one pass over the pools for each Ctrl+C."""
+    """The interrupt thread: one pass over the pools for each Ctrl+C ("i"); on "q" (a
+    release off the main thread) it ends if no pool is open."""
     try:
-        while os.read(wake_r, 64):
+        while data := os.read(wake_r, 64):
+            if b"q" in data and _quit_if_idle():
+                return
+            if b"i" not in data:
+                continue
             for pool in list(_state.pools()):
                 try:
                     pool._interrupt()
@@ -201,6 +212,19 @@ def _serve(wake_r: int) -> None:
                     logging.getLogger("corral").exception("stopping a pool on Ctrl+C failed")
     finally:
         os.close(wake_r)
+
+
+def _quit_if_idle() -> bool:
+    """In the interrupt thread: gives up its place (and the pipe) if no pool is open."""
+    with _state.lock:
+        if _state.thread is not threading.current_thread() or any(
+            not pool._closed for pool in _state.pools()
+        ):
+            return False
+        _state.thread = None
+        os.close(_state.wake_w)
+        _state.wake_w = -1
+        return True
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:

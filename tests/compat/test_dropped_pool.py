@@ -33,11 +33,14 @@ SCRIPT = textwrap.dedent(
 
     def leftovers():
         threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
-        kids = [
-            (p.pid, p.status())
-            for p in psutil.Process().children(recursive=True)
-            if p.pid not in helpers()
-        ]
+        kids = []
+        for p in psutil.Process().children(recursive=True):
+            try:
+                if p.pid not in helpers():
+                    p.status()  # (raises for a process that has just gone)
+                    kids.append(p.pid)
+            except psutil.NoSuchProcess:  # it ended while we looked: not left over
+                pass
         return threads, kids
 
     def start():
