@@ -18,7 +18,10 @@ Errors (each subclasses the stdlib type existing code already catches)::
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # (typing is not imported: worker processes load this package)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Names are imported when first used (PEP 562), so ``import corral`` costs little and a
 # worker process, which imports the package to reach its own module, loads only what

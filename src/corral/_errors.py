@@ -27,9 +27,12 @@ from __future__ import annotations
 import pickle
 import signal as _signal
 import sys
-from typing import Any
 
 from . import _stdlib
+
+TYPE_CHECKING = False  # (typing is not imported: worker processes load this module)
+if TYPE_CHECKING:
+    from typing import Any
 
 CancelledError = _stdlib.CancelledError
 InvalidStateError = _stdlib.InvalidStateError
@@ -100,12 +103,41 @@ class BrokenExecutor(CorralError, _stdlib.BrokenExecutor):
     """The executor cannot run work any more (for example its workers cannot start)."""
 
 
-class BrokenThreadPool(BrokenExecutor, _stdlib.BrokenThreadPool):
-    """A thread initializer failed; the pool cannot run work (stdlib: BrokenThreadPool)."""
+def _broken_thread_pool() -> type[BrokenExecutor]:
+    class BrokenThreadPool(BrokenExecutor, _stdlib.BrokenThreadPool):
+        """A thread initializer failed; the pool cannot run work (stdlib: BrokenThreadPool)."""
+
+    BrokenThreadPool.__module__ = __name__
+    BrokenThreadPool.__qualname__ = "BrokenThreadPool"
+    return BrokenThreadPool
 
 
-class BrokenProcessPool(BrokenExecutor, _stdlib.BrokenProcessPool):
-    """Workers cannot start (stdlib: BrokenProcessPool); pending tasks fail with it."""
+def _broken_process_pool() -> type[BrokenExecutor]:
+    class BrokenProcessPool(BrokenExecutor, _stdlib.BrokenProcessPool):
+        """Workers cannot start (stdlib: BrokenProcessPool); pending tasks fail with it."""
+
+    BrokenProcessPool.__module__ = __name__
+    BrokenProcessPool.__qualname__ = "BrokenProcessPool"
+    return BrokenProcessPool
+
+
+# Made on first use (they subclass the stdlib's, whose modules a worker never needs).
+if TYPE_CHECKING:
+
+    class BrokenThreadPool(BrokenExecutor, _stdlib.BrokenThreadPool):
+        """A thread initializer failed; the pool cannot run work (stdlib: BrokenThreadPool)."""
+
+    class BrokenProcessPool(BrokenExecutor, _stdlib.BrokenProcessPool):
+        """Workers cannot start (stdlib: BrokenProcessPool); pending tasks fail with it."""
+
+else:
+    _MAKERS = {"BrokenThreadPool": _broken_thread_pool, "BrokenProcessPool": _broken_process_pool}
+
+    def __getattr__(name: str) -> object:
+        if name not in _MAKERS:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        cls = globals()[name] = _MAKERS[name]()
+        return cls
 
 
 class RemoteError(CorralError):

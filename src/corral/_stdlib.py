@@ -12,8 +12,8 @@ have replaced it, and corral's modules use these bindings only.
 from __future__ import annotations
 
 import concurrent.futures._base as _base
-import concurrent.futures.process as _process
-import concurrent.futures.thread as _thread
+
+TYPE_CHECKING = False  # (typing itself is not imported: worker processes load this)
 
 Executor = _base.Executor
 Future = _base.Future
@@ -26,7 +26,29 @@ CancelledError = _base.CancelledError
 TimeoutError = _base.TimeoutError
 InvalidStateError = _base.InvalidStateError
 BrokenExecutor = _base.BrokenExecutor
-ThreadPoolExecutor = _thread.ThreadPoolExecutor
-BrokenThreadPool = _thread.BrokenThreadPool
-ProcessPoolExecutor = _process.ProcessPoolExecutor
-BrokenProcessPool = _process.BrokenProcessPool
+
+# The executors and their errors are bound on first use: importing
+# concurrent.futures.process costs a worker process about 20 ms it never needs. The
+# first use comes before anyone can install corral into concurrent.futures, as that
+# needs corral's executors, whose classes are made from these.
+if TYPE_CHECKING:
+    from concurrent.futures.process import BrokenProcessPool as BrokenProcessPool
+    from concurrent.futures.process import ProcessPoolExecutor as ProcessPoolExecutor
+    from concurrent.futures.thread import BrokenThreadPool as BrokenThreadPool
+    from concurrent.futures.thread import ThreadPoolExecutor as ThreadPoolExecutor
+else:
+    _LAZY = {
+        "ThreadPoolExecutor": "thread",
+        "BrokenThreadPool": "thread",
+        "ProcessPoolExecutor": "process",
+        "BrokenProcessPool": "process",
+    }
+
+    def __getattr__(name: str) -> object:
+        if name not in _LAZY:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(f"concurrent.futures.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value

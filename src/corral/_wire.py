@@ -31,9 +31,12 @@ import threading
 import traceback
 import types
 import weakref
-from typing import Any
 
 from ._errors import CancelledError, RemoteError, SerializationError, WorkerTraceback
+
+TYPE_CHECKING = False  # (typing is not imported: worker processes load this module)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class _LazyCloudpickle:

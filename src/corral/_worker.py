@@ -40,10 +40,13 @@ import threading
 from collections import deque
 from multiprocessing.connection import Connection
 from time import perf_counter
-from typing import Any
 
 from . import _wire
 from ._context import CancelToken, set_current_token
+
+TYPE_CHECKING = False  # (typing is not imported: worker processes load this module)
+if TYPE_CHECKING:
+    from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
