@@ -90,7 +90,7 @@ class ChunkUnits(Units):
 
     def prepare(self, iterables: tuple[Iterable[Any], ...]) -> Iterator[Any]:
         self._star = len(iterables) != 1
-        known = min(operator.length_hint(it, 0) for it in iterables)
+        known = min((operator.length_hint(it, 0) for it in iterables), default=0)
         if known:  # as multiprocessing.Pool.map: about 4 chunks per worker at most
             workers = self._executor._max_workers
             self._max = max(1, min(MAX_CHUNK_KNOWN, -(-known // (4 * workers))))

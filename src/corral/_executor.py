@@ -431,8 +431,7 @@ class BaseExecutor(_stdlib.Executor):
         kwargs: dict[str, Any],
         block: bool,
     ) -> Future[Any]:
-        if not callable(fn):
-            check_callable(fn)
+        check_callable(fn)
         if self._closed:
             self._check_open()
         fut: Future[Any] = Future()
@@ -520,8 +519,11 @@ class BaseExecutor(_stdlib.Executor):
         self._pending -= 1
         if self._max_pending is not None:
             self._not_full.notify()
-        if not task.fut.set_running_or_notify_cancel():  # pragma: no cover - defensive
+        if not task.fut.set_running_or_notify_cancel():
+            # cancel() won the race and its hook has not booked it yet: book it here
+            # (the hook then finds the task ENDED and counts nothing)
             task.state = ENDED
+            self._counts["cancelled"] += 1
             return False
         task.state = RUNNING
         task.fut.attempts += 1
@@ -610,6 +612,9 @@ class BaseExecutor(_stdlib.Executor):
             elif state == RUNNING:
                 self._running.discard(task)
                 task.state = ENDED
+                if task.timer is not None:  # its task_timeout: nothing left to time
+                    task.timer.cancel()
+                    task.timer = None
                 wake = None
                 if self._hooks is not None:
                     self._task_ended(task, None, "cancelled")

@@ -295,7 +295,8 @@ class ProcessManager(BaseExecutor):
                 if len(proc.inflight) - len(proc.revoked) > 1:
                     check = proc.head_started + REVOKE_AFTER
                     when = check if when is None else min(when, check)
-        return None if when is None else max(0.0, when - now())
+        # (at most a day: epoll refuses waits of 25 days and more; waking early is harmless)
+        return None if when is None else min(max(0.0, when - now()), 86400.0)
 
     def _call_at(self, when: float, callback: Callable[[], None]) -> None:
         heapq.heappush(self._deadlines, (when, next(self._deadline_seq), callback))
@@ -304,7 +305,9 @@ class ProcessManager(BaseExecutor):
         current = now()
         while self._deadlines and self._deadlines[0][0] <= current:
             heapq.heappop(self._deadlines)[2]()
-        if self._idle_timeout is not None:
+        if self._idle_timeout is not None and not self._pending:
+            # (with work queued, an idle worker is about to get it: idle_timeout=0 would
+            # otherwise retire each new worker the moment it was ready)
             # workers already told to exit (EXITING, not gone yet) are not surplus
             live = sum(1 for p in self._procs.values() if p.state != EXITING)
             surplus = live - self._min_workers
@@ -744,9 +747,9 @@ class ProcessManager(BaseExecutor):
                 "every worker), or an import fails in the worker"
             )
             self._start_failed(error)
-        if proc.killed and exitcode is not None and exitcode < 0:
-            # TERM reached the leader; make sure nothing of its group stays behind
-            self._signal_group(proc.pid, signal.SIGKILL)
+        # whatever ended it (a kill, a crash, retirement, shutdown), nothing of its
+        # process group stays behind: the processes its tasks started end with it
+        self._signal_group(proc.pid, signal.SIGKILL)
         crashed_under_work = bool(proc.inflight)
         inflight, proc.inflight = list(proc.inflight), deque()
         try:

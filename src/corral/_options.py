@@ -37,8 +37,17 @@ def callable_name(fn: object) -> str:
     return f"{type(fn).__qualname__} instance"
 
 
+#: Seconds from which a time limit means "forever" (about 115 days): larger values,
+#: ``math.inf`` included, are taken as no limit (or, where None is not allowed, as this),
+#: since the waits that would carry them (locks, epoll) refuse them.
+FOREVER = 1e7
+
+
 def check_timeout(name: str, value: object, *, allow_none: bool = True) -> float | None:
     """Returns ``value`` as a float after checking that it is a valid number of seconds.
+
+    ``FOREVER`` seconds or more (``math.inf`` too) mean no limit: None where None is
+    allowed, else ``FOREVER``.
 
     Raises:
         TypeError: not a number (or None where None is not allowed).
@@ -54,7 +63,19 @@ def check_timeout(name: str, value: object, *, allow_none: bool = True) -> float
         raise ValueError(
             f"{name} must be >= 0 seconds, got {value!r}; pass None to wait without a limit"
         )
+    if value >= FOREVER:
+        return None if allow_none else FOREVER
     return float(value)
+
+
+def _check_task_timeout(value: object) -> float | None:
+    seconds = check_timeout("task_timeout", value)
+    if seconds == 0:
+        raise ValueError(
+            "task_timeout must be > 0 seconds (0 would stop every task as it starts); "
+            "pass None for no limit"
+        )
+    return seconds
 
 
 def check_count(name: str, value: object, *, minimum: int, allow_none: bool = False) -> int | None:
@@ -83,6 +104,29 @@ def check_callable(fn: object, what: str = "fn") -> None:
         raise TypeError(
             f"{what} must be callable, got {type(fn).__name__} {fn!r:.80}; "
             "pass the function itself, e.g. submit(work, x), not submit(work(x))"
+        )
+    check_not_coroutine_function(fn, what)
+
+
+_CO_COROUTINE = 0x80 | 0x100  # inspect.CO_COROUTINE | CO_ITERABLE_COROUTINE (no import)
+_CO_ASYNC_GENERATOR = 0x200
+
+
+def check_not_coroutine_function(fn: object, what: str = "fn") -> None:
+    """Refuses an ``async def`` function: calling it only makes a coroutine, which a
+    worker would return un-run (and which does not pickle)."""
+    for _ in range(8):  # through functools.partial and the like
+        inner = getattr(fn, "func", None)
+        if inner is None or inner is fn:
+            break
+        fn = inner
+    code = getattr(fn, "__code__", None)
+    flags = getattr(code, "co_flags", 0)
+    if isinstance(flags, int) and flags & (_CO_COROUTINE | _CO_ASYNC_GENERATOR):
+        raise TypeError(
+            f"{what} {callable_name(fn)} is an async function: calling it only creates a "
+            "coroutine, which nothing here would run. Await it in your event loop, or "
+            "submit a plain function that runs it (asyncio.run(...))"
         )
 
 
@@ -158,7 +202,7 @@ def _check_priority(value: object) -> int:
 
 
 _CHECKS: dict[str, Callable[[Any], Any]] = {
-    "task_timeout": lambda v: check_timeout("task_timeout", v),
+    "task_timeout": _check_task_timeout,
     "retries": lambda v: check_count("retries", v, minimum=0),
     "retry_on": _check_retry_on,
     "priority": _check_priority,

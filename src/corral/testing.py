@@ -345,6 +345,19 @@ def parent_pid() -> int:
     return os.getppid()
 
 
+def start_grandchild(path: str, seconds: int = 600) -> int:
+    """Starts a ``sleep`` process, writes its pid to ``path`` and returns, leaving it
+    running: a task that leaves a process behind (it must end with its worker)."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", str(seconds)])
+    with open(path + ".tmp", "w") as f:
+        f.write(str(child.pid))
+    os.replace(path + ".tmp", path)
+    child.returncode = 0  # not ours to wait for: the worker's group ends it
+    return child.pid
+
+
 def write_pids_and_hang(path: str, started: Gate | None = None, grandchild: bool = False) -> None:
     """Writes this process's pid (and a child's, if ``grandchild``) to ``path``, then hangs.
 

@@ -1,0 +1,165 @@
+"""Holes a chaos run found, each closed with a regression test: limits that mean
+"forever", idle_timeout=0, a cancelled task's timer, cancels counted once, grandchildren
+ended with their worker, and bad input refused at the call site."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+from typing import Any
+
+import psutil
+import pytest
+
+import corral
+from corral import testing
+
+POOLS = [corral.ThreadPoolExecutor, corral.ProcessPoolExecutor]
+
+
+@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize("value", [math.inf, 1e10])
+def test_huge_limits_mean_forever(pool: Any, value: float) -> None:
+    # before: OverflowError in the timer, worker or manager thread; the pool broke
+    with pool(1, idle_timeout=value, task_timeout=value) as ex:
+        assert ex.submit(testing.square, 3).result(timeout=30) == 9
+        fut = ex.options(task_timeout=value, retries=1).submit(testing.square, 4)
+        assert fut.result(timeout=30) == 16
+        assert list(ex.map(testing.square, range(3), timeout=value)) == [0, 1, 4]
+    # and the process-wide timer still works for everybody afterwards
+    work = testing.sleep_until_cancelled if pool is corral.ThreadPoolExecutor else testing.hang
+    with pool(1) as ex, pytest.raises(corral.TaskTimeout):
+        ex.options(task_timeout=0.2).submit(work).result(timeout=30)
+
+
+def test_kill_grace_inf_still_stops_a_cancelled_task(started: testing.Gate) -> None:
+    with corral.ProcessPoolExecutor(1, kill_grace=math.inf) as ex:
+        fut = ex.submit(testing.hang, started)
+        started.wait(30)
+        assert fut.cancel()  # SIGTERM ends the hang; the SIGKILL a lifetime later never comes
+        assert ex.submit(testing.square, 5).result(timeout=30) == 25
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_idle_timeout_zero_still_runs_the_work(pool: Any) -> None:
+    with pool(2, idle_timeout=0) as ex:
+        assert [f.result(timeout=30) for f in [ex.submit(testing.square, i) for i in range(5)]] == [
+            0,
+            1,
+            4,
+            9,
+            16,
+        ]
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_cancelling_a_running_task_disarms_its_timeout(pool: Any, started: testing.Gate) -> None:
+    with pool(1) as ex:
+        work = testing.sleep_until_cancelled if pool is corral.ThreadPoolExecutor else testing.hang
+        fut = ex.options(task_timeout=3600).submit(work, started=started)
+        started.wait(30)
+        task = fut._task
+        assert task is not None and task.timer is not None
+        fut.cancel()
+        assert task.timer is None  # before: armed for an hour, holding the task and its future
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_every_cancel_is_counted_once(pool: Any) -> None:
+    with pool(2) as ex:
+        futures = [ex.submit(testing.noop) for _ in range(300)]
+        for fut in futures:
+            fut.cancel()
+        corral.wait(futures, timeout=30)
+    stats = ex.statistics()
+    cancelled = sum(f.cancelled() for f in futures)
+    assert stats.cancelled == cancelled
+    assert stats.completed + stats.cancelled == len(futures)
+
+
+def _grandchild_pid(path: str) -> int:
+    with open(path) as f:
+        return int(f.read())
+
+
+@pytest.mark.parametrize(
+    "how", ["shutdown", "max_tasks_per_child", "idle_timeout"], ids=lambda h: str(h)
+)
+def test_grandchildren_end_with_their_worker(how: str, tmp_path: Any) -> None:
+    path = str(tmp_path / "pid")
+    kwargs: dict[str, Any] = {"max_tasks_per_child": 1} if how == "max_tasks_per_child" else {}
+    if how == "idle_timeout":
+        kwargs["idle_timeout"] = 0.2
+    ex = corral.ProcessPoolExecutor(1, **kwargs)
+    try:
+        ex.submit(testing.start_grandchild, path).result(timeout=30)
+        pid = _grandchild_pid(path)
+        assert psutil.pid_exists(pid)
+        if how == "shutdown":
+            ex.shutdown(wait=True)
+        # before: the grandchild (a `sleep` the task started and left) outlived its worker
+        testing.wait_until(lambda: not _alive(pid), 10, message="the grandchild to end")
+    finally:
+        ex.shutdown(wait=True, kill=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+# ---------------------------------------------------------------- bad input at the call site
+
+
+async def _coroutine_function() -> int:
+    return 1
+
+
+async def _async_generator() -> Any:
+    yield 1
+
+
+@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize(
+    "fn",
+    [_coroutine_function, _async_generator, functools.partial(_coroutine_function)],
+    ids=["async def", "async generator", "partial of async def"],
+)
+def test_an_async_function_is_refused_at_submit(pool: Any, fn: Any) -> None:
+    with pool(1) as ex:
+        with pytest.raises(TypeError, match="is an async function"):
+            ex.submit(fn)
+        with pytest.raises(TypeError, match="is an async function"):
+            ex.map(fn, [1])
+        assert ex.statistics().pending == 0
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_task_timeout_zero_is_refused(pool: Any) -> None:
+    with pytest.raises(ValueError, match="task_timeout must be > 0"):
+        pool(1, task_timeout=0)
+    with pool(1) as ex, pytest.raises(ValueError, match="task_timeout must be > 0"):
+        ex.options(task_timeout=0)
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_map_without_iterables_is_empty(pool: Any) -> None:
+    with pool(1) as ex:
+        assert list(ex.map(testing.noop)) == []  # as the stdlib's
+
+
+def test_bad_mp_context_and_initargs_fail_at_the_call() -> None:
+    with pytest.raises(TypeError, match="mp_context must be a multiprocessing context"):
+        corral.ProcessPoolExecutor(1, mp_context=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="initargs must be a tuple"):
+        corral.ProcessPoolExecutor(1, initializer=testing.noop, initargs=5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cannot find context"):
+        corral.ProcessPoolExecutor(1, mp_context="nonsense")
+
+
+def test_an_async_function_is_fine_inside_a_plain_one() -> None:
+    with corral.ThreadPoolExecutor(1) as ex:
+        assert ex.submit(asyncio.run, _coroutine_function()).result(timeout=30) == 1
