@@ -263,7 +263,7 @@ class DaskExecutor(BaseExecutor):
             self._closer: threading.Thread | None = None
             self._closer_lock = threading.Lock()
             self._functions = FunctionPickler()
-            self._prepare = self._pickle_call
+            self._prepare = self._core._pickle_call
             if client is None:
                 if address is None:
                     self._cluster = self._start_local_cluster(

@@ -133,11 +133,18 @@ if TYPE_CHECKING:
 else:
     _MAKERS = {"BrokenThreadPool": _broken_thread_pool, "BrokenProcessPool": _broken_process_pool}
 
+    import threading
+
+    _making = threading.Lock()  # one class per name, whichever thread asks first
+
     def __getattr__(name: str) -> object:
         if name not in _MAKERS:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        cls = globals()[name] = _MAKERS[name]()
-        return cls
+        with _making:
+            made = globals().get(name)
+            if made is None:
+                made = globals()[name] = _MAKERS[name]()
+        return made
 
 
 class RemoteError(CorralError):

@@ -71,8 +71,9 @@ class Future(_stdlib.Future[T], Generic[T]):
         (the work goes on); a cancelled future raises CancelledError; Ctrl+C while
         waiting raises KeyboardInterrupt in the caller.
         """
-        if timeout is None and self._helper is not None and self._state == PENDING:
-            self._helper(self)
+        helper = self._helper  # (once: the future may end, and drop it, meanwhile)
+        if timeout is None and helper is not None and self._state == PENDING:
+            helper(self)
         if sys.version_info >= (3, 11):
             return super().result(timeout)
         try:  # pragma: no cover - Python 3.10: its TimeoutError is not the builtin one
@@ -82,8 +83,9 @@ class Future(_stdlib.Future[T], Generic[T]):
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """As ``result()``, but returns the work's exception (None if it succeeded)."""
-        if timeout is None and self._helper is not None and self._state == PENDING:
-            self._helper(self)
+        helper = self._helper
+        if timeout is None and helper is not None and self._state == PENDING:
+            helper(self)
         if sys.version_info >= (3, 11):
             return super().exception(timeout)
         try:  # pragma: no cover - Python 3.10

@@ -80,7 +80,8 @@ class _State:
         self.installed: dict[int, _Handler] = {}  # signal -> the handler ours replaced
         self.thread: threading.Thread | None = None
         self.wake_w = -1
-        self.lock = threading.Lock()  # starts and stops of the thread (never in a handler)
+        # starts and stops of the thread and its pipe, and forks (never in a handler)
+        self.lock = threading.Lock()
         # One episode: from a Ctrl+C until FORCE_WINDOW has passed with no shutdown
         # waiting for workers. A press inside an episode forces.
         self.episode = False
@@ -182,8 +183,8 @@ def release() -> None:
     with _state.lock:
         thread, _state.thread = _state.thread, None
         if thread is not None:
-            os.close(_state.wake_w)  # EOF: the thread closes its end and ends
-            _state.wake_w = -1
+            wake_w, _state.wake_w = _state.wake_w, -1  # (-1 first: a handler may write now)
+            os.close(wake_w)  # EOF: the thread closes its end and ends
     if thread is not None and thread is not threading.current_thread():
         thread.join(5)
     for signum, previous in list(_state.installed.items()):
@@ -222,8 +223,8 @@ def _quit_if_idle() -> bool:
         ):
             return False
         _state.thread = None
-        os.close(_state.wake_w)
-        _state.wake_w = -1
+        wake_w, _state.wake_w = _state.wake_w, -1  # (-1 first: a handler may write now)
+        os.close(wake_w)
         return True
 
 
@@ -302,4 +303,20 @@ def _after_fork_in_child() -> None:
     _state.__init__()  # type: ignore[misc]
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+def _before_fork() -> None:
+    # No fork while the pipe is being opened or closed: a child must see ``wake_w`` as
+    # an fd that is open, or as -1. (It once saw a number already closed here and
+    # reused for another pipe, and closed that: a fork-started worker closed its own
+    # exit sentinel, and the parent then waited for it forever.)
+    _state.lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _state.lock.release()
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,  # (makes a new lock: the held one is left)
+)

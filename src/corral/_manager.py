@@ -728,6 +728,10 @@ class ProcessManager(BaseExecutor):
         self._drain(proc)  # outcomes it sent before it died still count
         self._drop_conn(proc)
         self._selector.unregister(proc.process.sentinel)
+        # whatever ended it (a kill, a crash, retirement, shutdown), nothing of its process
+        # group stays behind: the processes its tasks started end with it. Before it is
+        # reaped, while its pid (the group's id) cannot have been given to another process
+        self._signal_group(proc.pid, signal.SIGKILL)
         # the sentinel can fire a moment before the process is reapable: wait for that
         proc.process.join(5)
         exitcode = proc.process.exitcode
@@ -747,9 +751,6 @@ class ProcessManager(BaseExecutor):
                 "every worker), or an import fails in the worker"
             )
             self._start_failed(error)
-        # whatever ended it (a kill, a crash, retirement, shutdown), nothing of its
-        # process group stays behind: the processes its tasks started end with it
-        self._signal_group(proc.pid, signal.SIGKILL)
         crashed_under_work = bool(proc.inflight)
         inflight, proc.inflight = list(proc.inflight), deque()
         try:

@@ -41,15 +41,14 @@ ChunkResult = tuple[float, list[Any], dict[int, bytes]]
 
 _local = threading.local()
 
-_END: Any = object()
-
 
 def _handing_out(reversed_values: list[Any]) -> Iterator[Any]:
-    """Iterates a reversed list (ending in _END) by popping it, at C speed: a value
-    handed out is no longer referenced here (nor by the future whose result the list
-    is), so the consumer alone decides how long it lives (CPython's test_free_reference).
-    """
-    return iter(reversed_values.pop, _END)
+    """Iterates a reversed list by popping it, at C speed: a value handed out is no
+    longer referenced here (nor by the future whose result the list is), so the consumer
+    alone decides how long it lives (CPython's test_free_reference). Pops exactly len()
+    times: a sentinel would be compared with ``==``, which values define as they like
+    (a numpy array's answer has no truth value)."""
+    return itertools.starmap(reversed_values.pop, itertools.repeat((), len(reversed_values)))
 
 
 def in_feeder() -> bool:
@@ -329,11 +328,10 @@ class MapIterator(Generic[T]):
                     while self._refill():
                         pass
         if not self._units.chunked:
-            return _handing_out([_END, value])
+            return _handing_out([value])
         _, values, errors = value
         if errors:
             return self._with_errors(values, errors)
-        values.append(_END)
         values.reverse()
         return _handing_out(values)
 

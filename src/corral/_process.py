@@ -326,6 +326,9 @@ class ProcessPoolExecutor(ProcessManager, _stdlib.ProcessPoolExecutor):  # type:
                 self._running.discard(task)
                 task.state = ENDED
                 self._counts["failed"] += 1
+                if task.timer is not None:
+                    task.timer.cancel()
+                    task.timer = None
         errors = []
         for task in running:
             error = BrokenProcessPool(

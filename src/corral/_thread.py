@@ -258,7 +258,7 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
         if worker.thread is not None:
             self._threads = self._threads - {worker.thread}
             self._abandoned.discard(worker.thread)
-        if self._shutdown and not self._threads:
+        if self._shutdown and not self._threads and not self._backoff:
             # no thread will start again: let go of the user's initializer arguments
             self._initializer, self._initargs = None, ()
             if self._hooks is not None:
@@ -388,7 +388,6 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
     def _park(self, worker: _Worker) -> _Task | None:
         """Waits for work; returns the next task, or None when this thread should exit."""
         lock = self._lock
-        timeout = -1.0 if self._idle_timeout is None else self._idle_timeout
         while True:
             with lock:
                 task = self._take_locked(worker)
@@ -397,6 +396,11 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
                         self._exit_locked(worker, "shutdown")
                         return None
                     self._idle.append(worker)
+                # a pool shutting down keeps its threads while retries wait out their
+                # backoff (shutdown(wait=True) waits for them, and they need a thread
+                # that ran the initializer): park until the retry wakes us
+                forever = self._idle_timeout is None or (self._shutdown and self._backoff)
+                timeout = -1.0 if forever or self._idle_timeout is None else self._idle_timeout
             if self._spawn_pending:
                 self._start_spawns()
             if task is not None:
@@ -405,7 +409,9 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
                 continue
             with lock:
                 if worker in self._idle:
-                    if self._nthreads > self._min_workers:
+                    if self._nthreads > self._min_workers and not (
+                        self._shutdown and self._backoff
+                    ):
                         self._idle.remove(worker)
                         self._exit_locked(worker, "idle")
                         return None
