@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 MATRIX ?= 3.10 3.13
 SOURCES := src tests bench demo examples
 
-.PHONY: demo test lint typecheck unit contract-matrix cpython-suite bench clean
+.PHONY: demo test lint typecheck unit contract-matrix cpython-suite bench soak clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -79,6 +79,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_flow.py
 	$(BIN)/python bench/bench_observe.py
 	$(BIN)/python bench/bench_dask.py
+
+# The chaos soak (bench/soak.py): both pools, SOAK_SECONDS each, a fixed seed.
+SOAK_SECONDS ?= 600
+SOAK_SEED ?= 1
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py --pool both --seconds $(SOAK_SECONDS) --seed $(SOAK_SEED)
 
 clean:
 	rm -rf $(VENV) .venv-* .mypy_cache .pytest_cache .ruff_cache

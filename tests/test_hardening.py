@@ -214,3 +214,17 @@ def test_a_retry_after_shutdown_runs_on_an_initialized_thread() -> None:
     assert fut.done()  # shutdown(wait=True) waited for the retries
     assert fut.result() == 7
     assert seen == [True, True, True]  # every run on a thread that ran the initializer
+
+
+def test_a_result_in_shared_memory_survives_the_next_task_killing_its_worker() -> None:
+    # found by bench/soak.py: the worker sent a big result (a memfd), ran the next task
+    # it already held, which killed it, and the parent could no longer open the memfd
+    np = pytest.importorskip("numpy")
+    with corral.ProcessPoolExecutor(1) as ex:
+        ex.submit(testing.noop).result(timeout=30)
+        for _ in range(20):
+            big = ex.submit(np.ones, 1 << 18)  # 2 MB: through shared memory
+            crash = ex.submit(testing.exit_now, 3)
+            assert big.result(timeout=30).sum() == 1 << 18
+            with pytest.raises(corral.WorkerCrashed):
+                crash.result(timeout=30)

@@ -124,6 +124,10 @@ class SegmentPool:
                 return
         segment.close()
 
+    def lending(self) -> bool:
+        """True while a segment is lent (the other side has not given it back)."""
+        return bool(self._lent)
+
     def give_back_all(self, segments: Segments) -> None:
         for _, fd, _ in segments:
             self.give_back(fd)

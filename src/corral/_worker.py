@@ -232,6 +232,11 @@ def worker_main(
             _run_one(task_id, fn_data, call, segments, functions, pool, reader, send, report_memory)
             inbox.task_id = 0
             _flush_std()
+            # a result went through shared memory: nothing runs until the parent has
+            # copied it out and said "free", so a later task that kills this process
+            # (os._exit, a segfault) cannot take a finished task's result with it
+            while pool is not None and pool.lending() and not inbox.exiting:
+                inbox.receive(block=True)
     except (BrokenPipeError, ConnectionResetError):
         os._exit(0)  # the parent is gone (SIGTERM, SIGKILL): nobody to report to
     conn.close()
