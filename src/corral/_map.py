@@ -114,12 +114,7 @@ class MapIterator(Generic[T]):
         self._closed = False
         self._feed_error: BaseException | None = None
         if buffersize is not None:
-            try:
-                while self._refill():
-                    pass
-            except BaseException:
-                self.close()
-                raise
+            self.feed_all()
 
     # ------------------------------------------------------------------ feeding
 
@@ -150,7 +145,10 @@ class MapIterator(Generic[T]):
             on_end(self)
 
     def feed_all(self) -> None:
-        """Submits all the input now, in this thread (an error of the input is raised)."""
+        """Submits the input now, in this thread: all of it, or up to ``buffersize``.
+
+        An error of the input, or of submit(), is raised here (the map is closed).
+        """
         try:
             while self._refill():
                 pass
