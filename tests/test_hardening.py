@@ -228,3 +228,25 @@ def test_a_result_in_shared_memory_survives_the_next_task_killing_its_worker() -
             assert big.result(timeout=30).sum() == 1 << 18
             with pytest.raises(corral.WorkerCrashed):
                 crash.result(timeout=30)
+
+
+def test_shutdown_returns_once_the_last_retry_ran_on_a_pool_of_several_threads() -> None:
+    # the threads kept for a retry during shutdown parked without a timeout; once the
+    # retry had run, nothing woke the others, and shutdown(wait=True) waited forever
+    attempts = iter(range(10))
+    release = threading.Event()
+
+    def flaky() -> int:
+        if next(attempts) < 2:
+            raise ConnectionError("try again")
+        return 7
+
+    ex = corral.ThreadPoolExecutor(2, idle_timeout=0.001)
+    busy = [ex.submit(release.wait, 30) for _ in range(2)]  # both threads exist
+    fut = ex.options(retries=3, retry_on=(ConnectionError,)).submit(flaky)
+    release.set()
+    closer = threading.Thread(target=ex.shutdown)
+    closer.start()
+    closer.join(30)
+    assert not closer.is_alive(), "shutdown(wait=True) did not return"
+    assert fut.result(timeout=1) == 7 and all(f.result(timeout=1) for f in busy)

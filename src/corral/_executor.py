@@ -582,11 +582,17 @@ class BaseExecutor(_stdlib.Executor):
             else:
                 broken = None
                 self._push_locked(task)
-                wake = self._work_available_locked()
+                wake = self._backoff_left_locked()
         if broken is not None:
             task.fut._resolve(exception=broken)
         elif wake is not None:
             wake()
+
+    def _backoff_left_locked(self) -> Callable[[], None] | None:
+        """A task left its retry backoff (requeued or cancelled). Workers of a pool that
+        is shutting down stay for retries: once none is left, all of them look again
+        (and leave); otherwise the work available is announced as usual."""
+        return self._work_available_locked(shutdown=self._shutdown and not self._backoff)
 
     def _on_cancel(self, fut: Future[Any], was_running: bool) -> None:
         """Stop hook of every future this executor made (called by Future.cancel)."""
@@ -607,8 +613,7 @@ class BaseExecutor(_stdlib.Executor):
                 self._backoff.discard(task)
                 if task.timer is not None:
                     task.timer.cancel()
-                # workers of a pool shutting down wait for retries: let them look again
-                wake = self._work_available_locked()
+                wake = self._backoff_left_locked()
             elif state == RUNNING:
                 self._running.discard(task)
                 task.state = ENDED

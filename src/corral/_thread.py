@@ -399,8 +399,9 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
                 # a pool shutting down keeps its threads while retries wait out their
                 # backoff (shutdown(wait=True) waits for them, and they need a thread
                 # that ran the initializer): park until the retry wakes us
-                forever = self._idle_timeout is None or (self._shutdown and self._backoff)
-                timeout = -1.0 if forever or self._idle_timeout is None else self._idle_timeout
+                timeout = self._idle_timeout
+                if timeout is None or (self._shutdown and self._backoff):
+                    timeout = -1.0
             if self._spawn_pending:
                 self._start_spawns()
             if task is not None:
