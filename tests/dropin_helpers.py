@@ -37,3 +37,8 @@ class Made:
 
 def make_object(_: int) -> Made:
     return Made()
+
+
+def kept_count(_: object = None) -> int:
+    """How many objects the initializer ``keep`` was given in this worker."""
+    return len(SHARED["objects"])

@@ -382,3 +382,13 @@ def test_terminate_and_kill_workers(how: str, started: testing.Gate) -> None:
     with pytest.raises(RuntimeError):
         ex.submit(testing.square, 1)
     assert ex.statistics().failed == 1
+
+
+def test_initargs_given_as_a_generator_are_read_once() -> None:
+    # a thread lock can only be inherited: the default start method falls back to fork,
+    # which packed the initargs a second time (a generator was empty by then)
+    lock = threading.Lock()
+    with corral.ProcessPoolExecutor(
+        1, initializer=helpers.keep, initargs=(x for x in [lock, 1])
+    ) as ex:
+        assert ex.submit(helpers.kept_count).result(timeout=30) == 2

@@ -85,9 +85,19 @@ def _default_context() -> multiprocessing.context.BaseContext:
 WorkerInit = tuple[bytes, tuple[tuple[str, Any], ...]]
 
 
+def _as_initargs(initargs: object) -> tuple[Any, ...]:
+    """The initargs as a tuple, read once (a generator could not be read twice)."""
+    if isinstance(initargs, (str, bytes)) or not isinstance(initargs, Iterable):
+        raise TypeError(
+            f"initargs must be a tuple of arguments for the initializer, "
+            f"got {type(initargs).__name__}: write initargs=(value,)"
+        )
+    return tuple(initargs)
+
+
 def _pack_init(
     initializer: Callable[..., object],
-    initargs: Iterable[Any],
+    initargs: tuple[Any, ...],
     ctx: multiprocessing.context.BaseContext,
 ) -> WorkerInit:
     """Prepares the initializer and its arguments for the worker processes.
@@ -101,11 +111,6 @@ def _pack_init(
     travel). That is checked here with a dry run, so an argument that cannot reach the
     workers at all fails now, not at the first worker start.
     """
-    if isinstance(initargs, (str, bytes)) or not isinstance(initargs, Iterable):
-        raise TypeError(
-            f"initargs must be a tuple of arguments for the initializer, "
-            f"got {type(initargs).__name__}: write initargs=(value,)"
-        )
     try:  # as task functions go: __main__'s own one in the worker, where it has it
         fn_data = _wire.FunctionPickler().dumps(initializer)
     except _wire.SerializationError as exc:
@@ -278,6 +283,7 @@ class ProcessPoolExecutor(ProcessManager, _stdlib.ProcessPoolExecutor):  # type:
             )
         self._init: WorkerInit | None = None
         if initializer is not None:
+            initargs = _as_initargs(initargs)
             try:
                 self._init = _pack_init(initializer, initargs, self._ctx)
             except _OnlyByFork:
