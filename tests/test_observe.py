@@ -25,7 +25,7 @@ import pytest
 
 import corral
 from corral import testing
-from corral._observe import OUTCOMES
+from corral._observe.hooks import OUTCOMES
 
 POOLS: dict[str, Callable[..., Any]] = {
     "thread": corral.ThreadPoolExecutor,

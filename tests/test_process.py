@@ -24,8 +24,7 @@ import psutil
 import pytest
 
 import corral
-from corral import testing
-from corral._wire import RemoteError, SerializationError, WorkerTraceback
+from corral import RemoteError, SerializationError, WorkerTraceback, testing
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import ExceptionGroup

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 _LAZY: dict[str, tuple[str, str]] = {
     "cancelled": ("._context", "cancelled"),
     "check_cancelled": ("._context", "check_cancelled"),
-    "DaskExecutor": ("._dask", "DaskExecutor"),
+    "DaskExecutor": ("._backends.dask.executor", "DaskExecutor"),
     "BrokenExecutor": ("._errors", "BrokenExecutor"),
     "BrokenProcessPool": ("._errors", "BrokenProcessPool"),
     "BrokenThreadPool": ("._errors", "BrokenThreadPool"),
@@ -47,26 +47,28 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Future": ("._future", "Future"),
     "Installed": ("._install", "Installed"),
     "install": ("._install", "install"),
-    "Hooks": ("._observe", "Hooks"),
-    "TaskEvent": ("._observe", "TaskEvent"),
-    "WorkerEvent": ("._observe", "WorkerEvent"),
+    "Hooks": ("._observe.hooks", "Hooks"),
+    "TaskEvent": ("._observe.hooks", "TaskEvent"),
+    "WorkerEvent": ("._observe.hooks", "WorkerEvent"),
     "TaskOptions": ("._options", "TaskOptions"),
-    "ProcessPoolExecutor": ("._process", "ProcessPoolExecutor"),
-    "Progress": ("._progress", "Progress"),
+    "ProcessPoolExecutor": ("._backends.process.executor", "ProcessPoolExecutor"),
+    "Progress": ("._observe.progress", "Progress"),
     "Statistics": ("._stats", "Statistics"),
     "ALL_COMPLETED": ("._stdlib", "ALL_COMPLETED"),
     "FIRST_COMPLETED": ("._stdlib", "FIRST_COMPLETED"),
     "FIRST_EXCEPTION": ("._stdlib", "FIRST_EXCEPTION"),
     "TaskGroup": ("._taskgroup", "TaskGroup"),
-    "ThreadPoolExecutor": ("._thread", "ThreadPoolExecutor"),
-    "Timeline": ("._timeline", "Timeline"),
+    "ThreadPoolExecutor": ("._backends.thread", "ThreadPoolExecutor"),
+    "Timeline": ("._observe.timeline", "Timeline"),
     "as_completed": ("._waiting", "as_completed"),
     "wait": ("._waiting", "wait"),
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, eagerly
+    from ._backends.dask.executor import DaskExecutor
+    from ._backends.process.executor import ProcessPoolExecutor
+    from ._backends.thread import ThreadPoolExecutor
     from ._context import cancelled, check_cancelled
-    from ._dask import DaskExecutor
     from ._errors import (
         BrokenExecutor,
         BrokenProcessPool,
@@ -85,15 +87,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, eagerly
     from ._executor import BaseExecutor as Executor
     from ._future import Future
     from ._install import Installed, install
-    from ._observe import Hooks, TaskEvent, WorkerEvent
+    from ._observe.hooks import Hooks, TaskEvent, WorkerEvent
+    from ._observe.progress import Progress
+    from ._observe.timeline import Timeline
     from ._options import TaskOptions
-    from ._process import ProcessPoolExecutor
-    from ._progress import Progress
     from ._stats import Statistics
     from ._stdlib import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
     from ._taskgroup import TaskGroup
-    from ._thread import ThreadPoolExecutor
-    from ._timeline import Timeline
     from ._waiting import as_completed, wait
 
 

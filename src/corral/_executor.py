@@ -15,7 +15,7 @@ and the front methods a backend calls, with ``self._lock`` held::
     _pop_locked()              next task to start (marks it running), or None
     _finished_locked(task, outcome)
 
-A task's life (``_Task.state``)::
+A task's life (``Task.state``)::
 
     QUEUED --pop--> RUNNING --ok/error--> ENDED
       |               |  \\--retryable error--> BACKOFF --timer--> QUEUED
@@ -38,21 +38,16 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from . import _interrupt as interrupt
 from . import _stdlib
+from ._checks import callable_name, check_callable, check_count, check_timeout
+from ._clock import now, timer
 from ._errors import BrokenExecutor, QueueFull
 from ._future import Future
 from ._map import MapIterator, Units, in_feeder
-from ._observe import TaskEvent, WorkerEvent, make_dispatch, outcome_of
-from ._options import (
-    TaskOptions,
-    callable_name,
-    check_callable,
-    check_count,
-    check_timeout,
-    retry_delay,
-)
-from ._progress import Progress, make_progress
+from ._observe.hooks import TaskEvent, WorkerEvent, make_dispatch, outcome_of
+from ._observe.progress import Progress, make_progress
+from ._options import TaskOptions, retry_delay
 from ._stats import Statistics
-from ._timer import TimerHandle, now, timer
+from ._task import BACKOFF, ENDED, QUEUED, RUNNING, Task, task_name
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -61,7 +56,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 E = TypeVar("E", bound="BaseExecutor")
 
-QUEUED, RUNNING, BACKOFF, ENDED = range(4)
 
 #: Set when the interpreter's exit began to shut the pools down.
 _exit_started = False
@@ -69,61 +63,6 @@ _exit_started = False
 #: Every executor alive; interpreter exit walks it. A forked child inherits none.
 live_executors: weakref.WeakSet[BaseExecutor] = weakref.WeakSet()
 os.register_at_fork(after_in_child=live_executors.clear)
-
-
-class _Task:
-    """One submitted call and where it stands; owned by the executor's lock."""
-
-    __slots__ = (
-        "args",
-        "fn",
-        "fut",
-        "ident",
-        "kwargs",
-        "label",
-        "opts",
-        "payload",
-        "seq",
-        "started",
-        "state",
-        "submitted",
-        "tid",
-        "timer",
-        "token",
-        "where",
-        "worker",
-    )
-
-    def __init__(
-        self,
-        fut: Future[Any],
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        opts: TaskOptions,
-    ) -> None:
-        self.fut = fut
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        self.opts = opts
-        self.seq = 0
-        self.state = QUEUED
-        self.timer: TimerHandle | None = None
-        self.token: Any = None
-        self.worker: Any = None
-        self.payload: Any = None  # what a backend prepared to send (process: pickled call)
-        self.tid = 0  # a backend's id for the current run
-        # for hooks only (set when the pool has some)
-        self.ident = 0
-        self.label = ""  # _task_name(), taken once at submit
-        self.submitted = self.started = 0.0
-        self.where = ""  # the worker of the current run, once its start was announced
-
-
-def _task_name(task: _Task) -> str:
-    """The name events and logs give a task: ``options(name=)``, else its function's."""
-    return task.opts.name or callable_name(task.fn)
 
 
 class BaseExecutor(_stdlib.Executor):
@@ -134,11 +73,11 @@ class BaseExecutor(_stdlib.Executor):
     _at_exit = False
     #: Seconds a stopped worker process gets between SIGTERM and SIGKILL.
     _kill_grace = 0.0
-    #: Runs a queued task in the thread that waits for it (see _thread.py), or None.
+    #: Runs a queued task in the thread that waits for it (see _backends/thread.py), or None.
     _inline_helper: Callable[[Future[Any]], None] | None = None
     #: Turns a new task into what the backend sends (process: pickles the call); an
     #: exception it returns fails that future only.
-    _prepare: Callable[[_Task], BaseException | None] | None = None
+    _prepare: Callable[[Task], BaseException | None] | None = None
 
     def __init__(
         self,
@@ -166,12 +105,12 @@ class BaseExecutor(_stdlib.Executor):
         self._defaults = TaskOptions().merged(task_timeout=task_timeout, retries=retries)
         self._lock = threading.Lock()
         self._not_full = threading.Condition(self._lock)
-        self._queue: deque[_Task] = deque()  # priority 0, FIFO
-        self._heap: list[tuple[int, int, _Task]] = []  # other priorities: (-priority, seq)
+        self._queue: deque[Task] = deque()  # priority 0, FIFO
+        self._heap: list[tuple[int, int, Task]] = []  # other priorities: (-priority, seq)
         self._seq = itertools.count()
         self._pending = 0  # tasks QUEUED (tombstones of cancelled ones excluded)
-        self._backoff: set[_Task] = set()  # tasks waiting out a retry backoff
-        self._running: set[_Task] = set()
+        self._backoff: set[Task] = set()  # tasks waiting out a retry backoff
+        self._running: set[Task] = set()
         self._closed = False  # shutdown() was called: no new work from users
         self._shutdown = False  # ... and the feeders are done: the backend winds down
         self._shutdown_pending = False  # shutdown(wait=False) waits for the feeders
@@ -435,11 +374,11 @@ class BaseExecutor(_stdlib.Executor):
         if self._closed:
             self._check_open()
         fut: Future[Any] = Future()
-        task = _Task(fut, fn, args, kwargs, opts)
+        task = Task(fut, fn, args, kwargs, opts)
         fut._task = task
         if self._hooks is not None:
             task.ident = next(self._ids)
-            task.label = _task_name(task)
+            task.label = task_name(task)
             task.submitted = now()
         if self._inline_helper is not None and opts.task_timeout is None and opts.retries == 0:
             fut._helper = self._inline_helper  # (bound to the core)
@@ -488,7 +427,7 @@ class BaseExecutor(_stdlib.Executor):
                 )
             self._not_full.wait()
 
-    def _push_locked(self, task: _Task, front: bool = False) -> None:
+    def _push_locked(self, task: Task, front: bool = False) -> None:
         """Queues a task; ``front`` puts it back ahead of its equals (it was taken early)."""
         task.state = QUEUED
         self._pending += 1
@@ -501,7 +440,7 @@ class BaseExecutor(_stdlib.Executor):
         # other priorities, and tasks put back (in their first place, by their seq)
         heapq.heappush(self._heap, (-priority, task.seq, task))
 
-    def _pop_locked(self) -> _Task | None:
+    def _pop_locked(self) -> Task | None:
         """Takes the next task to run and marks it running; None if there is none."""
         queue, heap = self._queue, self._heap
         while True:
@@ -511,10 +450,10 @@ class BaseExecutor(_stdlib.Executor):
                 task = queue.popleft()
             else:
                 return None
-            if task.state == QUEUED and self._start_locked(task):
+            if task.state is QUEUED and self._start_locked(task):
                 return task
 
-    def _start_locked(self, task: _Task) -> bool:
+    def _start_locked(self, task: Task) -> bool:
         """QUEUED -> RUNNING; False if the future was cancelled meanwhile."""
         self._pending -= 1
         if self._max_pending is not None:
@@ -530,9 +469,9 @@ class BaseExecutor(_stdlib.Executor):
         self._running.add(task)
         return True
 
-    def _unstart_locked(self, task: _Task) -> None:
+    def _unstart_locked(self, task: Task) -> None:
         """Puts back a task that was handed to a worker which never started it."""
-        if task.state != RUNNING or not task.fut._restart():
+        if task.state is not RUNNING or not task.fut._restart():
             return
         self._running.discard(task)
         if task.where:  # its start was announced: that run ends here, unfinished
@@ -543,12 +482,12 @@ class BaseExecutor(_stdlib.Executor):
             task.timer = None
         self._push_locked(task, front=True)
 
-    def _queued_locked(self) -> list[_Task]:
-        tasks = [t for t in self._queue if t.state == QUEUED]
-        tasks += [entry[2] for entry in self._heap if entry[2].state == QUEUED]
+    def _queued_locked(self) -> list[Task]:
+        tasks = [t for t in self._queue if t.state is QUEUED]
+        tasks += [entry[2] for entry in self._heap if entry[2].state is QUEUED]
         return tasks
 
-    def _finished_locked(self, task: _Task, exc: BaseException | None) -> None:
+    def _finished_locked(self, task: Task, exc: BaseException | None) -> None:
         """Books the end of a run: ENDED, or BACKOFF when the error is retried."""
         self._running.discard(task)
         if task.timer is not None:
@@ -570,9 +509,9 @@ class BaseExecutor(_stdlib.Executor):
         if self._hooks is not None:
             self._task_ended(task, exc, outcome_of(exc))
 
-    def _requeue(self, task: _Task) -> None:
+    def _requeue(self, task: Task) -> None:
         with self._lock:
-            if task.state != BACKOFF:
+            if task.state is not BACKOFF:
                 return
             self._backoff.discard(task)
             task.timer = None
@@ -596,25 +535,25 @@ class BaseExecutor(_stdlib.Executor):
 
     def _on_cancel(self, fut: Future[Any], was_running: bool) -> None:
         """Stop hook of every future this executor made (called by Future.cancel)."""
-        task: _Task = fut._task
+        task: Task = fut._task
         with self._lock:
             state = task.state
-            if state == ENDED:
+            if state is ENDED:
                 return  # it finished just before the cancel: counted as such
             self._counts["cancelled"] += 1
-            if state == QUEUED:
+            if state is QUEUED:
                 task.state = ENDED
                 self._pending -= 1
                 if self._max_pending is not None:
                     self._not_full.notify()
                 return
-            if state == BACKOFF:
+            if state is BACKOFF:
                 task.state = ENDED
                 self._backoff.discard(task)
                 if task.timer is not None:
                     task.timer.cancel()
                 wake = self._backoff_left_locked()
-            elif state == RUNNING:
+            elif state is RUNNING:
                 self._running.discard(task)
                 task.state = ENDED
                 if task.timer is not None:  # its task_timeout: nothing left to time
@@ -625,10 +564,10 @@ class BaseExecutor(_stdlib.Executor):
                     self._task_ended(task, None, "cancelled")
         if wake is not None:
             wake()
-        if state == RUNNING:
+        if state is RUNNING:
             self._stop_running(task, "cancelled")
 
-    def _task_started(self, task: _Task, worker: str, started: float | None = None) -> None:
+    def _task_started(self, task: Task, worker: str, started: float | None = None) -> None:
         """A backend (whose pool has hooks) says a run of ``task`` begins on ``worker``
         (now, or at ``started``)."""
         task.started = now() if started is None else started
@@ -649,7 +588,7 @@ class BaseExecutor(_stdlib.Executor):
 
     def _task_ended(
         self,
-        task: _Task,
+        task: Task,
         exc: BaseException | None,
         outcome: str,
         retrying: bool | None = None,
@@ -669,7 +608,7 @@ class BaseExecutor(_stdlib.Executor):
             now(),
             outcome,
             exc,
-            task.state == BACKOFF if retrying is None else retrying,
+            task.state is BACKOFF if retrying is None else retrying,
         )
         task.where = ""
         hooks.emit("on_task_end", event)
@@ -680,23 +619,23 @@ class BaseExecutor(_stdlib.Executor):
         if hooks is not None and hooks.wants(name):
             hooks.emit(name, WorkerEvent(worker, pid, now(), **details))
 
-    def _arm_timeout_locked(self, task: _Task) -> None:
+    def _arm_timeout_locked(self, task: Task) -> None:
         """Starts the task_timeout clock of a task that is starting now."""
         if task.opts.task_timeout is not None:
             task.timer = timer.call_later(
                 task.opts.task_timeout, functools.partial(self._core._on_timeout, task)
             )
 
-    def _on_timeout(self, task: _Task) -> None:
+    def _on_timeout(self, task: Task) -> None:
         """Called by the timer when a running task reaches its task_timeout."""
         exc = task.opts.timeout_error()
         with self._lock:
-            if task.state != RUNNING:
+            if task.state is not RUNNING:
                 return
             task.timer = None
             self._counts["timed_out"] += 1
             self._finished_locked(task, exc)
-            retrying = task.state == BACKOFF
+            retrying = task.state is BACKOFF
         self._stop_running(task, "timeout")
         if not retrying:
             task.fut._resolve(exception=exc)
@@ -782,7 +721,7 @@ class BaseExecutor(_stdlib.Executor):
     def _work_available_locked(self, shutdown: bool = False) -> Callable[[], None] | None:
         raise NotImplementedError
 
-    def _stop_running(self, task: _Task, why: str) -> None:
+    def _stop_running(self, task: Task, why: str) -> None:
         raise NotImplementedError
 
     def _backend_shutdown(self, wait: bool) -> None:

@@ -1,8 +1,8 @@
 """The iterator that ``executor.map()`` returns: ordered or not, bounded or not, sync and async.
 
 Work is submitted in *units*: one item per future (the thread pool), or a chunk of
-items per future (the process pool batches tiny tasks; see ``_chunks.py``). The user
-sees items either way: one result or exception per item, in input order (or in
+items per future (the process pool batches tiny tasks: ``_backends/process/chunks.py``).
+The user sees items either way: one result or exception per item, in input order (or in
 completion order with ``ordered=False``).
 
 With ``buffersize=None`` all the input is submitted whether or not the results are read,
@@ -27,10 +27,10 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
+from ._clock import now
 from ._errors import CancelledError, WaitTimeout
 from ._future import Future
-from ._progress import Progress, count_future
-from ._timer import now
+from ._observe.progress import Progress, count_future
 
 T = TypeVar("T")
 

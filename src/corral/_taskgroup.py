@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from . import _stdlib
 from ._future import Future
-from ._progress import Progress, count_future, make_progress
+from ._observe.progress import Progress, count_future, make_progress
 
 if TYPE_CHECKING:
     import asyncio

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
 
 from . import _stdlib
+from ._checks import check_timeout
+from ._clock import now
 from ._errors import WaitTimeout
-from ._options import check_timeout
-from ._progress import Progress, count_future, make_progress
+from ._observe.progress import Progress, count_future, make_progress
 from ._stdlib import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
-from ._timer import now
 
 T = TypeVar("T")
 F = TypeVar("F", bound=_stdlib.Future[Any])

@@ -26,10 +26,10 @@ import threading
 import time
 from typing import Any
 
-from . import _stdlib
-from ._future import Future
-from ._process import ProcessPoolExecutor
-from ._wire import dump_exception
+from ... import _stdlib
+from ..._future import Future
+from ..._pickling import dump_exception
+from ..process.executor import ProcessPoolExecutor
 
 #: Seconds a stop request for a task that has not started yet is remembered.
 _EARLY_STOP_MEMORY = 300.0
@@ -85,7 +85,7 @@ def run_task(key: str, mp_context: str | None, fn_data: bytes, call_data: bytes)
     Returns ``(True, result)``, or ``(False, pickled exception)`` (WorkerCrashed if
     the inner process died): a failing call is a *result* for Dask, so Dask neither
     logs it as a failed computation nor loses its traceback, which travels as text
-    and tblib frames (see _wire.dump_exception). A task stopped by :func:`stop_tasks`
+    and tblib frames (see _pickling.dump_exception). A task stopped by :func:`stop_tasks`
     returns ``(True, None)`` at once: the parent has already resolved its future and
     drops this value.
     """

@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from ._observe import TaskEvent, WorkerEvent
+from .hooks import TaskEvent, WorkerEvent
 
 COLOURS = {
     "completed": "#4caf50",

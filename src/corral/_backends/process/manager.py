@@ -1,10 +1,10 @@
 """The process pool's manager: its thread, its worker processes, and what they say.
 
-``ProcessPoolExecutor`` (``_process.py``) is the front's process backend: its
+``ProcessPoolExecutor`` (``executor.py``) is the front's process backend: its
 constructor, argument checks and the pickling of calls. This module is the actor
 behind it: the one manager thread per pool that multiplexes the workers' pipes and exit
 sentinels with ``selectors``, hands tasks over, books outcomes, kills, revokes, recycles
-and replaces workers (the data flow is drawn in ``_process.py``'s docstring).
+and replaces workers (the data flow is drawn in ``executor.py``'s docstring).
 """
 
 from __future__ import annotations
@@ -25,25 +25,22 @@ import threading
 import traceback
 from collections import deque
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from typing import Any
 
-from . import _wire
-from ._errors import BrokenProcessPool, WorkerCrashed, signal_name
-from ._executor import ENDED, RUNNING, BaseExecutor, _Task, _task_name
-from ._options import (
-    callable_name,
-)
-from ._timer import now
-from ._worker import REVOKE_SIGNAL, worker_main
+from ... import _pickling
+from ..._clock import now
+from ..._errors import BrokenProcessPool, SerializationError
+from ..._executor import BaseExecutor
+from ..._task import ENDED, RUNNING, Task, task_name
+from . import wire
+from .procs import EXITING, READY, STARTING, Proc, crash_error, log_levels, signal_group
+from .worker import REVOKE_SIGNAL, worker_main
 
 LOGGER = logging.getLogger("corral")
 
 #: Consecutive worker starts that fail (initializer raises, process dies at start)
 #: before the pool declares itself broken.
 START_FAILURES_TO_BREAK = 3
-
-STARTING, READY, EXITING = "starting", "ready", "exiting"
 
 #: Prefetch: a busy worker is handed up to WINDOW tasks ahead when no worker is idle or
 #: can start, sized so that the queued tasks at one worker add up to about
@@ -57,92 +54,7 @@ REVOKE_AFTER = 0.01
 PREFETCH_BYTES = 32 * 1024
 
 
-_CRASH_CAUSES = {
-    "SIGSEGV": "a crash in native code (a C extension, ctypes, or an interpreter bug)",
-    "SIGBUS": "a crash in native code (bad memory access)",
-    "SIGILL": "a crash in native code (illegal instruction)",
-    "SIGFPE": "a crash in native code (arithmetic fault)",
-    "SIGABRT": "abort() in native code, often a failed assertion in a C extension",
-    "SIGKILL": "killed from outside: the out-of-memory killer (see `dmesg`) or kill -9",
-    "SIGTERM": "terminated from outside",
-}
-
-
-def crash_error(pid: int, exitcode: int | None, task: _Task) -> WorkerCrashed:
-    what = callable_name(task.fn)
-    if task.opts.name:
-        what = f"{task.opts.name} ({what})"
-    if exitcode is not None and exitcode < 0:
-        sig = signal_name(-exitcode)
-        how = f"was killed by {sig}: {_CRASH_CAUSES.get(sig, 'a signal from outside')}"
-    else:
-        sig = None
-        how = (
-            f"exited with code {exitcode}: os._exit() or sys.exit() in native code, "
-            "or the process was ended from outside"
-        )
-    return WorkerCrashed(
-        f"worker process {pid} {how}, while running {what}. Only this task failed and "
-        "the pool replaced the worker; pass retries=N to run such tasks again",
-        exitcode=exitcode,
-        signal=sig,
-        pid=pid,
-    )
-
-
-class _Proc:
-    """A worker process as the manager sees it (manager thread only)."""
-
-    __slots__ = (
-        "conn",
-        "head_started",
-        "idle_since",
-        "inflight",
-        "init_error",
-        "killed",
-        "last_end",
-        "pid",
-        "process",
-        "queued_bytes",
-        "reader",
-        "ready",
-        "reason",
-        "revoked",
-        "rss",
-        "state",
-        "tasks_run",
-    )
-
-    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
-        self.process = process
-        self.conn: Connection | None = conn
-        self.pid = process.pid or 0
-        self.state = STARTING
-        self.inflight: deque[_Task] = deque()  # handed over, outcome not back; [0] runs
-        self.tasks_run = 0
-        self.killed = False
-        self.idle_since = 0.0
-        self.head_started = 0.0
-        self.revoked: set[int] = set()
-        self.reader = _wire.FrameReader()
-        self.queued_bytes = 0  # payload bytes handed over behind the running task
-        self.rss = 0
-        self.init_error: BaseException | None = None
-        self.reason: str | None = None  # why the pool ended it (for on_worker_exit)
-        self.ready = False  # on_worker_start was announced
-        self.last_end = 0.0  # when its last run ended (hooks: runs never overlap)
-
-
-def _log_levels() -> dict[str, int]:
-    """This process's logger levels, for a new worker to filter as it would."""
-    levels = {"": logging.getLogger().level}
-    for name, logger in list(logging.Logger.manager.loggerDict.items()):
-        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
-            levels[name] = logger.level
-    return levels
-
-
-def _payload_size(task: _Task) -> int:
+def _payload_size(task: Task) -> int:
     """Bytes a task's pickled call takes on the pipe (its function and its arguments)."""
     return len(task.payload[0]) + len(task.payload[1])
 
@@ -165,15 +77,15 @@ class ProcessManager(BaseExecutor):
         self._max_memory = max_memory_per_child
         self._forward_logging = bool(forward_logging)
         self._parent_pid = os.getpid()
-        self._segments = _wire.SegmentPool() if _wire.SHARED_MEMORY else None
-        self._reader = _wire.SegmentReader()  # manager thread only
+        self._segments = wire.SegmentPool() if wire.SHARED_MEMORY else None
+        self._reader = wire.SegmentReader()  # manager thread only
         self._tids = itertools.count(1)
         # to settle: (task, result, error, seconds it ran)
-        self._outcomes: list[tuple[_Task, Any, BaseException | None, float]] = []
-        self._heads: list[tuple[_Proc, _Task]] = []  # runs to announce to hooks, after those
+        self._outcomes: list[tuple[Task, Any, BaseException | None, float]] = []
+        self._heads: list[tuple[Proc, Task]] = []  # runs to announce to hooks, after those
         # manager-thread state
-        self._procs: dict[int, _Proc] = {}  # pid -> worker
-        self._idle: list[_Proc] = []
+        self._procs: dict[int, Proc] = {}  # pid -> worker
+        self._idle: list[Proc] = []
         self._start_failures = 0
         self._avg_seconds: float | None = None  # moving average of task run times
         self._replacements = 0  # workers that died under work, to replace at once
@@ -217,7 +129,7 @@ class ProcessManager(BaseExecutor):
         if wake is not None:
             wake()
 
-    def _stop_running(self, task: _Task, why: str) -> None:
+    def _stop_running(self, task: Task, why: str) -> None:
         # the run to stop is the one on this worker with this id, even if the task has
         # been handed out again meanwhile (a retry after a timeout)
         self._command("stop", task, task.worker, task.tid)
@@ -323,15 +235,15 @@ class ProcessManager(BaseExecutor):
                 self._kill(proc, "terminated")
             return
         if command[0] == "stop":
-            task: _Task = command[1]
+            task: Task = command[1]
             proc, tid = command[2], command[3]
-            if isinstance(proc, _Proc) and any(t.tid == tid for t in proc.inflight):
+            if isinstance(proc, Proc) and any(t.tid == tid for t in proc.inflight):
                 if proc.inflight[0].tid == tid:
                     self._kill(proc)
                 else:  # handed over but not started: the worker drops it, nothing dies
                     self._revoke(proc, [task])
 
-    def _revoke(self, proc: _Proc, tasks: list[_Task]) -> None:
+    def _revoke(self, proc: Proc, tasks: list[Task]) -> None:
         tids = [t.tid for t in tasks if t.tid not in proc.revoked]
         if tids:
             proc.revoked.update(tids)
@@ -359,7 +271,7 @@ class ProcessManager(BaseExecutor):
 
     def _maintain(self) -> bool:
         """Dispatches queued work, starts and retires workers; True when all is done."""
-        sends: dict[_Proc, list[_Task]] = {}
+        sends: dict[Proc, list[Task]] = {}
         live = [p for p in self._procs.values() if p.state != EXITING]
         with self._lock:
             while self._idle:
@@ -416,7 +328,7 @@ class ProcessManager(BaseExecutor):
         self._update_counts()
         return (idle_out or broken) and not self._procs
 
-    def _hand_over_locked(self, proc: _Proc, task: _Task, sends: dict[_Proc, list[_Task]]) -> None:
+    def _hand_over_locked(self, proc: Proc, task: Task, sends: dict[Proc, list[Task]]) -> None:
         if not proc.inflight:
             proc.head_started = now()
             self._arm_timeout_locked(task)  # the clock runs while the task runs
@@ -435,11 +347,11 @@ class ProcessManager(BaseExecutor):
             self._live_workers = live
             self._idle_workers = len(self._idle)
 
-    def _send(self, proc: _Proc, message: tuple[Any, ...]) -> None:
+    def _send(self, proc: Proc, message: tuple[Any, ...]) -> None:
         if proc.conn is None:
             return
         try:
-            _wire.write_frame(proc.conn.fileno(), pickle.dumps(message, _wire.PROTOCOL))
+            wire.write_frame(proc.conn.fileno(), pickle.dumps(message, _pickling.PROTOCOL))
         except OSError:
             pass  # the worker is gone: its exit sentinel reports it
 
@@ -454,7 +366,7 @@ class ProcessManager(BaseExecutor):
                 self._parent_pid,
                 self._init,
                 self._max_memory is not None,
-                _log_levels() if self._forward_logging else None,
+                log_levels() if self._forward_logging else None,
             ),
             name="corral-worker",
             daemon=False,
@@ -469,7 +381,7 @@ class ProcessManager(BaseExecutor):
             return False
         finally:
             child_conn.close()
-        proc = _Proc(process, parent_conn)
+        proc = Proc(process, parent_conn)
         self._procs[proc.pid] = proc
         self._selector.register(
             parent_conn, selectors.EVENT_READ, lambda _: self._on_readable(proc)
@@ -490,7 +402,7 @@ class ProcessManager(BaseExecutor):
                 error,
             )
 
-    def _on_readable(self, proc: _Proc) -> None:
+    def _on_readable(self, proc: Proc) -> None:
         conn = proc.conn
         if conn is None:
             return
@@ -506,7 +418,7 @@ class ProcessManager(BaseExecutor):
         if self._outcomes or self._heads:
             self._settle()
 
-    def _drain(self, proc: _Proc) -> None:
+    def _drain(self, proc: Proc) -> None:
         """Reads whatever a dead worker wrote before it died.
 
         Only what is there: EOF may never come, because another process can hold the
@@ -522,13 +434,13 @@ class ProcessManager(BaseExecutor):
                 return
             self._on_readable(proc)
 
-    def _drop_conn(self, proc: _Proc) -> None:
+    def _drop_conn(self, proc: Proc) -> None:
         if proc.conn is not None:
             self._selector.unregister(proc.conn)
             proc.conn.close()
             proc.conn = None
 
-    def _on_message(self, proc: _Proc, message: tuple[Any, ...]) -> None:
+    def _on_message(self, proc: Proc, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "ready":
             proc.state = READY
@@ -542,12 +454,12 @@ class ProcessManager(BaseExecutor):
             self._log(proc, message[1], message[2])
             return
         if kind == "init_failed":
-            proc.init_error = _wire.load_exception(message[1])
+            proc.init_error = _pickling.load_exception(message[1])
             return
         if kind == "started":  # a revoked task had already started
             proc.revoked.discard(message[1])
             head = proc.inflight[0] if proc.inflight else None
-            if head is not None and head.tid == message[1] and head.state != RUNNING:
+            if head is not None and head.tid == message[1] and head.state is not RUNNING:
                 self._kill(proc)  # it was cancelled, not just moved: stop it
             return
         if kind == "skipped":  # a revoked task, from anywhere behind the running one
@@ -572,12 +484,12 @@ class ProcessManager(BaseExecutor):
                 self._heads.append((proc, head))  # announced after the previous one's end
             if head.opts.task_timeout is not None and head.tid not in proc.revoked:
                 with self._lock:
-                    if head.state == RUNNING and head.timer is None:
+                    if head.state is RUNNING and head.timer is None:
                         self._arm_timeout_locked(head)
         elif proc.state == READY:
             self._after_task(proc)
 
-    def _log(self, proc: _Proc, tid: int, fields: dict[str, Any]) -> None:
+    def _log(self, proc: Proc, tid: int, fields: dict[str, Any]) -> None:
         """Hands a worker's log record to this process's handlers, naming worker and task.
 
         A handler or filter that raises must not take the manager thread down: its
@@ -587,7 +499,7 @@ class ProcessManager(BaseExecutor):
             record = logging.makeLogRecord(fields)
             task = next((t for t in proc.inflight if t.tid == tid), None) if tid else None
             record.corral_worker = f"process {proc.pid}"
-            record.corral_task = None if task is None else _task_name(task)
+            record.corral_task = None if task is None else task_name(task)
             logger = logging.getLogger(record.name)
             if logger.isEnabledFor(record.levelno):
                 logger.handle(record)
@@ -598,22 +510,22 @@ class ProcessManager(BaseExecutor):
                     + traceback.format_exc()
                 )
 
-    def _task_done(self, proc: _Proc, task: _Task, message: tuple[Any, ...]) -> None:
+    def _task_done(self, proc: Proc, task: Task, message: tuple[Any, ...]) -> None:
         proc.tasks_run += 1
         proc.rss = message[-1]
         seconds = message[-2]
         avg = self._avg_seconds
         self._avg_seconds = seconds if avg is None else 0.8 * avg + 0.2 * seconds
-        live = task.state == RUNNING and task.worker is proc and task.tid == message[1]
+        live = task.state is RUNNING and task.worker is proc and task.tid == message[1]
         result: Any = None
         exc: BaseException | None = None
         if message[0] == "ok":
             segments = message[3]
             try:
                 if live:
-                    result = _wire.loads(message[2], segments, self._reader)
+                    result = _pickling.loads(message[2], segments, self._reader)
             except BaseException as error:
-                exc = _wire.SerializationError(
+                exc = SerializationError(
                     f"the result could not be unpickled in the parent: "
                     f"{type(error).__name__}: {error}"
                 )
@@ -626,7 +538,7 @@ class ProcessManager(BaseExecutor):
         else:
             if not live:
                 return
-            exc = _wire.load_exception(message[2])
+            exc = _pickling.load_exception(message[2])
         self._outcomes.append((task, result, exc, seconds))
 
     def _settle(self) -> None:
@@ -635,7 +547,7 @@ class ProcessManager(BaseExecutor):
         resolved = []
         with self._lock:
             for task, result, exc, seconds in outcomes:
-                if task.state == RUNNING:  # not cancelled or timed out meanwhile
+                if task.state is RUNNING:  # not cancelled or timed out meanwhile
                     proc = task.worker
                     if self._hooks is not None and not task.where:
                         # it started since the last read: now - its run, not before the last
@@ -644,7 +556,7 @@ class ProcessManager(BaseExecutor):
                     self._finished_locked(task, exc)
                     if self._hooks is not None:
                         proc.last_end = now()  # after the end event's own clock reading
-                    if task.state == ENDED:
+                    if task.state is ENDED:
                         resolved.append((task.fut, result, exc))
         for fut, result, exc in resolved:
             fut._resolve(result, exc)
@@ -652,10 +564,10 @@ class ProcessManager(BaseExecutor):
             heads, self._heads = self._heads, []
             with self._lock:
                 for proc, task in heads:
-                    if task.state == RUNNING and task.worker is proc and not task.where:
+                    if task.state is RUNNING and task.worker is proc and not task.where:
                         self._task_started(task, f"process {proc.pid}")
 
-    def _after_task(self, proc: _Proc) -> None:
+    def _after_task(self, proc: Proc) -> None:
         if self._max_tasks_per_child is not None and proc.tasks_run >= self._max_tasks_per_child:
             self._retire(proc, "max_tasks_per_child")
         elif self._max_memory is not None and proc.rss > self._max_memory:
@@ -669,11 +581,11 @@ class ProcessManager(BaseExecutor):
         else:
             self._make_idle(proc)
 
-    def _make_idle(self, proc: _Proc) -> None:
+    def _make_idle(self, proc: Proc) -> None:
         proc.idle_since = now()
         self._idle.append(proc)
 
-    def _retire(self, proc: _Proc, reason: str) -> None:
+    def _retire(self, proc: Proc, reason: str) -> None:
         """Asks an idle worker to exit; kills it if it has not within 5 seconds."""
         if proc in self._idle:
             self._idle.remove(proc)
@@ -689,7 +601,7 @@ class ProcessManager(BaseExecutor):
 
         self._call_at(now() + 5.0, overdue)
 
-    def _kill(self, proc: _Proc, reason: str = "killed") -> None:
+    def _kill(self, proc: Proc, reason: str = "killed") -> None:
         """Terminates the worker's process group; KILL follows after kill_grace."""
         if proc.killed:
             return
@@ -698,40 +610,23 @@ class ProcessManager(BaseExecutor):
         proc.state = EXITING
         if proc in self._idle:
             self._idle.remove(proc)
-        self._signal_group(proc.pid, signal.SIGTERM)
-        self._call_at(
-            now() + self._kill_grace, lambda: self._signal_group(proc.pid, signal.SIGKILL)
-        )
+        signal_group(proc.pid, signal.SIGTERM)
+        self._call_at(now() + self._kill_grace, lambda: signal_group(proc.pid, signal.SIGKILL))
 
     def _signal_workers(self, signum: int) -> list[int]:
         pids = list(self._procs)  # one C-level copy: safe in a signal handler
         for pid in pids:
-            self._signal_group(pid, signum)
+            signal_group(pid, signum)
         return pids
 
-    @staticmethod
-    def _signal_group(pid: int, signum: int) -> None:
-        try:
-            if os.getpgid(pid) == pid:
-                os.killpg(pid, signum)
-                return
-        except ProcessLookupError:
-            pass
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
-        try:  # the leader is gone, but its group (grandchildren) may remain
-            os.killpg(pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def _on_exit(self, proc: _Proc) -> None:
+    def _on_exit(self, proc: Proc) -> None:
         self._drain(proc)  # outcomes it sent before it died still count
         self._drop_conn(proc)
         self._selector.unregister(proc.process.sentinel)
         # whatever ended it (a kill, a crash, retirement, shutdown), nothing of its process
         # group stays behind: the processes its tasks started end with it. Before it is
         # reaped, while its pid (the group's id) cannot have been given to another process
-        self._signal_group(proc.pid, signal.SIGKILL)
+        signal_group(proc.pid, signal.SIGKILL)
         # the sentinel can fire a moment before the process is reapable: wait for that
         proc.process.join(5)
         exitcode = proc.process.exitcode
@@ -764,7 +659,7 @@ class ProcessManager(BaseExecutor):
                 proc.reason = "init_failed"  # (it never started: no on_worker_start)
                 self._announce_exit(proc, exitcode)
 
-    def _fail_inflight(self, proc: _Proc, exitcode: int | None, inflight: list[_Task]) -> None:
+    def _fail_inflight(self, proc: Proc, exitcode: int | None, inflight: list[Task]) -> None:
         """The tasks a dead worker held: the one it ran fails (or retries), the rest go back."""
         if not inflight:
             return
@@ -773,19 +668,19 @@ class ProcessManager(BaseExecutor):
         with self._lock:
             for task in rest:
                 self._unstart_locked(task)
-            crashed = head.state == RUNNING and head.worker is proc and not proc.killed
+            crashed = head.state is RUNNING and head.worker is proc and not proc.killed
             resolve = False
             if crashed:
                 exc = crash_error(proc.pid, exitcode, head)
                 self._counts["crashed"] += 1
                 self._finished_locked(head, exc)
-                resolve = head.state == ENDED
-            elif head.state == RUNNING and head.worker is proc:
+                resolve = head.state is ENDED
+            elif head.state is RUNNING and head.worker is proc:
                 self._unstart_locked(head)  # killed for another reason: run it elsewhere
         if resolve:
             head.fut._resolve(exception=exc)
 
-    def _announce_exit(self, proc: _Proc, exitcode: int | None) -> None:
+    def _announce_exit(self, proc: Proc, exitcode: int | None) -> None:
         proc.ready = False
         reason = proc.reason
         if reason is None:
@@ -809,7 +704,7 @@ class ProcessManager(BaseExecutor):
         for proc in list(self._procs.values()):
             self._kill(proc, "shutdown")
             proc.process.join(5)
-            self._signal_group(proc.pid, signal.SIGKILL)
+            signal_group(proc.pid, signal.SIGKILL)
             proc.process.join(1)
             if proc.conn is not None:
                 proc.conn.close()

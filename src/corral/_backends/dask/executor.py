@@ -7,7 +7,7 @@ Data flow::
        +--dispatch: while fewer than max_workers (+ prefetch) tasks are out, pop one and
           Client.submit(run_task, key, fn_bytes, call_bytes, key=key, pure=False)
                          |
-          Dask scheduler --> Dask worker thread: run_task (corral/_dask_worker.py)
+          Dask scheduler --> Dask worker thread: run_task (worker.py)
                          |      submits the call to the worker's own corral
                          |      ProcessPoolExecutor and waits for it
           Client event loop: a watcher coroutine per task awaits its Dask future,
@@ -41,11 +41,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from . import _dask_worker, _stdlib
-from ._errors import BrokenExecutor, WorkerCrashed
-from ._executor import ENDED, RUNNING, BaseExecutor, _Task
-from ._options import check_count, check_timeout
-from ._wire import FunctionPickler, SerializationError, dumps_call, load_exception
+from ... import _stdlib
+from ..._checks import check_count, check_timeout
+from ..._errors import BrokenExecutor, SerializationError, WorkerCrashed
+from ..._executor import BaseExecutor
+from ..._pickling import FunctionPickler, dumps_call, load_exception
+from ..._task import ENDED, RUNNING, Task
+from . import worker as dask_worker
 
 LOGGER = logging.getLogger("corral")
 
@@ -251,14 +253,14 @@ class DaskExecutor(BaseExecutor):
             self._tids = itertools.count(1)
             self._cluster: Any = None
             self._own_client = client is None
-            self._by_key: dict[str, _Task] = {}
+            self._by_key: dict[str, Task] = {}
             # hooks: each run in flight holds a lane (0, 1, ...), the "worker" events name
             self._free_lanes: list[int] = []
             self._lanes = 0
-            self._lane_of: dict[_Task, int] = {}
+            self._lane_of: dict[Task, int] = {}
             self._stops = 0  # stop requests on their way to the workers
             self._cancelling = 0  # cancels and timeouts between ending a task and its stop
-            self._timing_out: dict[_Task, tuple[str | None, Any]] = {}  # see _on_timeout
+            self._timing_out: dict[Task, tuple[str | None, Any]] = {}  # see _on_timeout
             self._drained = threading.Condition(self._lock)
             self._closer: threading.Thread | None = None
             self._closer_lock = threading.Lock()
@@ -324,7 +326,7 @@ class DaskExecutor(BaseExecutor):
                 worker_dashboard_address="127.0.0.1:0",
                 security=security,
                 silence_logs=logging.ERROR,
-                preload=["corral._dask_worker"],  # workers ignore Ctrl+C (dask_setup)
+                preload=["corral._backends.dask.worker"],  # workers ignore Ctrl+C (dask_setup)
             )
 
     @property
@@ -354,7 +356,7 @@ class DaskExecutor(BaseExecutor):
                 self._cancelling -= 1
                 self._drained.notify_all()
 
-    def _on_timeout(self, task: _Task) -> None:
+    def _on_timeout(self, task: Task) -> None:
         # A timed-out task may be retried: by the time the front calls _stop_running,
         # the retry could already be out under a new key. The run that timed out is
         # the one out now, so its key is taken here, before the front ends it.
@@ -369,7 +371,7 @@ class DaskExecutor(BaseExecutor):
                 self._cancelling -= 1
                 self._drained.notify_all()
 
-    def _stop_running(self, task: _Task, why: str) -> None:
+    def _stop_running(self, task: Task, why: str) -> None:
         with self._lock:
             key, dfut = self._timing_out.pop(task, (task.token, task.worker))
         if key is None:
@@ -400,7 +402,7 @@ class DaskExecutor(BaseExecutor):
 
     # ------------------------------------------------------------------ dispatch
 
-    def _pickle_call(self, task: _Task) -> BaseException | None:
+    def _pickle_call(self, task: Task) -> BaseException | None:
         """At submit: pickles the call once, so that what won't pickle fails here.
 
         The error names the argument (SerializationError, a PicklingError); Dask then
@@ -438,7 +440,7 @@ class DaskExecutor(BaseExecutor):
                     self._task_started(task, f"dask lane {self._take_lane(task)}")
             try:
                 dfut = self._client.submit(
-                    _dask_worker.run_task,
+                    dask_worker.run_task,
                     key,
                     self._mp_context,
                     *task.payload,
@@ -449,22 +451,22 @@ class DaskExecutor(BaseExecutor):
                 )
             except Exception as error:  # the client is closed, the call won't pickle
                 with self._lock:
-                    live = task.state == RUNNING and task.tid == tid
+                    live = task.state is RUNNING and task.tid == tid
                     if live:
                         self._finished_locked(task, error)
-                    resolve = live and task.state == ENDED
+                    resolve = live and task.state is ENDED
                     self._drained.notify_all()
                 if resolve:
                     task.fut._resolve(exception=error)
                 continue
             except BaseException:  # Ctrl+C (or SystemExit) in this thread: not the task's
                 with self._lock:
-                    if task.state == RUNNING and task.tid == tid:
+                    if task.state is RUNNING and task.tid == tid:
                         self._unstart_locked(task)  # back in the queue, as if never popped
                     self._drained.notify_all()
                 raise
             with self._lock:
-                live = task.state == RUNNING and task.tid == tid
+                live = task.state is RUNNING and task.tid == tid
                 if live:
                     task.token = key
                     task.worker = dfut
@@ -500,7 +502,7 @@ class DaskExecutor(BaseExecutor):
         """The prefix of this executor's Dask keys: unique across processes too."""
         return f"corral-{uuid.uuid4().hex}"
 
-    def _take_lane(self, task: _Task) -> int:
+    def _take_lane(self, task: Task) -> int:
         """The lowest lane free (lock held): runs in flight never share one."""
         if self._free_lanes:
             lane = heapq.heappop(self._free_lanes)
@@ -512,7 +514,7 @@ class DaskExecutor(BaseExecutor):
 
     def _task_ended(
         self,
-        task: _Task,
+        task: Task,
         exc: BaseException | None,
         outcome: str,
         retrying: bool | None = None,
@@ -522,14 +524,14 @@ class DaskExecutor(BaseExecutor):
             heapq.heappush(self._free_lanes, lane)
         super()._task_ended(task, exc, outcome, retrying)
 
-    async def _watch(self, task: _Task, key: str, dfut: Any) -> None:
+    async def _watch(self, task: Task, key: str, dfut: Any) -> None:
         """On the client's loop: waits for the Dask future and books the outcome."""
         result: Any = None
         error: BaseException | None = None
         try:
             await dfut._state.wait()  # done, without fetching the result yet
             with self._lock:
-                current = task.state == RUNNING and task.token == key
+                current = task.state is RUNNING and task.token == key
             if not current and dfut.status != "error":
                 # stopped, timed out or failed by a worker's death: its result is not
                 # wanted, and fetching it would race the Dask future's cancel (Dask
@@ -559,10 +561,10 @@ class DaskExecutor(BaseExecutor):
             return crashed
         return exc
 
-    def _complete(self, task: _Task, key: str, result: Any, error: BaseException | None) -> None:
+    def _complete(self, task: Task, key: str, result: Any, error: BaseException | None) -> None:
         with self._lock:
             self._by_key.pop(key, None)
-            current = task.state == RUNNING and task.token == key
+            current = task.state is RUNNING and task.token == key
             if current:
                 task.worker = None
             doomed: list[Any] = []
@@ -574,7 +576,7 @@ class DaskExecutor(BaseExecutor):
                 if isinstance(error, WorkerCrashed):
                     self._counts["crashed"] += 1
                 self._finished_locked(task, error)
-            resolve = current and task.state == ENDED
+            resolve = current and task.state is ENDED
             wake = self._work_available_locked() if self._pending else None
             self._drained.notify_all()
         if wake is not None:
@@ -633,7 +635,7 @@ class DaskExecutor(BaseExecutor):
             # bounded: a frozen or unreachable worker must not hold shutdown for minutes
             await asyncio.wait_for(
                 self._client.run(
-                    _dask_worker.stop_tasks, [key], asynchronous=True, wait=True, on_error="ignore"
+                    dask_worker.stop_tasks, [key], asynchronous=True, wait=True, on_error="ignore"
                 ),
                 STOP_TIMEOUT,
             )
@@ -662,11 +664,11 @@ class DaskExecutor(BaseExecutor):
             expected = msg.get("expected", False)
         except Exception:  # pragma: no cover - an event of another shape
             return
-        doomed: list[tuple[_Task, str, Any, WorkerCrashed, bool]] = []
+        doomed: list[tuple[Task, str, Any, WorkerCrashed, bool]] = []
         with self._lock:
             for key in keys:
                 task = self._by_key.get(key) if isinstance(key, str) else None
-                if task is None or task.state != RUNNING or task.token != key:
+                if task is None or task.state is not RUNNING or task.token != key:
                     continue
                 error = WorkerCrashed(
                     f"the Dask worker {worker} left the cluster while running this task "
@@ -677,7 +679,7 @@ class DaskExecutor(BaseExecutor):
                 self._counts["crashed"] += 1
                 self._finished_locked(task, error)
                 self._stops += 1
-                doomed.append((task, key, task.worker, error, task.state == ENDED))
+                doomed.append((task, key, task.worker, error, task.state is ENDED))
                 task.worker = None
             wake = self._work_available_locked() if doomed and self._pending else None
         for task, key, dfut, crash, ended in doomed:
@@ -705,14 +707,14 @@ class DaskExecutor(BaseExecutor):
                 self._drained.wait(5.0)
             if not self._client_usable():  # closed under us: what is out will never report
                 self._break_locked()
-                stranded = [t for t in self._running if t.state == RUNNING]
+                stranded = [t for t in self._running if t.state is RUNNING]
                 for task in stranded:
                     self._finished_locked(task, BrokenExecutor(self._broken or "closed"))
                 self._stops = 0
             else:
                 stranded = []
         for task in stranded:
-            if task.state == ENDED:
+            if task.state is ENDED:
                 task.fut._resolve(exception=BrokenExecutor(self._broken or "closed"))
         try:
             _ClusterEvents.leave(self._client, self._core._on_cluster_event)

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-from ._errors import TaskTimeout, WorkerCrashed
+from .._errors import TaskTimeout, WorkerCrashed
 
 LOGGER = logging.getLogger("corral")
 

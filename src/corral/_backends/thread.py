@@ -36,12 +36,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from . import _stdlib
-from ._context import CancelToken, current_token, set_current_token
-from ._errors import BrokenThreadPool
-from ._executor import ENDED, QUEUED, RUNNING, BaseExecutor, _Task
-from ._future import Future
-from ._options import check_initializer, cpu_count
+from .. import _stdlib
+from .._checks import check_initializer, cpu_count
+from .._context import CancelToken, current_token, set_current_token
+from .._errors import BrokenThreadPool
+from .._executor import BaseExecutor
+from .._future import Future
+from .._task import ENDED, QUEUED, RUNNING, Task
 
 LOGGER = logging.getLogger("corral")
 STDLIB_LOGGER = logging.getLogger("concurrent.futures")
@@ -55,7 +56,7 @@ class _Worker:
         self.park.acquire()  # held while not signalled; release() wakes the worker
         self.waking = waking  # woken (or started) for queued work and not yet looking
         self.abandoned = False
-        self.task: _Task | None = None
+        self.task: Task | None = None
         self.thread: threading.Thread | None = None
 
 
@@ -171,7 +172,7 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
             return self._spawn_waking
         return None
 
-    def _stop_running(self, task: _Task, why: str) -> None:
+    def _stop_running(self, task: Task, why: str) -> None:
         token: CancelToken = task.token
         token.cancel(why, task.opts.task_timeout)
         with self._lock:
@@ -264,7 +265,7 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
             if self._hooks is not None:
                 self._hooks.finish()  # the last thread has raised its last event
 
-    def _take_locked(self, worker: _Worker) -> _Task | None:
+    def _take_locked(self, worker: _Worker) -> Task | None:
         if worker.waking:
             worker.waking = False
             self._waking -= 1
@@ -296,13 +297,13 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
         asyncio loop. The task runs in a fresh contextvars context; it does see the
         caller's thread-locals and thread name (docs/design.md, "Caller runs").
         """
-        task: _Task | None = fut._task
+        task: Task | None = fut._task
         asyncio = sys.modules.get("asyncio")  # not imported: no loop can be running
         if task is None or (asyncio is not None and asyncio._get_running_loop() is not None):
             return  # a task may run its own event loop: not in a thread that has one
         with self._lock:
             if (
-                task.state != QUEUED
+                task.state is not QUEUED
                 or len(self._running) >= self._max_workers
                 or self._broken is not None
                 or not self._start_locked(task)
@@ -322,7 +323,7 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
         finally:
             set_current_token(previous)
         with self._lock:
-            resolve = task.state == RUNNING and task.token is token
+            resolve = task.state is RUNNING and task.token is token
             if resolve:
                 self._finished_locked(task, exc)
             wake = self._work_available_locked() if self._pending else None
@@ -363,9 +364,9 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
             with lock:
                 worker.task = None
                 resolve = False
-                if task.state == RUNNING and task.token is token:
+                if task.state is RUNNING and task.token is token:
                     self._finished_locked(task, exc)
-                    resolve = task.state == ENDED
+                    resolve = task.state is ENDED
                 leave = False
                 if worker.abandoned:
                     if self._nthreads < self._max_workers and not self._shutdown:
@@ -385,7 +386,7 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
                 return
             task = next_task
 
-    def _park(self, worker: _Worker) -> _Task | None:
+    def _park(self, worker: _Worker) -> Task | None:
         """Waits for work; returns the next task, or None when this thread should exit."""
         lock = self._lock
         while True:

@@ -1,7 +1,7 @@
 """The main loop of a worker process (runs in the child, never in the parent).
 
 A worker talks only to its parent, over its own duplex pipe, in length-prefixed frames
-(``_wire.write_frame``) of pickled tuples::
+(``wire.write_frame``) of pickled tuples::
 
     parent -> worker   ("run", [(task_id, function_bytes, args_bytes, segments), ...])
                        ("revoke", [task_id, ...])   drop these if not started yet
@@ -41,8 +41,10 @@ from collections import deque
 from multiprocessing.connection import Connection
 from time import perf_counter
 
-from . import _wire
-from ._context import CancelToken, set_current_token
+from ... import _pickling
+from ..._context import CancelToken, set_current_token
+from ..._errors import SerializationError
+from . import wire
 
 TYPE_CHECKING = False  # (typing is not imported: worker processes load this module)
 if TYPE_CHECKING:
@@ -112,10 +114,10 @@ class _LogForwarder(logging.Handler):
                 fields["exc_text"] = record.exc_text or _FORMATTER.formatException(record.exc_info)
             fields["exc_info"] = None
             try:
-                data = pickle.dumps(("log", self._inbox.task_id, fields), _wire.PROTOCOL)
+                data = pickle.dumps(("log", self._inbox.task_id, fields), _pickling.PROTOCOL)
             except Exception:  # an extra= value that does not pickle: send its repr
                 fields = {k: v if _plain(v) else repr(v) for k, v in fields.items()}
-                data = pickle.dumps(("log", self._inbox.task_id, fields), _wire.PROTOCOL)
+                data = pickle.dumps(("log", self._inbox.task_id, fields), _pickling.PROTOCOL)
             self._inbox.send_pickled(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the parent is gone
@@ -191,8 +193,8 @@ def worker_main(
         if reconfigure is not None:
             with contextlib.suppress(Exception):
                 reconfigure(line_buffering=True)
-    pool = _wire.SegmentPool() if _wire.SHARED_MEMORY else None
-    reader = _wire.SegmentReader()
+    pool = wire.SegmentPool() if wire.SHARED_MEMORY else None
+    reader = wire.SegmentReader()
     inbox = _Inbox(conn.fileno(), pool)
     signal.signal(REVOKE_SIGNAL, inbox.on_signal)
     send = inbox.send
@@ -211,7 +213,7 @@ def worker_main(
                 logging.getLogger("concurrent.futures").critical(
                     "Exception in initializer:", exc_info=True
                 )
-                send(("init_failed", _wire.dump_exception(exc)))
+                send(("init_failed", _pickling.dump_exception(exc)))
                 conn.close()
                 # a normal exit (not os._exit): multiprocessing's exit handlers then
                 # flush what the initializer queued (a QueueHandler's records), as the
@@ -253,10 +255,10 @@ class _Inbox:
     the loop itself reads or writes the pipe is handled right after.
     """
 
-    def __init__(self, fd: int, pool: _wire.SegmentPool | None) -> None:
+    def __init__(self, fd: int, pool: wire.SegmentPool | None) -> None:
         self.fd = fd
         self.pool = pool
-        self.queue: deque[tuple[int, bytes, bytes, _wire.Segments]] = deque()
+        self.queue: deque[tuple[int, bytes, bytes, wire.Segments]] = deque()
         self.task_id = 0  # the task running now (0: none), for log records
         self.write_lock = threading.Lock()  # frames from other threads (logging) too
         self.exiting = False
@@ -267,18 +269,18 @@ class _Inbox:
 
     def send(self, message: tuple[Any, ...]) -> None:
         """Writes a frame; from the main thread (other threads: ``send_pickled``)."""
-        self.send_pickled(pickle.dumps(message, _wire.PROTOCOL))
+        self.send_pickled(pickle.dumps(message, _pickling.PROTOCOL))
 
     def send_pickled(self, data: bytes) -> None:
         """Writes a pickled message as a frame, from any thread."""
         if threading.current_thread() is not threading.main_thread():
             with self.write_lock:  # (the main thread holds it only while _busy)
-                _wire.write_frame(self.fd, data)
+                wire.write_frame(self.fd, data)
             return
         self._busy = True
         try:
             with self.write_lock:
-                _wire.write_frame(self.fd, data)
+                wire.write_frame(self.fd, data)
         finally:
             self._busy = False
         if self._deferred:
@@ -291,7 +293,7 @@ class _Inbox:
         try:
             while block or self._poller.poll(0):
                 block = False
-                self._handle(pickle.loads(_wire.read_frame(self.fd)))
+                self._handle(pickle.loads(wire.read_frame(self.fd)))
         except (EOFError, OSError):
             self.exiting = True  # the parent closed the pipe or is gone
         finally:
@@ -312,7 +314,7 @@ class _Inbox:
             for task_id in message[1]:  # "started": its outcome follows (or came already)
                 reply = ("skipped" if task_id in skipped else "started", task_id)
                 with self.write_lock:  # (a signal handler never runs while main holds it)
-                    _wire.write_frame(self.fd, pickle.dumps(reply, _wire.PROTOCOL))
+                    wire.write_frame(self.fd, pickle.dumps(reply, _pickling.PROTOCOL))
         elif kind == "free":  # the parent copied these result segments out
             if self.pool is not None:
                 for fd in message[1]:
@@ -341,23 +343,23 @@ def _run_one(
     task_id: int,
     fn_data: bytes,
     call: bytes,
-    segments: _wire.Segments,
+    segments: wire.Segments,
     functions: dict[bytes, Any],
-    pool: _wire.SegmentPool | None,
-    reader: _wire.SegmentReader,
+    pool: wire.SegmentPool | None,
+    reader: wire.SegmentReader,
     send: Any,
     report_memory: bool,
 ) -> None:
     try:
         fn = _load_function(fn_data, functions)
-        args, kwargs = _wire.loads(call, segments, reader)
+        args, kwargs = _pickling.loads(call, segments, reader)
     except BaseException as exc:
-        error = _wire.SerializationError(
+        error = SerializationError(
             f"the call could not be unpickled in the worker process: "
             f"{type(exc).__name__}: {exc}; is the function importable there?"
         )
         error.__cause__ = exc
-        send(("error", task_id, _wire.dump_exception(error), 0.0, 0))
+        send(("error", task_id, _pickling.dump_exception(error), 0.0, 0))
         return
     token = CancelToken()
     set_current_token(token)
@@ -369,18 +371,18 @@ def _run_one(
         del fn, args, kwargs
         set_current_token(None)
         rss = _rss() if report_memory else 0
-        send(("error", task_id, _wire.dump_exception(exc), elapsed, rss))
+        send(("error", task_id, _pickling.dump_exception(exc), elapsed, rss))
         return
     elapsed = perf_counter() - begin
     set_current_token(None)
     del fn, args, kwargs
     try:
-        data, out_segments = _wire.dumps(result, pool)
+        data, out_segments = _pickling.dumps(result, pool)
     except BaseException as exc:
-        error = _wire.SerializationError(
+        error = SerializationError(
             f"the result ({type(result).__name__}) could not be pickled to send it back: {exc}"
         )
-        send(("error", task_id, _wire.dump_exception(error), elapsed, 0))
+        send(("error", task_id, _pickling.dump_exception(error), elapsed, 0))
         return
     del result
     rss = _rss() if report_memory else 0
@@ -395,7 +397,7 @@ _functions: dict[bytes, Any] = {}
 def run_chunk(
     fn_data: bytes, items: list[Any], star: bool
 ) -> tuple[float, list[Any], dict[int, bytes]]:
-    """Runs in a worker: calls the function on each item of a map chunk (``_chunks``),
+    """Runs in a worker: calls the function on each item of a map chunk (``chunks.py``),
     keeping each outcome (``_map.ChunkResult``).
 
     ``star``: the items are argument tuples (map over several iterables).
@@ -414,6 +416,6 @@ def run_chunk(
             values.extend(calls)
             break
         except BaseException as exc:
-            errors[len(values)] = _wire.dump_exception(exc)
+            errors[len(values)] = _pickling.dump_exception(exc)
             values.append(None)
     return perf_counter() - begin, values, errors

@@ -18,8 +18,8 @@ import threading
 from collections.abc import Iterable
 from typing import IO, Any
 
-from ._options import check_timeout
-from ._timer import now
+from .._checks import check_timeout
+from .._clock import now
 
 
 def _has_tqdm() -> bool:

@@ -36,21 +36,15 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import _interrupt as interrupt
-from . import _stdlib, _wire
-from ._chunks import ChunkUnits
-from ._errors import BrokenProcessPool
-from ._executor import ENDED, _Task
-from ._manager import ProcessManager
-from ._map import Units
-from ._options import (
-    TaskOptions,
-    callable_name,
-    check_count,
-    check_initializer,
-    check_timeout,
-    cpu_count,
-)
+from ... import _interrupt as interrupt
+from ... import _pickling, _stdlib
+from ..._checks import callable_name, check_count, check_initializer, check_timeout, cpu_count
+from ..._errors import BrokenProcessPool, SerializationError
+from ..._map import Units
+from ..._options import TaskOptions
+from ..._task import ENDED, Task
+from .chunks import ChunkUnits
+from .manager import ProcessManager
 
 _MAIN_GUARD = re.compile(r"""^if\s+__name__\s*==\s*['"]__main__['"]\s*:""", re.MULTILINE)
 
@@ -112,8 +106,8 @@ def _pack_init(
     workers at all fails now, not at the first worker start.
     """
     try:  # as task functions go: __main__'s own one in the worker, where it has it
-        fn_data = _wire.FunctionPickler().dumps(initializer)
-    except _wire.SerializationError as exc:
+        fn_data = _pickling.FunctionPickler().dumps(initializer)
+    except SerializationError as exc:
         raise TypeError(
             f"the initializer {callable_name(initializer)} could not be pickled for the "
             f"worker processes: {exc.__cause__}"
@@ -121,7 +115,7 @@ def _pack_init(
     packed: list[tuple[str, Any]] = []
     for position, arg in enumerate(initargs):
         try:
-            packed.append(("pickled", _wire.cloudpickle.dumps(arg, _wire.PROTOCOL)))
+            packed.append(("pickled", _pickling.cloudpickle.dumps(arg, _pickling.PROTOCOL)))
             continue
         except Exception as exc:
             # the text only: the exception's frames hold ``arg`` (a Queue, say) in a
@@ -168,7 +162,7 @@ def _dry_run_spawn_pickle(arg: object) -> None:
 
 
 #: What the forkserver imports once, so that each worker forked from it starts with it.
-_WORKER_MODULES = ["corral._worker"]
+_WORKER_MODULES = ["corral._backends.process.worker"]
 
 
 def _preload_in_forkserver() -> None:
@@ -305,7 +299,7 @@ class ProcessPoolExecutor(ProcessManager, _stdlib.ProcessPoolExecutor):  # type:
             retries=retries,
             hooks=hooks,
         )
-        self._functions = _wire.FunctionPickler()
+        self._functions = _pickling.FunctionPickler()
         self._prepare = self._core._pickle_call
         self._start_manager(max_tasks_per_child, max_memory_per_child, forward_logging)
         self._register()
@@ -356,12 +350,12 @@ class ProcessPoolExecutor(ProcessManager, _stdlib.ProcessPoolExecutor):  # type:
 
     # ------------------------------------------------------------------ front seam
 
-    def _pickle_call(self, task: _Task) -> BaseException | None:
+    def _pickle_call(self, task: Task) -> BaseException | None:
         try:
-            fn_data, data, segments = _wire.dumps_call(
+            fn_data, data, segments = _pickling.dumps_call(
                 self._functions, task.fn, task.args, task.kwargs, self._segments
             )
-        except _wire.SerializationError as exc:
+        except SerializationError as exc:
             return exc
         task.payload = (fn_data, data, segments)
         if segments:

@@ -28,14 +28,16 @@ import operator
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import _wire
-from ._future import Future
-from ._map import Units
-from ._options import TaskOptions, callable_name
-from ._worker import run_chunk  # what runs in the workers
+from ... import _pickling
+from ..._checks import callable_name
+from ..._errors import CancelledError
+from ..._future import Future
+from ..._map import Units
+from ..._options import TaskOptions
+from .worker import run_chunk  # what runs in the workers
 
 if TYPE_CHECKING:
-    from ._process import ProcessPoolExecutor
+    from .executor import ProcessPoolExecutor
 
 TARGET_SECONDS = 0.02
 PROBE_WAIT = 2.0
@@ -80,7 +82,7 @@ class ChunkUnits(Units):
                 return 1
             try:
                 self._probe.exception(PROBE_WAIT)
-            except (TimeoutError, _wire.CancelledError):
+            except (TimeoutError, CancelledError):
                 pass
             if self._per_item is None:  # slow, or failed: do not batch
                 self._per_item = PROBE_WAIT
@@ -113,4 +115,4 @@ class ChunkUnits(Units):
         self._per_item = per_item if previous is None else 0.7 * previous + 0.3 * per_item
 
     def error(self, data: bytes) -> BaseException:
-        return _wire.load_exception(data)
+        return _pickling.load_exception(data)

@@ -1,0 +1,119 @@
+"""One worker process as the manager sees it, its process group, and how its end is
+told to the user (manager thread only, except ``signal_group``)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing.process
+import os
+from collections import deque
+from multiprocessing.connection import Connection
+
+from ..._checks import callable_name
+from ..._errors import WorkerCrashed, signal_name
+from ..._task import Task
+from . import wire
+
+STARTING, READY, EXITING = "starting", "ready", "exiting"
+
+_CRASH_CAUSES = {
+    "SIGSEGV": "a crash in native code (a C extension, ctypes, or an interpreter bug)",
+    "SIGBUS": "a crash in native code (bad memory access)",
+    "SIGILL": "a crash in native code (illegal instruction)",
+    "SIGFPE": "a crash in native code (arithmetic fault)",
+    "SIGABRT": "abort() in native code, often a failed assertion in a C extension",
+    "SIGKILL": "killed from outside: the out-of-memory killer (see `dmesg`) or kill -9",
+    "SIGTERM": "terminated from outside",
+}
+
+
+def crash_error(pid: int, exitcode: int | None, task: Task) -> WorkerCrashed:
+    what = callable_name(task.fn)
+    if task.opts.name:
+        what = f"{task.opts.name} ({what})"
+    if exitcode is not None and exitcode < 0:
+        sig = signal_name(-exitcode)
+        how = f"was killed by {sig}: {_CRASH_CAUSES.get(sig, 'a signal from outside')}"
+    else:
+        sig = None
+        how = (
+            f"exited with code {exitcode}: os._exit() or sys.exit() in native code, "
+            "or the process was ended from outside"
+        )
+    return WorkerCrashed(
+        f"worker process {pid} {how}, while running {what}. Only this task failed and "
+        "the pool replaced the worker; pass retries=N to run such tasks again",
+        exitcode=exitcode,
+        signal=sig,
+        pid=pid,
+    )
+
+
+class Proc:
+    """A worker process as the manager sees it (manager thread only)."""
+
+    __slots__ = (
+        "conn",
+        "head_started",
+        "idle_since",
+        "inflight",
+        "init_error",
+        "killed",
+        "last_end",
+        "pid",
+        "process",
+        "queued_bytes",
+        "reader",
+        "ready",
+        "reason",
+        "revoked",
+        "rss",
+        "state",
+        "tasks_run",
+    )
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn: Connection | None = conn
+        self.pid = process.pid or 0
+        self.state = STARTING
+        self.inflight: deque[Task] = deque()  # handed over, outcome not back; [0] runs
+        self.tasks_run = 0
+        self.killed = False
+        self.idle_since = 0.0
+        self.head_started = 0.0
+        self.revoked: set[int] = set()
+        self.reader = wire.FrameReader()
+        self.queued_bytes = 0  # payload bytes handed over behind the running task
+        self.rss = 0
+        self.init_error: BaseException | None = None
+        self.reason: str | None = None  # why the pool ended it (for on_worker_exit)
+        self.ready = False  # on_worker_start was announced
+        self.last_end = 0.0  # when its last run ended (hooks: runs never overlap)
+
+
+def log_levels() -> dict[str, int]:
+    """This process's logger levels, for a new worker to filter as it would."""
+    levels = {"": logging.getLogger().level}
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            levels[name] = logger.level
+    return levels
+
+
+def signal_group(pid: int, signum: int) -> None:
+    """Sends ``signum`` to a worker's process group (its task's children too), or to
+    the worker alone where it is not a group leader; no locks (signal handlers call it)."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signum)
+            return
+    except ProcessLookupError:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+    try:  # the leader is gone, but its group (grandchildren) may remain
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass

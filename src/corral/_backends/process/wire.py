@@ -1,0 +1,208 @@
+"""What crosses the pipe between the parent and a worker process, and how.
+
+* Calls and results are pickled with protocol 5 (``corral._pickling``: what the stdlib
+  pickle refuses goes by cloudpickle).
+* Buffers of 1 MiB and more that pickle hands out of band (numpy arrays, bytes,
+  bytearray, memoryview wrapped in ``pickle.PickleBuffer``) travel through shared
+  memory: anonymous memfds that the sender keeps and reuses (:class:`SegmentPool`).
+  The sender copies a buffer in, the receiver opens the segment through
+  ``/proc/<pid>/fd/<fd>`` and copies it out (:class:`SegmentReader`), so neither side
+  ever holds a reference into memory the other reuses, and no name is ever created.
+* Every message is one frame: an 8-byte length, then the pickle of a tuple whose first
+  item names the message (the table is in ``worker.py``).
+
+Ownership of segments: the parent lends the segments of a call's arguments and takes
+them back when the task's future is done (a retry sends the same ones again); a worker
+lends the segments of a result and takes them back when the parent says "free", which
+it does as soon as it has copied the result out. A process that dies takes its memfds
+with it: there is nothing to sweep.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import threading
+
+TYPE_CHECKING = False  # (typing is not imported: worker processes load this module)
+if TYPE_CHECKING:
+    pass
+
+
+#: Shared memory needs memfd_create and /proc (Linux); elsewhere buffers go in band.
+SHARED_MEMORY = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
+
+Segments = list[tuple[int, int, int]]  # (owner pid, fd, bytes)
+
+# ------------------------------------------------------------------ shared memory
+
+
+class Segment:
+    """One anonymous shared-memory file (memfd) of this process, mapped here."""
+
+    __slots__ = ("fd", "mapping", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.fd = os.memfd_create("corral", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(self.fd, size)
+            self.mapping = mmap.mmap(self.fd, size)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def close(self) -> None:
+        self.mapping.close()
+        os.close(self.fd)
+
+
+class SegmentPool:
+    """Segments this process lends to the other side, kept and reused.
+
+    A fresh segment costs page allocation (13-15 ms per 16 MB measured here); writing
+    into one already mapped costs a memcpy. The receiver opens a segment through
+    ``/proc/<pid>/fd/<fd>`` and copies the bytes out at once, so it never keeps a
+    reference into memory that is reused. Memfds have no name: nothing is left behind
+    in /dev/shm, whatever happens to either process.
+    """
+
+    MAX_KEPT = 256 << 20  # bytes of free segments kept for reuse
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free: list[Segment] = []
+        self._lent: dict[int, Segment] = {}
+
+    def take(self, nbytes: int) -> Segment:
+        with self._lock:
+            fits = [s for s in self._free if nbytes <= s.size <= 4 * nbytes + (1 << 20)]
+            if fits:
+                segment = min(fits, key=lambda s: s.size)
+                self._free.remove(segment)
+            else:
+                segment = Segment(-(-nbytes // (1 << 20)) << 20)  # whole MiB
+            self._lent[segment.fd] = segment
+            return segment
+
+    def give_back(self, fd: int) -> None:
+        with self._lock:
+            segment = self._lent.pop(fd, None)
+            if segment is None:
+                return
+            if sum(s.size for s in self._free) + segment.size <= self.MAX_KEPT:
+                self._free.append(segment)
+                return
+        segment.close()
+
+    def lending(self) -> bool:
+        """True while a segment is lent (the other side has not given it back)."""
+        return bool(self._lent)
+
+    def give_back_all(self, segments: Segments) -> None:
+        for _, fd, _ in segments:
+            self.give_back(fd)
+
+    def close(self) -> None:
+        with self._lock:
+            segments = self._free + list(self._lent.values())
+            self._free, self._lent = [], {}
+        for segment in segments:
+            segment.close()
+
+
+class SegmentReader:
+    """Opens the other side's segments and copies their bytes out (mappings are kept)."""
+
+    def __init__(self) -> None:
+        self._maps: dict[tuple[int, int], tuple[int, mmap.mmap]] = {}
+
+    def read(self, pid: int, fd: int, nbytes: int) -> bytearray:
+        local = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY)
+        try:
+            inode = os.fstat(local).st_ino
+            cached = self._maps.get((pid, fd))
+            if cached is None or cached[0] != inode or len(cached[1]) < nbytes:
+                if cached is not None:
+                    cached[1].close()
+                mapping = mmap.mmap(local, 0, prot=mmap.PROT_READ)
+                self._maps[(pid, fd)] = (inode, mapping)
+            else:
+                mapping = cached[1]
+        finally:
+            os.close(local)
+        return bytearray(memoryview(mapping)[:nbytes])
+
+    def forget(self, pid: int) -> None:
+        """Drops the mappings of a process that has gone."""
+        for key in [k for k in self._maps if k[0] == pid]:
+            self._maps.pop(key)[1].close()
+
+    def close(self) -> None:
+        for _, mapping in self._maps.values():
+            mapping.close()
+        self._maps.clear()
+
+
+# ------------------------------------------------------------------ framing
+
+_HEADER = struct.Struct("!Q")
+
+
+def write_frame(fd: int, data: bytes) -> None:
+    """Writes one length-prefixed message to a blocking fd."""
+    view = memoryview(_HEADER.pack(len(data)) + data) if len(data) < 65536 else None
+    if view is None:
+        _write_all(fd, memoryview(_HEADER.pack(len(data))))
+        _write_all(fd, memoryview(data))
+    else:
+        _write_all(fd, view)
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def read_frame(fd: int) -> bytes:
+    """Reads one message from a blocking fd; raises EOFError at end of file."""
+    (size,) = _HEADER.unpack(_read_exactly(fd, _HEADER.size))
+    return _read_exactly(fd, size)
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 24))
+        if not chunk:
+            raise EOFError("the other side closed the pipe")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+class FrameReader:
+    """Splits what a non-waiting read returned into whole messages."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buffer = self._buffer
+        buffer += data
+        frames = []
+        start = 0
+        header = _HEADER.size
+        while len(buffer) - start >= header:
+            (size,) = _HEADER.unpack_from(buffer, start)
+            end = start + header + size
+            if end > len(buffer):
+                break
+            frames.append(bytes(buffer[start + header : end]))
+            start = end
+        if start:
+            del buffer[:start]
+        return frames
