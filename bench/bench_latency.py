@@ -50,7 +50,7 @@ def process_cancel(repeat: int) -> tuple[list[float], list[float], list[float]]:
             with testing.Gate() as started:
                 fut = ex.submit(testing.hang, started)
                 started.wait(30)
-                pid = next(iter(ex._procs))  # the one worker
+                pid = next(iter(ex._backend._procs))  # the one worker
                 begin = time.monotonic()
                 fut.cancel()
                 resolve.append(time.monotonic() - begin)

@@ -25,6 +25,7 @@ import pytest
 
 import corral
 from corral import testing
+from corral._backends.dask.executor import DaskBackend
 
 distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
@@ -480,13 +481,13 @@ def test_executor_ids_are_unique_across_processes() -> None:
     read, write = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the child
-        os.write(write, corral.DaskExecutor.__new__(corral.DaskExecutor)._new_id().encode())
+        os.write(write, DaskBackend._new_id().encode())
         os._exit(0)
     os.close(write)
     theirs = os.read(read, 200).decode()
     os.close(read)
     os.waitpid(child, 0)
-    ours = corral.DaskExecutor.__new__(corral.DaskExecutor)._new_id()
+    ours = DaskBackend._new_id()
     assert theirs and ours != theirs
 
 

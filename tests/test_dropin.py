@@ -189,7 +189,7 @@ def test_asyncio_takes_a_corral_default_executor() -> None:
     value, name = asyncio.run(main())  # its end shuts the default executor down
     assert value == 49
     assert name.startswith("loop")
-    assert pool._closed
+    assert pool._core.closed
 
 
 # ---------------------------------------------------------------- 4. installed into the stdlib

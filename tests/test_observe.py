@@ -189,7 +189,7 @@ def test_shutdown_waits_until_every_event_is_delivered(kind: str) -> None:
 def test_no_hooks_no_thread_and_bad_hooks_fail_fast(kind: str) -> None:
     with POOLS[kind](1) as ex:
         ex.submit(testing.noop).result(10)
-        assert ex._hooks is None
+        assert ex._core.hooks is None
         assert "corral-hooks" not in [t.name for t in threading.enumerate()]
     with pytest.raises(TypeError, match="none of the methods"):
         POOLS[kind](1, hooks=object())
@@ -536,7 +536,7 @@ def test_cli_top_lists_the_workers_of_a_program(started: testing.Gate) -> None:
     with corral.ProcessPoolExecutor(1) as ex:
         fut = ex.submit(testing.hang, started)
         assert started.wait(10)
-        (worker,) = ex._procs  # the pid of the one worker
+        (worker,) = ex._backend._procs  # the pid of the one worker
         done = _corral_cli("top", "--once", "--pid", str(os.getpid()))
         other = _corral_cli("top", "--once", "--pid", "1")
         fut.cancel()

@@ -323,7 +323,7 @@ def test_mp_context_is_honoured(method: str) -> None:
 
 def test_default_start_method_is_forkserver() -> None:
     with corral.ProcessPoolExecutor(1) as ex:
-        assert ex._ctx.get_start_method() == "forkserver"
+        assert ex._mp_context.get_start_method() == "forkserver"
 
 
 UNGUARDED = """
@@ -333,7 +333,7 @@ def double(x):
     return 2 * x
 
 with corral.ProcessPoolExecutor(2) as ex:
-    print(ex._ctx.get_start_method(), list(ex.map(double, range(4))))
+    print(ex._mp_context.get_start_method(), list(ex.map(double, range(4))))
 """
 
 GUARDED = """
@@ -344,7 +344,7 @@ def double(x):
 
 if __name__ == "__main__":
     with corral.ProcessPoolExecutor(2) as ex:
-        print(ex._ctx.get_start_method(), list(ex.map(double, range(4))))
+        print(ex._mp_context.get_start_method(), list(ex.map(double, range(4))))
 """
 
 
@@ -434,9 +434,9 @@ def test_segments_of_cancelled_tasks_are_released(gate: testing.Gate) -> None:
     with corral.ProcessPoolExecutor(1) as ex:
         blocker = ex.submit(testing.wait_for_gate, gate)
         queued = ex.submit(testing.identity, np.ones(1_000_000))  # 8 MB: shared memory
-        assert ex._segments is not None and len(ex._segments._lent) == 1
+        assert ex._backend.segments is not None and len(ex._backend.segments._lent) == 1
         queued.cancel()
-        assert not ex._segments._lent  # back in the pool for the next large argument
+        assert not ex._backend.segments._lent  # back in the pool for the next large argument
         gate.open()
         blocker.result(timeout=30)
     # memfds have no name: nothing can be left in /dev/shm (the leak check looks anyway)
@@ -449,7 +449,7 @@ def test_segments_are_reused_and_results_are_private_copies(
     first = pool.submit(np.add, a, 1).result(timeout=30)
     second = pool.submit(np.add, a, 2).result(timeout=30)  # same segments, reused
     assert first[-1] == a[-1] + 1 and second[-1] == a[-1] + 2  # the first is untouched
-    assert pool._segments is not None and len(pool._segments._free) >= 1
+    assert pool._backend.segments is not None and len(pool._backend.segments._free) >= 1
     first[0] = -1.0  # results are writable memory of our own
     assert first[0] == -1.0
 

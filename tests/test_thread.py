@@ -286,13 +286,13 @@ def test_queued_tasks_put_back_keep_their_order(gate: testing.Gate) -> None:
         blocker = ex.submit(testing.wait_for_gate, gate)
         testing.wait_until(blocker.running)
         futs = [ex.options(priority=p).submit(testing.noop) for p in (0, 0, 0, 1)]
-        with ex._lock:
-            taken = [ex._pop_locked() for _ in range(4)]  # as a process manager hands over
+        with ex._core.lock:
+            taken = [ex._core.pop_locked() for _ in range(4)]  # as a process manager hands over
             for task in reversed(taken):  # ... and gets them back one by one
-                ex._unstart_locked(task)
-            order = [ex._pop_locked() for _ in range(4)]
+                ex._core.unstart_locked(task)
+            order = [ex._core.pop_locked() for _ in range(4)]
             for task in order:
-                ex._unstart_locked(task)
+                ex._core.unstart_locked(task)
         assert order == taken
         assert [t.fut for t in taken] == [futs[3], futs[0], futs[1], futs[2]]
     finally:

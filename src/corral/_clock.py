@@ -5,6 +5,9 @@ is a point on ``time.monotonic()`` read through :func:`now`. The timer thread sl
 until the earliest deadline of a heap; it starts on demand and ends as soon as the heap
 is empty, so an idle program has no timer thread (and tests see none left behind).
 The process pool's manager thread keeps its own heap, on the same clock.
+
+A pool's core reads time and sets timers through a ``Clock`` (``SYSTEM_CLOCK``: this
+module's ``now`` and timer), so that tests can drive the core with a clock of their own.
 """
 
 from __future__ import annotations
@@ -14,8 +17,21 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 now = time.monotonic
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    """Time as a pool's core sees it: a monotonic reading and one-shot timers."""
+
+    def now(self) -> float: ...
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Cancellable: ...
 
 
 class TimerHandle:
@@ -88,3 +104,18 @@ class _Timer:
 
 
 timer = _Timer()
+
+
+class _SystemClock:
+    """``time.monotonic`` and the process's timer thread."""
+
+    @staticmethod
+    def now() -> float:
+        return now()
+
+    @staticmethod
+    def call_later(delay: float, callback: Callable[[], object]) -> TimerHandle:
+        return timer.call_later(delay, callback)
+
+
+SYSTEM_CLOCK: Clock = _SystemClock()

@@ -63,12 +63,17 @@ FORCE_WINDOW = 2.0
 
 
 class _Pool(Protocol):
-    _closed: bool
-    _kill_grace: float
+    """What this module needs of a pool (its ``Core``)."""
 
-    def _interrupt(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
 
-    def _signal_workers(self, signum: int) -> list[int]: ...
+    @property
+    def kill_grace(self) -> float: ...
+
+    def interrupt(self) -> None: ...
+
+    def signal_workers(self, signum: int) -> list[int]: ...
 
 
 _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
@@ -170,7 +175,7 @@ def release() -> None:
     do (KeyboardInterrupt; SIGTERM ends the process), and the main thread's next
     release gives them back.
     """
-    if not _state.installed or any(not pool._closed for pool in _state.pools()):
+    if not _state.installed or any(not pool.closed for pool in _state.pools()):
         return
     if threading.current_thread() is not threading.main_thread():
         # ask the thread to end by itself (it checks again that no pool is open): no
@@ -206,7 +211,7 @@ def _serve(wake_r: int) -> None:
                 continue
             for pool in list(_state.pools()):
                 try:
-                    pool._interrupt()
+                    pool.interrupt()
                 except Exception:  # pragma: no cover - a bug in corral
                     import logging
 
@@ -219,7 +224,7 @@ def _quit_if_idle() -> bool:
     """In the interrupt thread: gives up its place (and the pipe) if no pool is open."""
     with _state.lock:
         if _state.thread is not threading.current_thread() or any(
-            not pool._closed for pool in _state.pools()
+            not pool.closed for pool in _state.pools()
         ):
             return False
         _state.thread = None
@@ -236,7 +241,7 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
     if force:
         state.forced = True
         for pool in list(state.pools()):
-            pool._signal_workers(signal.SIGKILL)
+            pool.signal_workers(signal.SIGKILL)
     elif state.wake_w >= 0:
         try:
             os.write(state.wake_w, b"i")
@@ -249,11 +254,11 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # nothing cuts this short now
     try:
         pools = list(_state.pools())
-        pids = [pid for pool in pools for pid in pool._signal_workers(signal.SIGTERM)]
-        grace = max((pool._kill_grace for pool in pools), default=0.0)
+        pids = [pid for pool in pools for pid in pool.signal_workers(signal.SIGTERM)]
+        grace = max((pool.kill_grace for pool in pools), default=0.0)
         _wait_for_exit(pids, grace)
         for pool in pools:  # what is left, and replacements started meanwhile
-            pool._signal_workers(signal.SIGKILL)
+            pool.signal_workers(signal.SIGKILL)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ._checks import callable_name
 
 if TYPE_CHECKING:
-    from ._clock import TimerHandle
+    from ._clock import Cancellable
     from ._future import Future
     from ._options import TaskOptions
 
@@ -35,6 +35,24 @@ class TaskState(enum.Enum):
 QUEUED, RUNNING, BACKOFF, ENDED = TaskState
 
 
+class Run:
+    """One attempt at running a task, from the moment a backend takes it until it ends.
+
+    The core makes one each time a task starts (``Core.start_locked``) and lets go of it
+    when the run ends, for any reason; a backend keeps the object it was given and
+    checks ``task.is_current(run)`` before it books an outcome. Its fields are the
+    backend's: what it needs to reach and stop that run.
+    """
+
+    __slots__ = ("id", "task", "token", "worker")
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.id = 0  # the backend's id of the run (process: per pool; Dask: per task)
+        self.token: Any = None  # thread: CancelToken; Dask: the Dask key
+        self.worker: Any = None  # thread: _Worker; process: Proc; Dask: the Dask future
+
+
 class Task:
     """One submitted call and where it stands; owned by its pool's lock."""
 
@@ -47,15 +65,13 @@ class Task:
         "label",
         "opts",
         "payload",
+        "run",
         "seq",
         "started",
         "state",
         "submitted",
-        "tid",
         "timer",
-        "token",
         "where",
-        "worker",
     )
 
     def __init__(
@@ -73,16 +89,19 @@ class Task:
         self.opts = opts
         self.seq = 0
         self.state = QUEUED
-        self.timer: TimerHandle | None = None
-        self.token: Any = None
-        self.worker: Any = None
+        self.timer: Cancellable | None = None
+        self.run: Run | None = None  # the current run, while RUNNING
         self.payload: Any = None  # what a backend prepared to send (process: pickled call)
-        self.tid = 0  # a backend's id for the current run
         # for hooks only (set when the pool has some)
         self.ident = 0
         self.label = ""  # task_name(), taken once at submit
         self.submitted = self.started = 0.0
         self.where = ""  # the worker of the current run, once its start was announced
+
+    def is_current(self, run: Run | None) -> bool:
+        """True while ``run`` is this task's run in progress: its outcome counts. A
+        cancel, a timeout, a crash report or a retry since it began make it stale."""
+        return self.run is run and run is not None and self.state is RUNNING
 
 
 def task_name(task: Task) -> str:

@@ -39,10 +39,13 @@ from typing import Any
 from .. import _stdlib
 from .._checks import check_initializer, cpu_count
 from .._context import CancelToken, current_token, set_current_token
+from .._core import Core
 from .._errors import BrokenThreadPool
 from .._executor import BaseExecutor
 from .._future import Future
-from .._task import ENDED, QUEUED, RUNNING, Task
+from .._map import Units
+from .._options import TaskOptions
+from .._task import ENDED, QUEUED, Run, Task
 
 LOGGER = logging.getLogger("corral")
 STDLIB_LOGGER = logging.getLogger("concurrent.futures")
@@ -70,7 +73,7 @@ def _default_max_workers() -> int:
 # A subclass of the stdlib's class, so isinstance checks (asyncio's set_default_executor)
 # accept it; none of its methods run. mypy: its ``_broken`` is False or a message, ours
 # None or a message (the same truth value).
-class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ignore[misc]
+class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ignore[misc,override]
     """A thread pool with the stdlib's API plus cancellation, timeouts and bounds.
 
     Args:
@@ -120,7 +123,7 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
         if max_workers is None:
             max_workers = _default_max_workers()
         check_initializer(initializer)
-        super().__init__(
+        core = self._make_core(
             max_workers=max_workers,
             min_workers=min_workers,
             idle_timeout=idle_timeout,
@@ -129,36 +132,68 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
             retries=retries,
             hooks=hooks,
         )
+        backend = ThreadBackend(core, thread_name_prefix, initializer, tuple(initargs))
+        self._backend = backend
+        self._attach(backend)
+        backend.start()
+
+    # The stdlib's private names that code in the wild reads (CPython's own tests too).
+    @property
+    def _threads(self) -> set[threading.Thread]:  # type: ignore[override]
+        return self._backend.threads
+
+    @property
+    def _thread_name_prefix(self) -> str:  # type: ignore[override]
+        return self._backend.name_prefix
+
+
+class ThreadBackend:
+    """Worker threads that take the core's tasks themselves (see the module docstring)."""
+
+    kill_grace = 0.0
+    prepare = None
+
+    def __init__(
+        self,
+        core: Core,
+        thread_name_prefix: str,
+        initializer: Callable[..., object] | None,
+        initargs: tuple[Any, ...],
+    ) -> None:
+        self.core = core
         # the stdlib's default names (code and tests match on them)
-        self._thread_name_prefix = thread_name_prefix or f"ThreadPoolExecutor-{next(_COUNTER)}"
-        self._initializer = initializer  # type: ignore[assignment]  # any return is ignored
-        self._initargs = tuple(initargs)
+        self.name_prefix = thread_name_prefix or f"ThreadPoolExecutor-{next(_COUNTER)}"
+        self._initializer = initializer
+        self._initargs = initargs
         self._idle: list[_Worker] = []
         self._nthreads = 0  # live threads counted against max_workers (not abandoned)
         # replaced, never changed in place: code that holds the set it read (the
         # stdlib's ``_threads``, which CPython's tests iterate) sees it unchanged
-        self._threads: set[threading.Thread] = set()
+        self.threads: set[threading.Thread] = set()
         self._abandoned: set[threading.Thread] = set()  # running a cancelled task
         self._thread_seq = 0
         self._waking = 0  # workers woken or started for queued work, not yet looking at it
         self._spawn_pending = 0  # threads counted by _take_locked, started after unlocking
-        if initializer is None:
-            self._inline_helper = self._core._run_inline
-        with self._lock:
-            self._nthreads = min_workers
-        self._register()
-        for _ in range(min_workers):
+        self.inline_helper: Callable[[Future[Any]], None] | None = (
+            self._run_inline if initializer is None else None
+        )
+
+    def start(self) -> None:
+        """Starts the min_workers threads (the pool is attached to its core)."""
+        with self.core.lock:
+            self._nthreads = self.core.min_workers
+        for _ in range(self.core.min_workers):
             self._spawn()
 
     # ------------------------------------------------------------------ backend seam
 
-    def _work_available_locked(self, shutdown: bool = False) -> Callable[[], None] | None:
+    def work_available_locked(self, shutdown: bool = False) -> Callable[[], None] | None:
         if shutdown:
             idle, self._idle = self._idle, []
             for worker in idle:
                 worker.park.release()
             return None
-        if self._waking >= self._pending:
+        if self._waking >= self.core.pending:
             return None  # the workers already woken will take what is queued
         if self._idle:
             worker = self._idle.pop()
@@ -166,60 +201,56 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
             self._waking += 1
             worker.park.release()
             return None
-        if self._nthreads < self._max_workers and self._broken is None:
+        if self._nthreads < self.core.max_workers and self.core.broken is None:
             self._nthreads += 1
             self._waking += 1
             return self._spawn_waking
         return None
 
-    def _stop_running(self, task: Task, why: str) -> None:
-        token: CancelToken = task.token
+    def stop_running_locked(self, task: Task, run: Run, why: str) -> Callable[[], None] | None:
+        token: CancelToken = run.token
         token.cancel(why, task.opts.task_timeout)
-        with self._lock:
-            worker: _Worker | None = task.worker
-            if worker is None:  # the caller was running it: its slot is free now
-                wake = self._work_available_locked() if self._pending else None
-            elif worker.abandoned or worker.task is not task:
-                return
-            else:
-                worker.abandoned = True
-                if worker.thread is not None:
-                    self._abandoned.add(worker.thread)
-                self._nthreads -= 1
-                wake = self._work_available_locked() if self._pending else None
-        if wake is not None:
-            wake()
+        worker: _Worker | None = run.worker
+        if worker is None:  # the caller was running it: its slot is free now
+            return self.work_available_locked() if self.core.pending else None
+        if worker.abandoned or worker.task is not task:
+            return None
+        worker.abandoned = True
+        if worker.thread is not None:
+            self._abandoned.add(worker.thread)
+        self._nthreads -= 1
+        return self.work_available_locked() if self.core.pending else None
 
-    def _backend_shutdown(self, wait: bool) -> None:
-        if self._hooks is not None:
-            with self._lock:
-                if not self._threads:  # no thread will raise an event any more
-                    self._hooks.finish()
+    def shutdown(self, wait: bool) -> None:
+        if self.core.hooks is not None:
+            with self.core.lock:
+                if not self.threads:  # no thread will raise an event any more
+                    self.core.hooks.finish()
         if not wait:
             return
         current = threading.current_thread()
         while True:
-            with self._lock:
+            with self.core.lock:
                 threads = [
                     t
-                    for t in self._threads
-                    if t is not current and not (self._at_exit and t in self._abandoned)
+                    for t in self.threads
+                    if t is not current and not (self.core.at_exit and t in self._abandoned)
                 ]
             if not threads:
                 return
             for thread in threads:
                 thread.join()
-                with self._lock:
-                    self._threads = self._threads - {thread}  # ended (or stale after a fork)
+                with self.core.lock:
+                    self.threads = self.threads - {thread}  # ended (or stale after a fork)
 
-    def _backend_counts(self) -> tuple[int, int]:
-        with self._lock:
+    def counts(self) -> tuple[int, int]:
+        with self.core.lock:
             return self._nthreads, len(self._idle)
 
     # ------------------------------------------------------------------ workers
 
     def _start_spawns(self) -> None:
-        with self._lock:
+        with self.core.lock:
             count, self._spawn_pending = self._spawn_pending, 0
         for _ in range(count):
             self._spawn(waking=True)
@@ -232,11 +263,11 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
         worker = _Worker(waking)
         # started under the lock, so shutdown() never sees (and joins) an unstarted thread;
         # start() only waits for the thread's bootstrap, which does not take this lock
-        with self._lock:
+        with self.core.lock:
             self._thread_seq += 1
-            name = f"{self._thread_name_prefix}_{self._thread_seq - 1}"
+            name = f"{self.name_prefix}_{self._thread_seq - 1}"
             thread = threading.Thread(
-                target=self._core._worker_main, args=(worker,), name=name, daemon=True
+                target=self._worker_main, args=(worker,), name=name, daemon=True
             )
             worker.thread = thread
             try:
@@ -246,46 +277,48 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
                 if waking:
                     self._waking -= 1
                 raise
-            self._threads = self._threads | {thread}
+            self.threads = self.threads | {thread}
 
     def _exit_locked(self, worker: _Worker, reason: str) -> None:
-        if self._hooks is not None and worker.thread is not None:
-            self._worker_event("on_worker_exit", worker.thread.name, os.getpid(), reason=reason)
+        if self.core.hooks is not None and worker.thread is not None:
+            self.core.worker_event("on_worker_exit", worker.thread.name, os.getpid(), reason=reason)
         if worker.waking:
             worker.waking = False
             self._waking -= 1
         if not worker.abandoned:
             self._nthreads -= 1
         if worker.thread is not None:
-            self._threads = self._threads - {worker.thread}
+            self.threads = self.threads - {worker.thread}
             self._abandoned.discard(worker.thread)
-        if self._shutdown and not self._threads and not self._backoff:
+        if self.core.draining and not self.threads and not self.core.backoff:
             # no thread will start again: let go of the user's initializer arguments
             self._initializer, self._initargs = None, ()
-            if self._hooks is not None:
-                self._hooks.finish()  # the last thread has raised its last event
+            if self.core.hooks is not None:
+                self.core.hooks.finish()  # the last thread has raised its last event
 
     def _take_locked(self, worker: _Worker) -> Task | None:
         if worker.waking:
             worker.waking = False
             self._waking -= 1
-            more = self._pending - 1 > self._waking  # queued work no woken worker takes
+            more = self.core.pending - 1 > self._waking  # queued work no woken worker takes
             if more and self._idle:
-                self._work_available_locked()  # wake the next
-            elif more and self._nthreads < self._max_workers:
+                self.work_available_locked()  # wake the next
+            elif more and self._nthreads < self.core.max_workers:
                 self._nthreads += 1  # and start one more thread for it
                 self._waking += 1
                 self._spawn_pending += 1
-        if len(self._running) >= self._max_workers:
+        if len(self.core.running) >= self.core.max_workers:
             return None  # callers are running tasks themselves: this slot is theirs
-        task = self._pop_locked()
+        task = self.core.pop_locked()
         if task is not None:
-            task.token = CancelToken()
-            task.worker = worker
+            run = task.run
+            assert run is not None
+            run.token = CancelToken()
+            run.worker = worker
             worker.task = task
-            self._arm_timeout_locked(task)
-            if self._hooks is not None and worker.thread is not None:
-                self._task_started(task, worker.thread.name)
+            self.core.arm_timeout_locked(task)
+            if self.core.hooks is not None and worker.thread is not None:
+                self.core.task_started(task, worker.thread.name)
         return task
 
     def _run_inline(self, fut: Future[Any]) -> None:
@@ -301,17 +334,19 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
         asyncio = sys.modules.get("asyncio")  # not imported: no loop can be running
         if task is None or (asyncio is not None and asyncio._get_running_loop() is not None):
             return  # a task may run its own event loop: not in a thread that has one
-        with self._lock:
+        with self.core.lock:
             if (
                 task.state is not QUEUED
-                or len(self._running) >= self._max_workers
-                or self._broken is not None
-                or not self._start_locked(task)
+                or len(self.core.running) >= self.core.max_workers
+                or self.core.broken is not None
+                or not self.core.start_locked(task)
             ):
                 return
-            token = task.token = CancelToken()
-            if self._hooks is not None:
-                self._task_started(task, f"caller {threading.current_thread().name}")
+            run = task.run
+            assert run is not None
+            token = run.token = CancelToken()
+            if self.core.hooks is not None:
+                self.core.task_started(task, f"caller {threading.current_thread().name}")
         previous = current_token()
         set_current_token(token)
         try:
@@ -322,11 +357,11 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
             exc = error
         finally:
             set_current_token(previous)
-        with self._lock:
-            resolve = task.state is RUNNING and task.token is token
+        with self.core.lock:
+            resolve = task.is_current(run)
             if resolve:
-                self._finished_locked(task, exc)
-            wake = self._work_available_locked() if self._pending else None
+                self.core.finished_locked(task, exc)
+            wake = self.work_available_locked() if self.core.pending else None
         if wake is not None:
             wake()
         if resolve:
@@ -341,9 +376,9 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
                 STDLIB_LOGGER.critical("Exception in initializer:", exc_info=True)
                 self._init_failed(worker)
                 return
-        if self._hooks is not None and worker.thread is not None:
-            self._worker_event("on_worker_start", worker.thread.name, os.getpid())
-        lock = self._lock
+        if self.core.hooks is not None and worker.thread is not None:
+            self.core.worker_event("on_worker_start", worker.thread.name, os.getpid())
+        lock = self.core.lock
         with lock:
             task = self._take_locked(worker)
         self._start_spawns()
@@ -352,8 +387,9 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
                 task = self._park(worker)
                 if task is None:
                     return
-            token = task.token
-            set_current_token(token)
+            run = task.run
+            assert run is not None
+            set_current_token(run.token)
             try:
                 result = task.fn(*task.args, **task.kwargs)
                 exc = None
@@ -364,12 +400,12 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
             with lock:
                 worker.task = None
                 resolve = False
-                if task.state is RUNNING and task.token is token:
-                    self._finished_locked(task, exc)
+                if task.is_current(run):
+                    self.core.finished_locked(task, exc)
                     resolve = task.state is ENDED
                 leave = False
                 if worker.abandoned:
-                    if self._nthreads < self._max_workers and not self._shutdown:
+                    if self._nthreads < self.core.max_workers and not self.core.draining:
                         worker.abandoned = False
                         self._abandoned.discard(worker.thread)
                         self._nthreads += 1
@@ -381,27 +417,29 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
                 self._start_spawns()
             if resolve:
                 task.fut._resolve(result, exc)
-            del result, exc, task, token
+            del result, exc, task, run
             if leave:
                 return
             task = next_task
 
     def _park(self, worker: _Worker) -> Task | None:
         """Waits for work; returns the next task, or None when this thread should exit."""
-        lock = self._lock
+        lock = self.core.lock
         while True:
             with lock:
                 task = self._take_locked(worker)
                 if task is None:
-                    if self._broken is not None or (self._shutdown and not self._backoff):
+                    if self.core.broken is not None or (
+                        self.core.draining and not self.core.backoff
+                    ):
                         self._exit_locked(worker, "shutdown")
                         return None
                     self._idle.append(worker)
                 # a pool shutting down keeps its threads while retries wait out their
                 # backoff (shutdown(wait=True) waits for them, and they need a thread
                 # that ran the initializer): park until the retry wakes us
-                timeout = self._idle_timeout
-                if timeout is None or (self._shutdown and self._backoff):
+                timeout = self.core.idle_timeout
+                if timeout is None or (self.core.draining and self.core.backoff):
                     timeout = -1.0
             if self._spawn_pending:
                 self._start_spawns()
@@ -411,8 +449,8 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
                 continue
             with lock:
                 if worker in self._idle:
-                    if self._nthreads > self._min_workers and not (
-                        self._shutdown and self._backoff
+                    if self._nthreads > self.core.min_workers and not (
+                        self.core.draining and self.core.backoff
                     ):
                         self._idle.remove(worker)
                         self._exit_locked(worker, "idle")
@@ -426,13 +464,23 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
             "A thread initializer failed, the thread pool is not usable anymore; "
             "see the 'Exception in initializer' log record for the cause"
         )
-        with self._lock:
-            self._broken = message
-            futures = self._fail_queued_locked()
+        with self.core.lock:
+            futures = self.core.break_locked(message)
             self._exit_locked(worker, "init_failed")
-            self._work_available_locked(shutdown=True)
+            self.work_available_locked(shutdown=True)
         for fut in futures:
             fut._resolve(exception=BrokenThreadPool(message))
 
-    def _broken_error(self) -> BaseException:
-        return BrokenThreadPool(self._broken or "the thread pool is broken")
+    def signal_workers(self, signum: int) -> list[int]:
+        return []  # threads: no process to signal
+
+    def map_units(
+        self, opts: TaskOptions, fn: Callable[..., Any], chunksize: int, eager: bool
+    ) -> Units | None:
+        return None  # one task per item (chunks would only delay results)
+
+    def run_ended_locked(self, task: Task) -> None:
+        pass
+
+    def broken_error(self) -> BaseException:
+        return BrokenThreadPool(self.core.broken or "the thread pool is broken")

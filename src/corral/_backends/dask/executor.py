@@ -33,6 +33,7 @@ corral's ``retries`` decide what runs again; tasks on other workers are untouche
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import logging
@@ -43,10 +44,14 @@ from typing import Any
 
 from ... import _stdlib
 from ..._checks import check_count, check_timeout
+from ..._core import Core
 from ..._errors import BrokenExecutor, SerializationError, WorkerCrashed
 from ..._executor import BaseExecutor
+from ..._map import Units
+from ..._options import TaskOptions
 from ..._pickling import FunctionPickler, dumps_call, load_exception
-from ..._task import ENDED, RUNNING, Task
+from ..._task import ENDED, RUNNING, Run, Task
+from . import compat
 from . import worker as dask_worker
 
 LOGGER = logging.getLogger("corral")
@@ -99,7 +104,7 @@ class _ClusterEvents:
         with cls._lock:
             entry = cls._by_client.get(id(client))
             if entry is None:
-                previous = getattr(client, "_event_handlers", {}).get("all")
+                previous = compat.event_handler(client, "all")
                 entry = cls._by_client[id(client)] = (previous, [])
                 first = True
             else:
@@ -234,7 +239,7 @@ class DaskExecutor(BaseExecutor):
         distributed = _import_distributed()
         prefetch = check_count("prefetch", prefetch, minimum=0) or 0
         check_timeout("connect_timeout", connect_timeout, allow_none=False)
-        super().__init__(
+        core = self._make_core(
             max_workers=1 if max_workers is None else max_workers,
             min_workers=0,
             idle_timeout=None,
@@ -244,65 +249,104 @@ class DaskExecutor(BaseExecutor):
             hooks=hooks,
         )
         try:
-            self._distributed = distributed
-            self._mp_context = mp_context
-            self._prefetch = prefetch
-            # unique across processes too: forked copies of a program must never share keys
-            # on one scheduler (it would merge their tasks and hand one the other's result)
-            self._id = self._new_id()
-            self._tids = itertools.count(1)
-            self._cluster: Any = None
-            self._own_client = client is None
-            self._by_key: dict[str, Task] = {}
-            # hooks: each run in flight holds a lane (0, 1, ...), the "worker" events name
-            self._free_lanes: list[int] = []
-            self._lanes = 0
-            self._lane_of: dict[Task, int] = {}
-            self._stops = 0  # stop requests on their way to the workers
-            self._cancelling = 0  # cancels and timeouts between ending a task and its stop
-            self._timing_out: dict[Task, tuple[str | None, Any]] = {}  # see _on_timeout
-            self._drained = threading.Condition(self._lock)
-            self._closer: threading.Thread | None = None
-            self._closer_lock = threading.Lock()
-            self._functions = FunctionPickler()
-            self._prepare = self._core._pickle_call
-            if client is None:
-                if address is None:
-                    self._cluster = self._start_local_cluster(
-                        distributed, security, n_workers, threads_per_worker
-                    )
-                    address = self._cluster.scheduler_address
-                    # security=True made the cluster's temporary credentials: use those
-                    security = self._cluster.security
-                try:
-                    client = distributed.Client(
-                        address, security=security, timeout=connect_timeout, set_as_default=False
-                    )
-                except BaseException:
-                    if self._cluster is not None:
-                        _close_cluster(self._cluster)
-                    raise
-            self._client = client
-            self._loop = client.loop
+            backend = DaskBackend(
+                core,
+                distributed,
+                address,
+                client,
+                size_from_cluster=max_workers is None,
+                security=security,
+                n_workers=n_workers,
+                threads_per_worker=threads_per_worker,
+                connect_timeout=connect_timeout,
+                mp_context=mp_context,
+                prefetch=prefetch,
+            )
+        except BaseException:
+            if core.hooks is not None:
+                core.hooks.finish()  # a pool that never was: its hooks thread ends too
+            raise
+        self._backend = backend
+        self._attach(backend)
+
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client`` this executor submits through."""
+        return self._backend.client
+
+
+class DaskBackend:
+    """Sends the core's tasks to a Dask cluster (see the module docstring)."""
+
+    inline_helper = None
+    kill_grace = 0.0
+
+    def __init__(
+        self,
+        core: Core,
+        distributed: Any,
+        address: str | None,
+        client: Any,
+        *,
+        size_from_cluster: bool,
+        security: Any,
+        n_workers: int | None,
+        threads_per_worker: int | None,
+        connect_timeout: float,
+        mp_context: str | None,
+        prefetch: int,
+    ) -> None:
+        self.core = core
+        self._distributed = distributed
+        self._mp_context = mp_context
+        self._prefetch = prefetch
+        # unique across processes too: forked copies of a program must never share keys
+        # on one scheduler (it would merge their tasks and hand one the other's result)
+        self._id = self._new_id()
+        self._tids = itertools.count(1)
+        self._cluster: Any = None
+        self._own_client = client is None
+        self._by_key: dict[str, Run] = {}
+        # hooks: each run in flight holds a lane (0, 1, ...), the "worker" events name
+        self._free_lanes: list[int] = []
+        self._lanes = 0
+        self._lane_of: dict[Task, int] = {}
+        self._stops = 0  # stop requests on their way to the workers
+        self._drained = threading.Condition(core.lock)
+        self._closer: threading.Thread | None = None
+        self._closer_lock = threading.Lock()
+        self._functions = FunctionPickler()
+        if client is None:
+            if address is None:
+                self._cluster = self._start_local_cluster(
+                    distributed, security, n_workers, threads_per_worker
+                )
+                address = self._cluster.scheduler_address
+                # security=True made the cluster's temporary credentials: use those
+                security = self._cluster.security
             try:
-                if max_workers is None:
-                    threads = sum(client.nthreads().values())
-                    self._max_workers = max(1, threads)
-                self._in_flight = self._max_workers + self._prefetch
-                # a Dask worker leaving fails the tasks it was processing (see module docs)
-                # bound to the core, which leaves it again (the front may be gone by then)
-                _ClusterEvents.join(client, self._core._on_cluster_event)
+                client = distributed.Client(
+                    address, security=security, timeout=connect_timeout, set_as_default=False
+                )
             except BaseException:
-                if self._own_client:
-                    client.close()
                 if self._cluster is not None:
                     _close_cluster(self._cluster)
                 raise
+        self.client = client
+        self._loop = client.loop
+        try:
+            if size_from_cluster:
+                # the one pool-wide setting a backend writes: before the pool runs
+                core.max_workers = max(1, sum(client.nthreads().values()))
+            self._in_flight = core.max_workers + self._prefetch
+            # a Dask worker leaving fails the tasks it was processing (see module docs)
+            _ClusterEvents.join(client, self._on_cluster_event)
         except BaseException:
-            if self._hooks is not None:
-                self._hooks.finish()  # a pool that never was: its hooks thread ends too
+            if self._own_client:
+                client.close()
+            if self._cluster is not None:
+                _close_cluster(self._cluster)
             raise
-        self._register()
 
     @staticmethod
     def _start_local_cluster(
@@ -329,60 +373,32 @@ class DaskExecutor(BaseExecutor):
                 preload=["corral._backends.dask.worker"],  # workers ignore Ctrl+C (dask_setup)
             )
 
-    @property
-    def client(self) -> Any:
-        """The ``distributed.Client`` this executor submits through."""
-        return self._client
-
     # ------------------------------------------------------------------ backend seam
 
-    def _work_available_locked(self, shutdown: bool = False) -> Callable[[], None] | None:
+    def work_available_locked(self, shutdown: bool = False) -> Callable[[], None] | None:
         if shutdown:
             self._drained.notify_all()
             return None
-        if self._pending and len(self._running) < self._in_flight and self._broken is None:
+        if (
+            self.core.pending
+            and len(self.core.running) < self._in_flight
+            and self.core.broken is None
+        ):
             return self._dispatch
         return None
 
-    def _on_cancel(self, fut: Any, was_running: bool) -> None:
-        # The front ends the task under the lock, then calls _stop_running without it:
-        # counted here, shutdown waits for that stop to be on its way.
-        with self._lock:
-            self._cancelling += 1
-        try:
-            super()._on_cancel(fut, was_running)
-        finally:
-            with self._lock:
-                self._cancelling -= 1
-                self._drained.notify_all()
-
-    def _on_timeout(self, task: Task) -> None:
-        # A timed-out task may be retried: by the time the front calls _stop_running,
-        # the retry could already be out under a new key. The run that timed out is
-        # the one out now, so its key is taken here, before the front ends it.
-        with self._lock:
-            self._cancelling += 1
-            self._timing_out[task] = (task.token, task.worker)
-        try:
-            super()._on_timeout(task)
-        finally:
-            with self._lock:
-                self._timing_out.pop(task, None)
-                self._cancelling -= 1
-                self._drained.notify_all()
-
-    def _stop_running(self, task: Task, why: str) -> None:
-        with self._lock:
-            key, dfut = self._timing_out.pop(task, (task.token, task.worker))
+    def stop_running_locked(self, task: Task, run: Run, why: str) -> Callable[[], None] | None:
+        key = run.token
         if key is None:
-            return  # popped but not sent yet: _dispatch sees it ended and never sends it
-        self._send_stop(key, dfut)
+            return None  # popped but not sent yet: _dispatch sees it ended and never sends it
+        self._stop_locked(key)
+        return functools.partial(self._send_stop, key, run.worker)
 
-    def _backend_shutdown(self, wait: bool) -> None:
+    def shutdown(self, wait: bool) -> None:
         with self._closer_lock:
             if self._closer is None:
                 self._closer = threading.Thread(
-                    target=self._core._close_when_drained,
+                    target=self._close_when_drained,
                     name=f"{self._id}-closer",
                     daemon=True,
                 )
@@ -391,18 +407,29 @@ class DaskExecutor(BaseExecutor):
         if wait and closer is not threading.current_thread():
             closer.join()
 
-    def _backend_counts(self) -> tuple[int, int]:
+    def counts(self) -> tuple[int, int]:
         try:
-            workers = len(self._client.scheduler_info().get("workers", {}))
+            workers = len(self.client.scheduler_info().get("workers", {}))
         except Exception:  # closed client
             workers = 0
-        with self._lock:
-            idle = max(0, self._max_workers - len(self._running))
+        with self.core.lock:
+            idle = max(0, self.core.max_workers - len(self.core.running))
         return workers, idle
 
     # ------------------------------------------------------------------ dispatch
 
-    def _pickle_call(self, task: Task) -> BaseException | None:
+    def broken_error(self) -> BaseException:
+        return BrokenExecutor(self.core.broken or "the Dask executor is broken")
+
+    def signal_workers(self, signum: int) -> list[int]:
+        return []  # the cluster's processes are not this program's to signal
+
+    def map_units(
+        self, opts: TaskOptions, fn: Callable[..., Any], chunksize: int, eager: bool
+    ) -> Units | None:
+        return None  # one Dask task per item
+
+    def prepare(self, task: Task) -> BaseException | None:
         """At submit: pickles the call once, so that what won't pickle fails here.
 
         The error names the argument (SerializationError, a PicklingError); Dask then
@@ -420,26 +447,24 @@ class DaskExecutor(BaseExecutor):
         """Sends queued tasks to Dask while fewer than max_workers run."""
         doomed: list[Any] = []
         while True:
-            with self._lock:
-                if len(self._running) >= self._in_flight or self._broken is not None:
+            with self.core.lock:
+                if len(self.core.running) >= self._in_flight or self.core.broken is not None:
                     return
-                task = self._pop_locked()
+                task = self.core.pop_locked()
                 if task is None:
                     return
                 if not self._client_usable():
-                    self._unstart_locked(task)
+                    self.core.unstart_locked(task)
                     doomed = self._break_locked()
                     break
                 key = f"{self._id}-{next(self._tids)}"
-                task.tid += 1
-                tid = task.tid  # this run: a retry of it may be sent before we book it
-                task.token = None
-                task.worker = None
-                self._arm_timeout_locked(task)
-                if self._hooks is not None:
-                    self._task_started(task, f"dask lane {self._take_lane(task)}")
+                run = task.run  # this run: a retry of it may be sent before we book it
+                assert run is not None
+                self.core.arm_timeout_locked(task)
+                if self.core.hooks is not None:
+                    self.core.task_started(task, f"dask lane {self._take_lane(task)}")
             try:
-                dfut = self._client.submit(
+                dfut = self.client.submit(
                     dask_worker.run_task,
                     key,
                     self._mp_context,
@@ -450,52 +475,50 @@ class DaskExecutor(BaseExecutor):
                     priority=task.opts.priority,
                 )
             except Exception as error:  # the client is closed, the call won't pickle
-                with self._lock:
-                    live = task.state is RUNNING and task.tid == tid
+                with self.core.lock:
+                    live = task.is_current(run)
                     if live:
-                        self._finished_locked(task, error)
+                        self.core.finished_locked(task, error)
                     resolve = live and task.state is ENDED
                     self._drained.notify_all()
                 if resolve:
                     task.fut._resolve(exception=error)
                 continue
             except BaseException:  # Ctrl+C (or SystemExit) in this thread: not the task's
-                with self._lock:
-                    if task.state is RUNNING and task.tid == tid:
-                        self._unstart_locked(task)  # back in the queue, as if never popped
+                with self.core.lock:
+                    if task.is_current(run):
+                        self.core.unstart_locked(task)  # back in the queue, as if never popped
                     self._drained.notify_all()
                 raise
-            with self._lock:
-                live = task.state is RUNNING and task.tid == tid
+            with self.core.lock:
+                live = task.is_current(run)
                 if live:
-                    task.token = key
-                    task.worker = dfut
-                    self._by_key[key] = task
-                else:
-                    self._stops += 1  # counted now: shutdown must not close the client first
+                    run.token = key
+                    run.worker = dfut
+                    self._by_key[key] = run
+                else:  # counted now: shutdown must not close the client first
+                    self._stop_locked(key)
             if not live:  # cancelled or timed out while being sent
-                self._send_stop(key, dfut, counted=True)
+                self._send_stop(key, dfut)
                 continue
-            self._loop.add_callback(self._watch, task, key, dfut)
+            self._loop.add_callback(self._watch, run, key, dfut)
         for fut in doomed:  # (the loop ends here only when the client became unusable)
-            fut._resolve(exception=self._broken_error())
+            fut._resolve(exception=self.broken_error())
 
     def _client_usable(self) -> bool:
         """False once the Client is closing or closed: it would take work and never run it."""
-        status = getattr(self._client, "status", "running")
+        status = getattr(self.client, "status", "running")
         return status in ("running", "connecting", "newly-created")
 
     def _break_locked(self) -> list[Any]:
         """Marks the executor broken (its client is gone); returns the queued futures to fail."""
-        if self._broken is None:
-            status = getattr(self._client, "status", "unknown")
-            self._broken = (
-                f"the Dask client of this executor was closed (status {status!r}) while work "
-                "was queued or running: nothing more can be sent. Keep a Client you pass "
-                "open until the executor is shut down, or make a new DaskExecutor"
-            )
+        status = getattr(self.client, "status", "unknown")
         self._drained.notify_all()
-        return self._fail_queued_locked()
+        return self.core.break_locked(
+            f"the Dask client of this executor was closed (status {status!r}) while work "
+            "was queued or running: nothing more can be sent. Keep a Client you pass "
+            "open until the executor is shut down, or make a new DaskExecutor"
+        )
 
     @staticmethod
     def _new_id() -> str:
@@ -512,34 +535,27 @@ class DaskExecutor(BaseExecutor):
         self._lane_of[task] = lane
         return lane
 
-    def _task_ended(
-        self,
-        task: Task,
-        exc: BaseException | None,
-        outcome: str,
-        retrying: bool | None = None,
-    ) -> None:
-        lane = self._lane_of.pop(task, None)  # (lock held, as at every end of a run)
+    def run_ended_locked(self, task: Task) -> None:
+        lane = self._lane_of.pop(task, None)
         if lane is not None:
             heapq.heappush(self._free_lanes, lane)
-        super()._task_ended(task, exc, outcome, retrying)
 
-    async def _watch(self, task: Task, key: str, dfut: Any) -> None:
+    async def _watch(self, run: Run, key: str, dfut: Any) -> None:
         """On the client's loop: waits for the Dask future and books the outcome."""
         result: Any = None
         error: BaseException | None = None
         try:
-            await dfut._state.wait()  # done, without fetching the result yet
-            with self._lock:
-                current = task.state is RUNNING and task.token == key
+            await compat.wait_done(dfut)  # done, without fetching the result yet
+            with self.core.lock:
+                current = run.task.is_current(run)
             if not current and dfut.status != "error":
                 # stopped, timed out or failed by a worker's death: its result is not
                 # wanted, and fetching it would race the Dask future's cancel (Dask
                 # 2023.1 then asked the scheduler to compute the task again)
                 del dfut
-                self._complete(task, key, None, None)
+                self._complete(run, key, None, None)
                 return
-            ok, result = await dfut._result()
+            ok, result = await compat.fetch_result(dfut)
             if not ok:
                 error, result = load_exception(result), None
         except asyncio.CancelledError:
@@ -547,7 +563,7 @@ class DaskExecutor(BaseExecutor):
         except BaseException as exc:
             error = _DASK_CANCELLED if dfut.status == "cancelled" else self._translate(exc)
         del dfut  # the result stays on the cluster while a Dask future refers to it
-        self._complete(task, key, result, error)
+        self._complete(run, key, result, error)
 
     def _translate(self, exc: BaseException) -> BaseException:
         distributed = self._distributed
@@ -561,12 +577,11 @@ class DaskExecutor(BaseExecutor):
             return crashed
         return exc
 
-    def _complete(self, task: Task, key: str, result: Any, error: BaseException | None) -> None:
-        with self._lock:
+    def _complete(self, run: Run, key: str, result: Any, error: BaseException | None) -> None:
+        task = run.task
+        with self.core.lock:
             self._by_key.pop(key, None)
-            current = task.state is RUNNING and task.token == key
-            if current:
-                task.worker = None
+            current = task.is_current(run)
             doomed: list[Any] = []
             if current and error is _DASK_CANCELLED:
                 error = self._cancelled_outside()
@@ -574,21 +589,21 @@ class DaskExecutor(BaseExecutor):
                     doomed = self._break_locked()
             if current:
                 if isinstance(error, WorkerCrashed):
-                    self._counts["crashed"] += 1
-                self._finished_locked(task, error)
+                    self.core.counts["crashed"] += 1
+                self.core.finished_locked(task, error)
             resolve = current and task.state is ENDED
-            wake = self._work_available_locked() if self._pending else None
+            wake = self.work_available_locked() if self.core.pending else None
             self._drained.notify_all()
         if wake is not None:
             wake()
         for fut in doomed:
-            fut._resolve(exception=self._broken_error())
+            fut._resolve(exception=self.broken_error())
         if resolve:
             task.fut._resolve(result, error)
 
     def _cancelled_outside(self) -> BaseException:
         """The error of a task whose Dask future was cancelled, not by corral."""
-        status = getattr(self._client, "status", "unknown")
+        status = getattr(self.client, "status", "unknown")
         if status in ("closing", "closed"):
             return BrokenExecutor(
                 f"the Dask client was closed (status {status!r}) while this task was out; "
@@ -609,17 +624,15 @@ class DaskExecutor(BaseExecutor):
 
     # ------------------------------------------------------------------ stopping
 
-    def _send_stop(self, key: str, dfut: Any, counted: bool = False) -> None:
-        """Stops the Dask task ``key``: cancel it on Dask, kill its process on the worker.
+    def _stop_locked(self, key: str) -> None:
+        """Books a stop of the Dask task ``key`` (lock held), in the same hold that ended
+        its run: shutdown never sees a moment with the run gone and its stop not yet on
+        its way (it would close the client first). ``_send_stop`` sends it."""
+        self._by_key.pop(key, None)
+        self._stops += 1
 
-        ``counted``: the caller already added it to ``_stops`` under the lock, in the
-        same hold that ended the task, so that shutdown never sees a moment with the
-        task gone and its stop not yet on its way (it would close the client first).
-        """
-        with self._lock:
-            self._by_key.pop(key, None)
-            if not counted:
-                self._stops += 1
+    def _send_stop(self, key: str, dfut: Any) -> None:
+        """Stops the Dask task ``key``: cancel it on Dask, kill its process on the worker."""
         asyncio_loop = getattr(self._loop, "asyncio_loop", None)
         if asyncio_loop is not None and asyncio_loop.is_closed():
             self._stop_done()  # the client is gone: nobody can send it (and add_callback
@@ -634,20 +647,20 @@ class DaskExecutor(BaseExecutor):
             # a worker that fails here (it is dying) does not keep the others from it
             # bounded: a frozen or unreachable worker must not hold shutdown for minutes
             await asyncio.wait_for(
-                self._client.run(
+                self.client.run(
                     dask_worker.stop_tasks, [key], asynchronous=True, wait=True, on_error="ignore"
                 ),
                 STOP_TIMEOUT,
             )
             if dfut is not None:
-                await self._client.cancel([dfut], asynchronous=True)
+                await self.client.cancel([dfut], asynchronous=True)
         except Exception as error:
             LOGGER.debug("corral: stopping Dask task %s failed: %r", key, error)
         finally:
             self._stop_done()
 
     def _stop_done(self) -> None:
-        with self._lock:
+        with self.core.lock:
             self._stops -= 1
             self._drained.notify_all()
 
@@ -665,25 +678,25 @@ class DaskExecutor(BaseExecutor):
         except Exception:  # pragma: no cover - an event of another shape
             return
         doomed: list[tuple[Task, str, Any, WorkerCrashed, bool]] = []
-        with self._lock:
+        with self.core.lock:
             for key in keys:
-                task = self._by_key.get(key) if isinstance(key, str) else None
-                if task is None or task.state is not RUNNING or task.token != key:
+                run = self._by_key.get(key) if isinstance(key, str) else None
+                if run is None or not run.task.is_current(run):
                     continue
+                task = run.task
                 error = WorkerCrashed(
                     f"the Dask worker {worker} left the cluster while running this task "
                     "(or holding its result, not yet fetched) "
                     f"({'retired' if expected else 'it died or lost its connection'}); "
                     "use retries= to run it again on another worker"
                 )
-                self._counts["crashed"] += 1
-                self._finished_locked(task, error)
-                self._stops += 1
-                doomed.append((task, key, task.worker, error, task.state is ENDED))
-                task.worker = None
-            wake = self._work_available_locked() if doomed and self._pending else None
+                self.core.counts["crashed"] += 1
+                self.core.finished_locked(task, error)
+                self._stop_locked(key)
+                doomed.append((task, key, run.worker, error, task.state is ENDED))
+            wake = self.work_available_locked() if doomed and self.core.pending else None
         for task, key, dfut, crash, ended in doomed:
-            self._send_stop(key, dfut, counted=True)  # Dask may be re-running it already
+            self._send_stop(key, dfut)  # Dask may be re-running it already
             if ended:
                 task.fut._resolve(exception=crash)
         if wake is not None:
@@ -698,34 +711,34 @@ class DaskExecutor(BaseExecutor):
         or timeout has sent its stop, a stop went out); the timeout is only a safety
         net against a change that does not.
         """
-        with self._lock:
+        with self.core.lock:
             while (
-                (self._pending or self._running or self._backoff or self._stops or self._cancelling)
-                and self._broken is None
+                (self.core.pending or self.core.running or self.core.backoff or self._stops)
+                and self.core.broken is None
                 and self._client_usable()
             ):
                 self._drained.wait(5.0)
             if not self._client_usable():  # closed under us: what is out will never report
                 self._break_locked()
-                stranded = [t for t in self._running if t.state is RUNNING]
+                stranded = [t for t in self.core.running if t.state is RUNNING]
                 for task in stranded:
-                    self._finished_locked(task, BrokenExecutor(self._broken or "closed"))
+                    self.core.finished_locked(task, BrokenExecutor(self.core.broken or "closed"))
                 self._stops = 0
             else:
                 stranded = []
         for task in stranded:
             if task.state is ENDED:
-                task.fut._resolve(exception=BrokenExecutor(self._broken or "closed"))
+                task.fut._resolve(exception=BrokenExecutor(self.core.broken or "closed"))
         try:
-            _ClusterEvents.leave(self._client, self._core._on_cluster_event)
+            _ClusterEvents.leave(self.client, self._on_cluster_event)
         except Exception as error:  # pragma: no cover - a bug in corral
             LOGGER.warning("corral: leaving the Dask cluster events failed: %r", error)
         try:  # on its own: a client we own is closed whatever happened above
             if self._own_client:
-                self._client.close()
+                self.client.close()
         except Exception as error:  # pragma: no cover - a client already closed
             LOGGER.debug("corral: closing the Dask client failed: %r", error)
         if self._cluster is not None:
             _close_cluster(self._cluster)
-        if self._hooks is not None:
-            self._hooks.finish()  # every run has ended: no event will come
+        if self.core.hooks is not None:
+            self.core.hooks.finish()  # every run has ended: no event will come

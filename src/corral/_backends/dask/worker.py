@@ -80,7 +80,7 @@ def run_task(key: str, mp_context: str | None, fn_data: bytes, call_data: bytes)
     """Runs the pickled call in this Dask worker's inner process pool.
 
     ``fn_data`` is the pickled function, ``call_data`` the pickled ``(args, kwargs)``
-    (see DaskExecutor._pickle_call).
+    (see DaskBackend.prepare).
 
     Returns ``(True, result)``, or ``(False, pickled exception)`` (WorkerCrashed if
     the inner process died): a failing call is a *result* for Dask, so Dask neither

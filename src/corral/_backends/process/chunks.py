@@ -37,7 +37,7 @@ from ..._options import TaskOptions
 from .worker import run_chunk  # what runs in the workers
 
 if TYPE_CHECKING:
-    from .executor import ProcessPoolExecutor
+    from .manager import ProcessManager
 
 TARGET_SECONDS = 0.02
 PROBE_WAIT = 2.0
@@ -52,17 +52,17 @@ class ChunkUnits(Units):
 
     def __init__(
         self,
-        executor: ProcessPoolExecutor,
+        backend: ProcessManager,
         opts: TaskOptions,
         fn: Any,
         chunksize: int,
         eager: bool,
     ) -> None:
-        self._executor = executor
+        self._backend = backend
         if opts.name is None:  # hooks, timelines and errors name the user's function
             opts = opts.merged(name=f"map({callable_name(fn)})")
         self._opts = opts
-        self._fn_data = executor._functions.dumps(fn)
+        self._fn_data = backend.functions.dumps(fn)
         self._fixed = chunksize if chunksize > 1 else None
         self._eager = eager
         self._per_item: float | None = None
@@ -75,7 +75,7 @@ class ChunkUnits(Units):
         if self._fixed is not None:
             return self._fixed
         if self._per_item is None and self._probe is not None and self._eager:
-            if self._singles < self._executor._max_workers and self._executor._has_free_worker():
+            if self._singles < self._backend.core.max_workers and self._backend.has_free_worker():
                 # no head-of-line blocking: a free worker takes an item now (one item
                 # per worker at most, or tiny items would all go one by one meanwhile)
                 self._singles += 1
@@ -94,13 +94,13 @@ class ChunkUnits(Units):
         self._star = len(iterables) != 1
         known = min((operator.length_hint(it, 0) for it in iterables), default=0)
         if known:  # as multiprocessing.Pool.map: about 4 chunks per worker at most
-            workers = self._executor._max_workers
+            workers = self._backend.core.max_workers
             self._max = max(1, min(MAX_CHUNK_KNOWN, -(-known // (4 * workers))))
         return zip(*iterables, strict=False) if self._star else iter(iterables[0])
 
     def submit(self, items: list[Any]) -> Future[Any]:
         args = (self._fn_data, items, self._star)
-        fut = self._executor._submit(self._opts, run_chunk, args, {}, True)
+        fut = self._backend.core.submit(self._opts, run_chunk, args, {}, True)
         fut.add_done_callback(self._observe)  # type: ignore[arg-type]
         if self._probe is None:
             self._probe = fut

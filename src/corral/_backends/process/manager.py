@@ -27,12 +27,17 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ... import _interrupt as interrupt
 from ... import _pickling
+from ..._checks import callable_name
 from ..._clock import now
+from ..._core import Core
 from ..._errors import BrokenProcessPool, SerializationError
-from ..._executor import BaseExecutor
-from ..._task import ENDED, RUNNING, Task, task_name
+from ..._map import Units
+from ..._options import TaskOptions
+from ..._task import ENDED, Run, Task, task_name
 from . import wire
+from .chunks import ChunkUnits
 from .procs import EXITING, READY, STARTING, Proc, crash_error, log_levels, signal_group
 from .worker import REVOKE_SIGNAL, worker_main
 
@@ -59,30 +64,37 @@ def _payload_size(task: Task) -> int:
     return len(task.payload[0]) + len(task.payload[1])
 
 
-class ProcessManager(BaseExecutor):
-    """The manager half of ProcessPoolExecutor (see the module docstring)."""
+class ProcessManager:
+    """The process backend: the manager thread and its workers (see the module docs)."""
 
-    # set by ProcessPoolExecutor before the manager starts
-    _ctx: multiprocessing.context.BaseContext
-    _init: Any  # _process.WorkerInit | None
+    inline_helper = None
 
-    def _start_manager(
+    def __init__(
         self,
+        core: Core,
+        ctx: multiprocessing.context.BaseContext,
+        init: Any,  # executor.WorkerInit | None
+        kill_grace: float,
         max_tasks_per_child: int | None,
         max_memory_per_child: int | None,
         forward_logging: bool,
     ) -> None:
-        """Sets up the manager's state and starts its thread (end of the constructor)."""
+        """Sets up the manager's state; ``start()`` starts its thread."""
+        self.core = core
+        self.ctx = ctx
+        self._init = init
+        self.kill_grace = kill_grace
+        self.functions = _pickling.FunctionPickler()
         self._max_tasks_per_child = max_tasks_per_child
         self._max_memory = max_memory_per_child
         self._forward_logging = bool(forward_logging)
         self._parent_pid = os.getpid()
-        self._segments = wire.SegmentPool() if wire.SHARED_MEMORY else None
+        self.segments = wire.SegmentPool() if wire.SHARED_MEMORY else None
         self._reader = wire.SegmentReader()  # manager thread only
-        self._tids = itertools.count(1)
-        # to settle: (task, result, error, seconds it ran)
-        self._outcomes: list[tuple[Task, Any, BaseException | None, float]] = []
-        self._heads: list[tuple[Proc, Task]] = []  # runs to announce to hooks, after those
+        self._run_ids = itertools.count(1)
+        # to settle: (run, result, error, seconds it ran)
+        self._outcomes: list[tuple[Run, Any, BaseException | None, float]] = []
+        self._heads: list[tuple[Proc, Run]] = []  # runs to announce to hooks, after those
         # manager-thread state
         self._procs: dict[int, Proc] = {}  # pid -> worker
         self._idle: list[Proc] = []
@@ -99,22 +111,25 @@ class ProcessManager(BaseExecutor):
         os.set_blocking(self._wake_w, False)
         self._wake_pending = False
         self._selector = selectors.DefaultSelector()
-        self._selector.register(self._wake_r, selectors.EVENT_READ, self._core._on_wake)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
         self._thread = threading.Thread(
-            target=self._core._manage, name=f"corral-process-manager-{id(self):x}", daemon=True
+            target=self._manage, name=f"corral-process-manager-{id(self):x}", daemon=True
         )
+
+    def start(self) -> None:
+        """Starts the manager thread (the pool is attached to its core)."""
         self._thread.start()
 
     # ------------------------------------------------------------------ backend seam
 
-    def _work_available_locked(self, shutdown: bool = False) -> Callable[[], None] | None:
+    def work_available_locked(self, shutdown: bool = False) -> Callable[[], None] | None:
         if self._wake_pending:
             return None
         self._wake_pending = True
         return self._wake
 
     def _wake(self) -> None:
-        with self._lock:
+        with self.core.lock:
             if self._wake_w < 0:
                 return  # the manager has finished
             try:
@@ -124,38 +139,82 @@ class ProcessManager(BaseExecutor):
 
     def _command(self, *command: Any) -> None:
         self._commands.append(command)
-        with self._lock:
-            wake = self._work_available_locked()
+        with self.core.lock:
+            wake = self.work_available_locked()
         if wake is not None:
             wake()
 
-    def _stop_running(self, task: Task, why: str) -> None:
-        # the run to stop is the one on this worker with this id, even if the task has
-        # been handed out again meanwhile (a retry after a timeout)
-        self._command("stop", task, task.worker, task.tid)
+    def stop_running_locked(self, task: Task, run: Run, why: str) -> Callable[[], None] | None:
+        # that run, even if the task has been handed out again meanwhile (a retry)
+        self._commands.append(("stop", run))
+        return self.work_available_locked()
 
-    def _backend_shutdown(self, wait: bool) -> None:
+    def shutdown(self, wait: bool) -> None:
         self._command("shutdown")
         if wait and threading.current_thread() is not self._thread:
             self._thread.join()
 
-    def _has_free_worker(self) -> bool:
+    def has_free_worker(self) -> bool:
         """True when fewer tasks wait or run than there are workers (map chunking)."""
-        with self._lock:
-            return self._pending + len(self._running) < self._max_workers
+        with self.core.lock:
+            return self.core.pending + len(self.core.running) < self.core.max_workers
 
-    def _backend_counts(self) -> tuple[int, int]:
-        with self._lock:
+    def counts(self) -> tuple[int, int]:
+        with self.core.lock:
             return self._live_workers, self._idle_workers
 
-    @property
-    def _processes(self) -> dict[int, multiprocessing.process.BaseProcess]:
-        """The stdlib's private ``{pid: Process}`` of the live workers, for code that
-        reads it (a snapshot; the manager thread owns the workers)."""
+    def processes(self) -> dict[int, multiprocessing.process.BaseProcess]:
+        """``{pid: Process}`` of the live workers (a snapshot; the manager thread owns
+        the workers)."""
         return {pid: proc.process for pid, proc in self._procs.copy().items()}
 
-    def _broken_error(self) -> BaseException:
-        return BrokenProcessPool(self._broken or "the process pool is broken")
+    def run_ended_locked(self, task: Task) -> None:
+        pass
+
+    def broken_error(self) -> BaseException:
+        return BrokenProcessPool(self.core.broken or "the process pool is broken")
+
+    def prepare(self, task: Task) -> BaseException | None:
+        """At submit: pickles the call (big buffers into shared memory), so that what
+        won't pickle fails that future at once, naming the argument."""
+        try:
+            fn_data, data, segments = _pickling.dumps_call(
+                self.functions, task.fn, task.args, task.kwargs, self.segments
+            )
+        except SerializationError as exc:
+            return exc
+        task.payload = (fn_data, data, segments)
+        if segments:
+            pool = self.segments
+            assert pool is not None
+            task.fut.add_done_callback(lambda _: pool.give_back_all(segments))
+        # the worker gets the pickled call: drop our references to the objects
+        task.args = ()
+        task.kwargs = {}
+        return None
+
+    def map_units(
+        self, opts: TaskOptions, fn: Callable[..., Any], chunksize: int, eager: bool
+    ) -> Units | None:
+        if opts.task_timeout is not None and chunksize == 1:
+            return None  # one task per item: per-item timeouts
+        return ChunkUnits(self, opts, fn, chunksize, eager)
+
+    def force_stop(self, how: str, signum: int) -> None:
+        """terminate_workers() and kill_workers(): running tasks fail, queued ones are
+        cancelled, every worker gets ``signum`` now; returns once they are gone."""
+        self.core.fail_running(
+            lambda task: BrokenProcessPool(
+                f"{how}() stopped the worker processes while this task ran "
+                f"({callable_name(task.fn)}); it was not retried"
+            )
+        )
+        self.core.shutdown(wait=False, cancel_futures=True)
+        self.signal_workers(signum)
+        if signum != signal.SIGKILL:
+            self._command("escalate")  # SIGKILL after kill_grace, for any that lingers
+        with interrupt.stopping():
+            self.shutdown(True)
 
     # ------------------------------------------------------------------ manager thread
 
@@ -168,11 +227,12 @@ class ProcessManager(BaseExecutor):
             message = f"the pool's manager thread failed: {exc!r}"
             self._break(message, exc)
             for proc in self._procs.values():  # every future ends, running ones too
-                for task in proc.inflight:
+                for run in proc.inflight:
+                    task = run.task
                     error = BrokenProcessPool(message)
-                    if self._hooks is not None:
-                        with self._lock:
-                            self._task_ended(task, error, "failed")
+                    if self.core.hooks is not None:
+                        with self.core.lock:
+                            self.core.task_ended(task, error, "failed")
                     task.fut._resolve(exception=error)
         finally:
             self._close()
@@ -194,13 +254,13 @@ class ProcessManager(BaseExecutor):
                 pass
         except BlockingIOError:
             pass
-        with self._lock:
+        with self.core.lock:
             self._wake_pending = False
 
     def _next_timeout(self) -> float | None:
         when = self._deadlines[0][0] if self._deadlines else None
-        if self._idle_timeout is not None and self._idle:
-            expiry = min(p.idle_since for p in self._idle) + self._idle_timeout
+        if self.core.idle_timeout is not None and self._idle:
+            expiry = min(p.idle_since for p in self._idle) + self.core.idle_timeout
             when = expiry if when is None else min(when, expiry)
         if self._idle:
             for proc in self._procs.values():
@@ -217,14 +277,14 @@ class ProcessManager(BaseExecutor):
         current = now()
         while self._deadlines and self._deadlines[0][0] <= current:
             heapq.heappop(self._deadlines)[2]()
-        if self._idle_timeout is not None and not self._pending:
+        if self.core.idle_timeout is not None and not self.core.pending:
             # (with work queued, an idle worker is about to get it: idle_timeout=0 would
             # otherwise retire each new worker the moment it was ready)
             # workers already told to exit (EXITING, not gone yet) are not surplus
             live = sum(1 for p in self._procs.values() if p.state != EXITING)
-            surplus = live - self._min_workers
+            surplus = live - self.core.min_workers
             for proc in sorted(self._idle, key=lambda p: p.idle_since):
-                if surplus <= 0 or current - proc.idle_since < self._idle_timeout:
+                if surplus <= 0 or current - proc.idle_since < self.core.idle_timeout:
                     break
                 self._retire(proc, "idle")
                 surplus -= 1
@@ -235,16 +295,16 @@ class ProcessManager(BaseExecutor):
                 self._kill(proc, "terminated")
             return
         if command[0] == "stop":
-            task: Task = command[1]
-            proc, tid = command[2], command[3]
-            if isinstance(proc, Proc) and any(t.tid == tid for t in proc.inflight):
-                if proc.inflight[0].tid == tid:
+            run: Run = command[1]
+            proc = run.worker
+            if isinstance(proc, Proc) and run in proc.inflight:
+                if proc.inflight[0] is run:
                     self._kill(proc)
                 else:  # handed over but not started: the worker drops it, nothing dies
-                    self._revoke(proc, [task])
+                    self._revoke(proc, [run])
 
-    def _revoke(self, proc: Proc, tasks: list[Task]) -> None:
-        tids = [t.tid for t in tasks if t.tid not in proc.revoked]
+    def _revoke(self, proc: Proc, runs: list[Run]) -> None:
+        tids = [r.id for r in runs if r.id not in proc.revoked]
         if tids:
             proc.revoked.update(tids)
             self._send(proc, ("revoke", tids))
@@ -271,15 +331,15 @@ class ProcessManager(BaseExecutor):
 
     def _maintain(self) -> bool:
         """Dispatches queued work, starts and retires workers; True when all is done."""
-        sends: dict[Proc, list[Task]] = {}
+        sends: dict[Proc, list[Run]] = {}
         live = [p for p in self._procs.values() if p.state != EXITING]
-        with self._lock:
+        with self.core.lock:
             while self._idle:
-                task = self._pop_locked()
+                task = self.core.pop_locked()
                 if task is None:
                     break
                 self._hand_over_locked(self._idle.pop(), task, sends)
-            if self._pending and len(live) >= self._max_workers:
+            if self.core.pending and len(live) >= self.core.max_workers:
                 window = self._window()
                 busy = sorted(
                     (p for p in live if p.state == READY and p.inflight),
@@ -292,34 +352,39 @@ class ProcessManager(BaseExecutor):
                     if self._max_tasks_per_child is not None:
                         limit = min(limit, self._max_tasks_per_child - proc.tasks_run)
                     while len(proc.inflight) < limit:
-                        task = self._pop_locked()
+                        task = self.core.pop_locked()
                         if task is None:
                             break
                         size = _payload_size(task)
                         if proc.queued_bytes + size > PREFETCH_BYTES:
                             # a busy worker does not read: a write that fills its socket
                             # would block this thread (and the worker's own result write)
-                            self._unstart_locked(task)
+                            self.core.unstart_locked(task)
                             break
                         self._hand_over_locked(proc, task, sends)
-            broken = self._broken is not None
+            broken = self.core.broken is not None
             # tasks put back after the pool broke (a crash, a revoke) have no worker to go to
-            doomed = self._fail_queued_locked() if broken and self._pending else []
-            pending = self._pending
-            idle_out = self._shutdown and not pending and not self._backoff and not self._running
+            doomed = self.core.fail_queued_locked() if broken and self.core.pending else []
+            pending = self.core.pending
+            idle_out = (
+                self.core.draining
+                and not pending
+                and not self.core.backoff
+                and not self.core.running
+            )
         for fut in doomed:
-            fut._resolve(exception=self._broken_error())
+            fut._resolve(exception=self.broken_error())
         for proc, tasks in sends.items():
-            self._send(proc, ("run", [(t.tid, *t.payload) for t in tasks]))
+            self._send(proc, ("run", [(r.id, *r.task.payload) for r in tasks]))
         if self._idle and not pending:
             self._revoke_stuck()
-        if not self._shutdown or pending:
+        if not self.core.draining or pending:
             starting = sum(1 for p in live if p.state == STARTING)
             wanted = max(pending - starting, 0)
-            if not self._shutdown:
-                wanted = max(wanted, self._min_workers - len(live), self._replacements)
+            if not self.core.draining:
+                wanted = max(wanted, self.core.min_workers - len(live), self._replacements)
             self._replacements = 0
-            for _ in range(min(wanted, self._max_workers - len(live))):
+            for _ in range(min(wanted, self.core.max_workers - len(live))):
                 if broken or not self._start_worker():
                     break
         if idle_out or broken:
@@ -328,22 +393,24 @@ class ProcessManager(BaseExecutor):
         self._update_counts()
         return (idle_out or broken) and not self._procs
 
-    def _hand_over_locked(self, proc: Proc, task: Task, sends: dict[Proc, list[Task]]) -> None:
+    def _hand_over_locked(self, proc: Proc, task: Task, sends: dict[Proc, list[Run]]) -> None:
         if not proc.inflight:
             proc.head_started = now()
-            self._arm_timeout_locked(task)  # the clock runs while the task runs
-            if self._hooks is not None:
-                self._task_started(task, f"process {proc.pid}")
+            self.core.arm_timeout_locked(task)  # the clock runs while the task runs
+            if self.core.hooks is not None:
+                self.core.task_started(task, f"process {proc.pid}")
         else:
             proc.queued_bytes += _payload_size(task)
-        proc.inflight.append(task)
-        task.worker = proc
-        task.tid = next(self._tids)
-        sends.setdefault(proc, []).append(task)
+        run = task.run
+        assert run is not None
+        run.worker = proc
+        run.id = next(self._run_ids)
+        proc.inflight.append(run)
+        sends.setdefault(proc, []).append(run)
 
     def _update_counts(self) -> None:
         live = sum(1 for p in self._procs.values() if p.state != EXITING)
-        with self._lock:
+        with self.core.lock:
             self._live_workers = live
             self._idle_workers = len(self._idle)
 
@@ -358,8 +425,8 @@ class ProcessManager(BaseExecutor):
     # ------------------------------------------------------------------ workers
 
     def _start_worker(self) -> bool:
-        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(  # type: ignore[attr-defined]
+        parent_conn, child_conn = self.ctx.Pipe(duplex=True)
+        process = self.ctx.Process(  # type: ignore[attr-defined]
             target=worker_main,
             args=(
                 child_conn,
@@ -445,9 +512,9 @@ class ProcessManager(BaseExecutor):
         if kind == "ready":
             proc.state = READY
             self._start_failures = 0
-            if self._hooks is not None:
+            if self.core.hooks is not None:
                 proc.ready = True
-                self._worker_event("on_worker_start", f"process {proc.pid}", proc.pid)
+                self.core.worker_event("on_worker_start", f"process {proc.pid}", proc.pid)
             self._make_idle(proc)
             return
         if kind == "log":
@@ -459,33 +526,34 @@ class ProcessManager(BaseExecutor):
         if kind == "started":  # a revoked task had already started
             proc.revoked.discard(message[1])
             head = proc.inflight[0] if proc.inflight else None
-            if head is not None and head.tid == message[1] and head.state is not RUNNING:
+            if head is not None and head.id == message[1] and not head.task.is_current(head):
                 self._kill(proc)  # it was cancelled, not just moved: stop it
             return
         if kind == "skipped":  # a revoked task, from anywhere behind the running one
-            task = next(t for t in proc.inflight if t.tid == message[1])
-            proc.inflight.remove(task)
-            proc.revoked.discard(task.tid)
-            proc.queued_bytes -= _payload_size(task)
-            with self._lock:
-                self._unstart_locked(task)
+            run = next(r for r in proc.inflight if r.id == message[1])
+            proc.inflight.remove(run)
+            proc.revoked.discard(run.id)
+            proc.queued_bytes -= _payload_size(run.task)
+            with self.core.lock:
+                if run.task.is_current(run):
+                    self.core.unstart_locked(run.task)
             if not proc.inflight and proc.state == READY:
                 self._after_task(proc)
             return
-        task = proc.inflight.popleft()
-        proc.revoked.discard(task.tid)
+        run = proc.inflight.popleft()
+        proc.revoked.discard(run.id)
         head = proc.inflight[0] if proc.inflight else None
         if head is not None:
-            proc.queued_bytes -= _payload_size(head)
-        self._task_done(proc, task, message)
+            proc.queued_bytes -= _payload_size(head.task)
+        self._task_done(proc, run, message)
         if head is not None:
             proc.head_started = now()
-            if self._hooks is not None and head.tid not in proc.revoked:
+            if self.core.hooks is not None and head.id not in proc.revoked:
                 self._heads.append((proc, head))  # announced after the previous one's end
-            if head.opts.task_timeout is not None and head.tid not in proc.revoked:
-                with self._lock:
-                    if head.state is RUNNING and head.timer is None:
-                        self._arm_timeout_locked(head)
+            if head.task.opts.task_timeout is not None and head.id not in proc.revoked:
+                with self.core.lock:
+                    if head.task.is_current(head) and head.task.timer is None:
+                        self.core.arm_timeout_locked(head.task)
         elif proc.state == READY:
             self._after_task(proc)
 
@@ -497,9 +565,9 @@ class ProcessManager(BaseExecutor):
         """
         try:
             record = logging.makeLogRecord(fields)
-            task = next((t for t in proc.inflight if t.tid == tid), None) if tid else None
+            run = next((r for r in proc.inflight if r.id == tid), None) if tid else None
             record.corral_worker = f"process {proc.pid}"
-            record.corral_task = None if task is None else task_name(task)
+            record.corral_task = None if run is None else task_name(run.task)
             logger = logging.getLogger(record.name)
             if logger.isEnabledFor(record.levelno):
                 logger.handle(record)
@@ -510,13 +578,13 @@ class ProcessManager(BaseExecutor):
                     + traceback.format_exc()
                 )
 
-    def _task_done(self, proc: Proc, task: Task, message: tuple[Any, ...]) -> None:
+    def _task_done(self, proc: Proc, run: Run, message: tuple[Any, ...]) -> None:
         proc.tasks_run += 1
         proc.rss = message[-1]
         seconds = message[-2]
         avg = self._avg_seconds
         self._avg_seconds = seconds if avg is None else 0.8 * avg + 0.2 * seconds
-        live = task.state is RUNNING and task.worker is proc and task.tid == message[1]
+        live = run.task.is_current(run) and run.id == message[1]
         result: Any = None
         exc: BaseException | None = None
         if message[0] == "ok":
@@ -539,22 +607,23 @@ class ProcessManager(BaseExecutor):
             if not live:
                 return
             exc = _pickling.load_exception(message[2])
-        self._outcomes.append((task, result, exc, seconds))
+        self._outcomes.append((run, result, exc, seconds))
 
     def _settle(self) -> None:
         """Books the outcomes read in one go under one lock, then resolves their futures."""
         outcomes, self._outcomes = self._outcomes, []
         resolved = []
-        with self._lock:
-            for task, result, exc, seconds in outcomes:
-                if task.state is RUNNING:  # not cancelled or timed out meanwhile
-                    proc = task.worker
-                    if self._hooks is not None and not task.where:
+        with self.core.lock:
+            for run, result, exc, seconds in outcomes:
+                task = run.task
+                if task.is_current(run):  # not cancelled or timed out meanwhile
+                    proc = run.worker
+                    if self.core.hooks is not None and not task.where:
                         # it started since the last read: now - its run, not before the last
                         began = max(now() - seconds, proc.last_end)
-                        self._task_started(task, f"process {proc.pid}", began)
-                    self._finished_locked(task, exc)
-                    if self._hooks is not None:
+                        self.core.task_started(task, f"process {proc.pid}", began)
+                    self.core.finished_locked(task, exc)
+                    if self.core.hooks is not None:
                         proc.last_end = now()  # after the end event's own clock reading
                     if task.state is ENDED:
                         resolved.append((task.fut, result, exc))
@@ -562,10 +631,10 @@ class ProcessManager(BaseExecutor):
             fut._resolve(result, exc)
         if self._heads:
             heads, self._heads = self._heads, []
-            with self._lock:
-                for proc, task in heads:
-                    if task.state is RUNNING and task.worker is proc and not task.where:
-                        self._task_started(task, f"process {proc.pid}")
+            with self.core.lock:
+                for proc, run in heads:
+                    if run.task.is_current(run) and not run.task.where:
+                        self.core.task_started(run.task, f"process {proc.pid}")
 
     def _after_task(self, proc: Proc) -> None:
         if self._max_tasks_per_child is not None and proc.tasks_run >= self._max_tasks_per_child:
@@ -611,9 +680,9 @@ class ProcessManager(BaseExecutor):
         if proc in self._idle:
             self._idle.remove(proc)
         signal_group(proc.pid, signal.SIGTERM)
-        self._call_at(now() + self._kill_grace, lambda: signal_group(proc.pid, signal.SIGKILL))
+        self._call_at(now() + self.kill_grace, lambda: signal_group(proc.pid, signal.SIGKILL))
 
-    def _signal_workers(self, signum: int) -> list[int]:
+    def signal_workers(self, signum: int) -> list[int]:
         pids = list(self._procs)  # one C-level copy: safe in a signal handler
         for pid in pids:
             signal_group(pid, signum)
@@ -655,46 +724,47 @@ class ProcessManager(BaseExecutor):
                 if crashed_under_work and proc.reason is None:
                     proc.reason = "crashed"
                 self._announce_exit(proc, exitcode)
-            elif proc.init_error is not None and self._hooks is not None:
+            elif proc.init_error is not None and self.core.hooks is not None:
                 proc.reason = "init_failed"  # (it never started: no on_worker_start)
                 self._announce_exit(proc, exitcode)
 
-    def _fail_inflight(self, proc: Proc, exitcode: int | None, inflight: list[Task]) -> None:
+    def _fail_inflight(self, proc: Proc, exitcode: int | None, inflight: list[Run]) -> None:
         """The tasks a dead worker held: the one it ran fails (or retries), the rest go back."""
         if not inflight:
             return
         self._replacements += 1  # it died under work: keep the pool as warm as it was
         head, rest = inflight[0], inflight[1:]
-        with self._lock:
-            for task in rest:
-                self._unstart_locked(task)
-            crashed = head.state is RUNNING and head.worker is proc and not proc.killed
+        task = head.task
+        with self.core.lock:
+            for run in rest:
+                if run.task.is_current(run):
+                    self.core.unstart_locked(run.task)
+            current = task.is_current(head)
             resolve = False
-            if crashed:
-                exc = crash_error(proc.pid, exitcode, head)
-                self._counts["crashed"] += 1
-                self._finished_locked(head, exc)
-                resolve = head.state is ENDED
-            elif head.state is RUNNING and head.worker is proc:
-                self._unstart_locked(head)  # killed for another reason: run it elsewhere
+            if current and not proc.killed:
+                exc = crash_error(proc.pid, exitcode, task)
+                self.core.counts["crashed"] += 1
+                self.core.finished_locked(task, exc)
+                resolve = task.state is ENDED
+            elif current:
+                self.core.unstart_locked(task)  # killed for another reason: run it elsewhere
         if resolve:
-            head.fut._resolve(exception=exc)
+            task.fut._resolve(exception=exc)
 
     def _announce_exit(self, proc: Proc, exitcode: int | None) -> None:
         proc.ready = False
         reason = proc.reason
         if reason is None:
             reason = "exited" if exitcode == 0 else "crashed"
-        self._worker_event(
+        self.core.worker_event(
             "on_worker_exit", f"process {proc.pid}", proc.pid, reason=reason, exitcode=exitcode
         )
 
     def _break(self, message: str, cause: BaseException | None) -> None:
-        with self._lock:
-            if self._broken is not None:
+        with self.core.lock:
+            if self.core.broken is not None:
                 return
-            self._broken = message
-            futures = self._fail_queued_locked()
+            futures = self.core.break_locked(message)
         for fut in futures:
             error = BrokenProcessPool(message)
             error.__cause__ = cause
@@ -717,12 +787,12 @@ class ProcessManager(BaseExecutor):
         self._init = None
         self._update_counts()
         self._reader.close()
-        if self._segments is not None:
-            self._segments.close()
+        if self.segments is not None:
+            self.segments.close()
         self._selector.close()
-        with self._lock:
+        with self.core.lock:
             os.close(self._wake_r)
             os.close(self._wake_w)
             self._wake_r = self._wake_w = -1
-        if self._hooks is not None:
-            self._hooks.finish()  # the manager raised its last event
+        if self.core.hooks is not None:
+            self.core.hooks.finish()  # the manager raised its last event

@@ -12,7 +12,7 @@ from multiprocessing.connection import Connection
 
 from ..._checks import callable_name
 from ..._errors import WorkerCrashed, signal_name
-from ..._task import Task
+from ..._task import Run, Task
 from . import wire
 
 STARTING, READY, EXITING = "starting", "ready", "exiting"
@@ -78,7 +78,7 @@ class Proc:
         self.conn: Connection | None = conn
         self.pid = process.pid or 0
         self.state = STARTING
-        self.inflight: deque[Task] = deque()  # handed over, outcome not back; [0] runs
+        self.inflight: deque[Run] = deque()  # handed over, outcome not back; [0] runs
         self.tasks_run = 0
         self.killed = False
         self.idle_since = 0.0

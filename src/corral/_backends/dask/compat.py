@@ -1,0 +1,32 @@
+"""Every private part of ``distributed`` that corral relies on, in one place.
+
+Each is used because the public API has no equivalent; each is checked by the Dask
+test suite on the oldest (2023.1) and newest ``distributed`` the extra allows, so a
+release that changes one fails here, in one function, not across the backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+async def wait_done(dfut: Any) -> None:
+    """Waits until a Dask future is finished, *without* fetching its result.
+
+    ``Future.result()`` would fetch it; corral must first learn whether the run is still
+    wanted (a result fetched after a cancel makes Dask 2023.1 compute the task again).
+    """
+    await dfut._state.wait()
+
+
+async def fetch_result(dfut: Any) -> Any:
+    """What the task of a finished Dask future returned, fetched from the cluster, on
+    the client's loop (``Future.result()`` would block that loop); raises what Dask
+    raises for it (KilledWorker, CancelledError)."""
+    return await dfut._result()
+
+
+def event_handler(client: Any, topic: str) -> Any:
+    """The handler a Client has for a scheduler event topic, or None: corral keeps the
+    user's own handler working when it subscribes the client to that topic too."""
+    return getattr(client, "_event_handlers", {}).get(topic)
