@@ -201,6 +201,46 @@ def test_max_pending_bounds_the_queue_not_the_running(clock: FakeClock) -> None:
     assert (stats.pending, stats.running, stats.max_pending) == (2, 1, 2)
 
 
+def test_runs_waiting_at_a_busy_worker_count_as_not_started(clock: FakeClock) -> None:
+    core, backend = make(clock, max_workers=1, max_pending=2)
+    submit(core)
+    waiting = submit(core)
+    head = backend.take()
+    ahead = backend.take()  # handed to the busy worker behind the head
+    assert head is not None and ahead is not None and ahead.run is not None
+    with core.lock:
+        core.hand_ahead_locked(ahead.run)
+    submit(core)
+    with pytest.raises(corral.QueueFull, match="2 tasks are already waiting"):
+        submit(core)
+    stats = core.statistics()
+    assert (stats.pending, stats.running) == (2, 1)
+    assert waiting.cancel()  # a run waiting ahead is cancelled: room again
+    submit(core)
+    with core.lock:
+        assert core.waiting == 0 and core.unstarted() == 2
+
+
+def test_a_run_handed_ahead_begins_then_frees_its_place(clock: FakeClock) -> None:
+    core, backend = make(clock, max_workers=1, max_pending=1)
+    submit(core)
+    head = backend.take()
+    submit(core)
+    ahead = backend.take()
+    assert head is not None and head.run is not None
+    assert ahead is not None and ahead.run is not None
+    with core.lock:
+        core.hand_ahead_locked(ahead.run)
+    with pytest.raises(corral.QueueFull):
+        submit(core)
+    backend.finish(head, head.run, result=1)
+    with core.lock:
+        core.run_began_locked(ahead.run)
+        core.run_began_locked(ahead.run)  # idempotent
+    submit(core)
+    assert core.statistics().running == 1 and core.statistics().pending == 1
+
+
 def test_retry_waits_out_its_backoff_on_the_clock(clock: FakeClock) -> None:
     core, backend = make(clock, retries=2)
     fut = submit(core)

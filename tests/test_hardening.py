@@ -82,6 +82,29 @@ def test_every_cancel_is_counted_once(pool: Any) -> None:
     assert stats.cancelled <= cancelled
 
 
+def test_prefetched_tasks_count_against_max_pending(started: testing.Gate) -> None:
+    """max_pending bounds the tasks not started, those handed ahead to a busy worker
+    included (before: 1 worker, max_pending=2 accepted 12 such tasks, counted running)."""
+    with testing.Gate() as gate, corral.ProcessPoolExecutor(1, max_pending=2) as ex:
+        for fut in [ex.submit(testing.noop) for _ in range(200)]:
+            fut.result(30)  # tiny measured tasks: the manager now hands ahead up to 64
+        head = ex.submit(testing.wait_for_gate, gate, 0, started)
+        started.wait(30)
+        accepted = []
+        for _ in range(5):
+            try:
+                accepted.append(ex.submit_nowait(testing.noop))
+            except corral.QueueFull:
+                break
+            # the manager hands it ahead to the busy worker: out of the queue
+            testing.wait_until(lambda: ex._core.pending == 0, 30, message="hand-ahead")
+        assert len(accepted) == 2
+        stats = ex.statistics()
+        assert (stats.pending, stats.running) == (2, 1)
+        gate.open()
+        assert head.result(30) == 0 and all(f.result(30) is None for f in accepted)
+
+
 def _grandchild_pid(path: str) -> int:
     with open(path) as f:
         return int(f.read())

@@ -28,6 +28,7 @@ What the core calls on its backend (``Backend``)::
 and what a backend may call on the core, its handle (``lock`` held where named so)::
 
     pop_locked()                      next task to start, marked RUNNING, or None
+    hand_ahead_locked(run) / run_began_locked(run)   a run waits at a busy worker, then runs
     unstart_locked(task)              put back a task a worker never started
     finished_locked(task, exc)        a run ended: ENDED, or BACKOFF for a retry
     arm_timeout_locked(task)          start the task_timeout clock of a starting run
@@ -40,6 +41,9 @@ and what a backend may call on the core, its handle (``lock`` held where named s
 A run's outcome is the current one only while ``task.is_current(run)``: the task is
 still RUNNING and that run is its latest (a cancel, a timeout or a retry since then
 make it stale, and the backend drops it).
+
+(Longer than corral's usual 500 lines: the life of a task, from submit through its runs,
+retries and timeouts to its end, reads best in one place, under one lock.)
 """
 
 from __future__ import annotations
@@ -164,6 +168,7 @@ class Core:
         self.not_full = threading.Condition(self.lock)
         self.queue = TaskQueue()
         self.pending = 0  # tasks QUEUED (tombstones of cancelled ones excluded)
+        self.waiting = 0  # runs handed to a busy worker, not started: max_pending counts them
         self.backoff: set[Task] = set()  # tasks waiting out a retry backoff
         self.running: set[Task] = set()
         self.closed = False  # shutdown() was called: no new work from users
@@ -222,7 +227,7 @@ class Core:
                 return fut
         try:
             with self.lock:
-                if self.max_pending is not None and self.pending >= self.max_pending:
+                if self.max_pending is not None and self.unstarted() >= self.max_pending:
                     self._wait_for_room_locked(block)
                 if self.closed:
                     self._check_open()
@@ -364,14 +369,19 @@ class Core:
         """Called from a signal handler (see _interrupt.py): no locks."""
         return self.backend.signal_workers(signum)
 
+    def unstarted(self) -> int:
+        """Tasks submitted and not started: queued, or waiting at a busy worker (what
+        ``max_pending`` bounds and ``statistics().pending`` counts)."""
+        return self.pending + self.waiting
+
     def statistics(self) -> Statistics:
         workers, idle = self.backend.counts()
         with self.lock:
             return Statistics(
                 workers=workers,
                 idle=idle,
-                pending=self.pending,
-                running=len(self.running),
+                pending=self.unstarted(),
+                running=len(self.running) - self.waiting,
                 max_pending=self.max_pending,
                 **self.counts,
                 retrying=len(self.backoff),
@@ -386,12 +396,12 @@ class Core:
 
     def _wait_for_room_locked(self, block: bool) -> None:
         assert self.max_pending is not None
-        while self.pending >= self.max_pending and not self.draining:
+        while self.unstarted() >= self.max_pending and not self.draining:
             if self.closed:
                 self._check_open()
             if not block:
                 raise QueueFull(
-                    f"{self.pending} tasks are already waiting to start "
+                    f"{self.unstarted()} tasks are already waiting to start "
                     f"(max_pending={self.max_pending}); use submit() to wait for room, "
                     "or raise max_pending"
                 )
@@ -442,8 +452,25 @@ class Core:
         task.fut.attempts -= 1
         self._push_locked(task, front=True)
 
+    def hand_ahead_locked(self, run: Run) -> None:
+        """A backend handed ``run`` to a worker busy with another: it waits there, and
+        counts as not started (``max_pending``, statistics) until ``run_began_locked``."""
+        run.waiting = True
+        self.waiting += 1
+
+    def run_began_locked(self, run: Run) -> None:
+        """A run handed ahead reached the front of its worker: it runs now."""
+        if run.waiting:
+            run.waiting = False
+            self.waiting -= 1
+            if self.max_pending is not None:
+                self.not_full.notify()
+
     def _run_ended_locked(self, task: Task) -> None:
         """Whatever ended the current run: its timer goes, the backend hears of it."""
+        run = task.run
+        if run is not None:
+            self.run_began_locked(run)  # one that never began no longer waits either
         task.run = None
         if task.timer is not None:
             task.timer.cancel()

@@ -44,13 +44,14 @@ class Run:
     backend's: what it needs to reach and stop that run.
     """
 
-    __slots__ = ("id", "task", "token", "worker")
+    __slots__ = ("id", "task", "token", "waiting", "worker")
 
     def __init__(self, task: Task) -> None:
         self.task = task
         self.id = 0  # the backend's id of the run (process: per pool; Dask: per task)
         self.token: Any = None  # thread: CancelToken; Dask: the Dask key
         self.worker: Any = None  # thread: _Worker; process: Proc; Dask: the Dask future
+        self.waiting = False  # handed to a busy worker, not started (Core.hand_ahead_locked)
 
 
 class Task:

@@ -17,6 +17,8 @@ Faults, all module-level functions so that they pickle into worker processes:
 Leak checks: :func:`snapshot` and :func:`assert_no_leaks` compare threads, child
 processes and shared-memory segments with a baseline, waiting a little for things
 that are already on their way out.
+
+(Longer than corral's usual 500 lines: one public module, so a user imports one name.)
 """
 
 from __future__ import annotations

@@ -28,6 +28,10 @@ sets it to 0) or re-runs them elsewhere. corral subscribes to the scheduler's
 ``remove-worker`` events and fails exactly those tasks with WorkerCrashed (stopping a
 re-run Dask may already have started), and maps KilledWorker to WorkerCrashed too, so
 corral's ``retries`` decide what runs again; tasks on other workers are untouched.
+
+(Longer than corral's usual 500 lines: the front's docstring is the user's reference
+for the contract on a cluster, and the backend's dispatch, watchers, stops and cluster
+events share one state, every change of which must wake the shutdown's wait.)
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ constructor, argument checks and the pickling of calls. This module is the actor
 behind it: the one manager thread per pool that multiplexes the workers' pipes and exit
 sentinels with ``selectors``, hands tasks over, books outcomes, kills, revokes, recycles
 and replaces workers (the data flow is drawn in ``executor.py``'s docstring).
+
+(Longer than corral's usual 500 lines: it is one thread's event loop, and its state is
+that thread's alone; split across modules, that ownership would no longer show.)
 """
 
 from __future__ import annotations
@@ -94,7 +97,9 @@ class ProcessManager:
         self._run_ids = itertools.count(1)
         # to settle: (run, result, error, seconds it ran)
         self._outcomes: list[tuple[Run, Any, BaseException | None, float]] = []
-        self._heads: list[tuple[Proc, Run]] = []  # runs to announce to hooks, after those
+        # runs that reached the front of their worker: they begin once the outcomes read
+        # with them are booked (task_timeout clock, hooks)
+        self._heads: list[tuple[Proc, Run]] = []
         # manager-thread state
         self._procs: dict[int, Proc] = {}  # pid -> worker
         self._idle: list[Proc] = []
@@ -110,6 +115,15 @@ class ProcessManager:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._wake_pending = False
+        self._handlers: dict[str, Callable[[Proc, tuple[Any, ...]], None]] = {
+            "ready": self._on_ready,
+            "log": self._on_log,
+            "init_failed": self._on_init_failed,
+            "started": self._on_started,
+            "skipped": self._on_skipped,
+            "ok": self._on_outcome,
+            "error": self._on_outcome,
+        }
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
         self._thread = threading.Thread(
@@ -394,6 +408,8 @@ class ProcessManager:
         return (idle_out or broken) and not self._procs
 
     def _hand_over_locked(self, proc: Proc, task: Task, sends: dict[Proc, list[Run]]) -> None:
+        run = task.run
+        assert run is not None
         if not proc.inflight:
             proc.head_started = now()
             self.core.arm_timeout_locked(task)  # the clock runs while the task runs
@@ -401,8 +417,7 @@ class ProcessManager:
                 self.core.task_started(task, f"process {proc.pid}")
         else:
             proc.queued_bytes += _payload_size(task)
-        run = task.run
-        assert run is not None
+            self.core.hand_ahead_locked(run)
         run.worker = proc
         run.id = next(self._run_ids)
         proc.inflight.append(run)
@@ -508,38 +523,48 @@ class ProcessManager:
             proc.conn = None
 
     def _on_message(self, proc: Proc, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "ready":
-            proc.state = READY
-            self._start_failures = 0
-            if self.core.hooks is not None:
-                proc.ready = True
-                self.core.worker_event("on_worker_start", f"process {proc.pid}", proc.pid)
-            self._make_idle(proc)
+        """One message from a worker (the table is in worker.py's docstring)."""
+        self._handlers[message[0]](proc, message)
+
+    def _on_ready(self, proc: Proc, message: tuple[Any, ...]) -> None:
+        proc.state = READY
+        self._start_failures = 0
+        if self.core.hooks is not None:
+            proc.ready = True
+            self.core.worker_event("on_worker_start", f"process {proc.pid}", proc.pid)
+        self._make_idle(proc)
+
+    def _on_log(self, proc: Proc, message: tuple[Any, ...]) -> None:
+        self._log(proc, message[1], message[2])
+
+    def _on_init_failed(self, proc: Proc, message: tuple[Any, ...]) -> None:
+        proc.init_error = _pickling.load_exception(message[1])
+
+    def _on_started(self, proc: Proc, message: tuple[Any, ...]) -> None:
+        """A run revoked too late: it had started (and runs, or ran)."""
+        proc.revoked.discard(message[1])
+        head = proc.inflight[0] if proc.inflight else None
+        if head is None or head.id != message[1]:
             return
-        if kind == "log":
-            self._log(proc, message[1], message[2])
-            return
-        if kind == "init_failed":
-            proc.init_error = _pickling.load_exception(message[1])
-            return
-        if kind == "started":  # a revoked task had already started
-            proc.revoked.discard(message[1])
-            head = proc.inflight[0] if proc.inflight else None
-            if head is not None and head.id == message[1] and not head.task.is_current(head):
-                self._kill(proc)  # it was cancelled, not just moved: stop it
-            return
-        if kind == "skipped":  # a revoked task, from anywhere behind the running one
-            run = next(r for r in proc.inflight if r.id == message[1])
-            proc.inflight.remove(run)
-            proc.revoked.discard(run.id)
-            proc.queued_bytes -= _payload_size(run.task)
-            with self.core.lock:
-                if run.task.is_current(run):
-                    self.core.unstart_locked(run.task)
-            if not proc.inflight and proc.state == READY:
-                self._after_task(proc)
-            return
+        if head.task.is_current(head):
+            self._heads.append((proc, head))  # it stays here, and runs: it begins
+        else:
+            self._kill(proc)  # it was cancelled, not just moved: stop it
+
+    def _on_skipped(self, proc: Proc, message: tuple[Any, ...]) -> None:
+        """A run revoked in time, from anywhere behind the running one: put it back."""
+        run = next(r for r in proc.inflight if r.id == message[1])
+        proc.inflight.remove(run)
+        proc.revoked.discard(run.id)
+        proc.queued_bytes -= _payload_size(run.task)
+        with self.core.lock:
+            if run.task.is_current(run):
+                self.core.unstart_locked(run.task)
+        if not proc.inflight and proc.state == READY:
+            self._after_task(proc)
+
+    def _on_outcome(self, proc: Proc, message: tuple[Any, ...]) -> None:
+        """ "ok" or "error": the run at the head ended; the next one handed over starts."""
         run = proc.inflight.popleft()
         proc.revoked.discard(run.id)
         head = proc.inflight[0] if proc.inflight else None
@@ -548,12 +573,8 @@ class ProcessManager:
         self._task_done(proc, run, message)
         if head is not None:
             proc.head_started = now()
-            if self.core.hooks is not None and head.id not in proc.revoked:
-                self._heads.append((proc, head))  # announced after the previous one's end
-            if head.task.opts.task_timeout is not None and head.id not in proc.revoked:
-                with self.core.lock:
-                    if head.task.is_current(head) and head.task.timer is None:
-                        self.core.arm_timeout_locked(head.task)
+            if head.id not in proc.revoked:
+                self._heads.append((proc, head))  # it begins, after the previous one's end
         elif proc.state == READY:
             self._after_task(proc)
 
@@ -631,10 +652,17 @@ class ProcessManager:
             fut._resolve(result, exc)
         if self._heads:
             heads, self._heads = self._heads, []
+            hooks = self.core.hooks is not None
             with self.core.lock:
                 for proc, run in heads:
-                    if run.task.is_current(run) and not run.task.where:
-                        self.core.task_started(run.task, f"process {proc.pid}")
+                    task = run.task
+                    if not task.is_current(run):
+                        continue
+                    self.core.run_began_locked(run)
+                    if task.opts.task_timeout is not None and task.timer is None:
+                        self.core.arm_timeout_locked(task)  # the clock runs as it runs
+                    if hooks and not task.where:
+                        self.core.task_started(task, f"process {proc.pid}")
 
     def _after_task(self, proc: Proc) -> None:
         if self._max_tasks_per_child is not None and proc.tasks_run >= self._max_tasks_per_child:
