@@ -148,7 +148,7 @@ def make(clock: FakeClock, **kwargs: Any) -> tuple[Core, FakeBackend]:
     settings.update(kwargs)
     core = Core(clock=clock, **settings)
     backend = FakeBackend(core)
-    core.backend = backend  # not attach(): no exit or Ctrl+C registration for a fake
+    core.attach(backend, register=False)  # no exit or Ctrl+C handling for a fake
     return core, backend
 
 

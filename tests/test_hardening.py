@@ -253,6 +253,25 @@ def test_a_result_in_shared_memory_survives_the_next_task_killing_its_worker() -
                 crash.result(timeout=30)
 
 
+def test_a_retry_due_after_every_thread_left_still_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # every thread left on its idle_timeout while a retry waited out its backoff, and
+    # shutdown came before the backoff ended: the requeued task found no thread, and
+    # "shutting down" only woke idle threads, so the future stayed pending forever
+    monkeypatch.setattr(corral._options, "RETRY_BACKOFF", 0.5)
+    attempts = iter(range(10))
+
+    def flaky() -> int:
+        if next(attempts) < 1:
+            raise ConnectionError("try again")
+        return 7
+
+    ex = corral.ThreadPoolExecutor(2, idle_timeout=0.001)
+    fut = ex.options(retries=1, retry_on=(ConnectionError,)).submit(flaky)
+    testing.wait_until(lambda: ex.statistics().retrying == 1 and ex.statistics().workers == 0)
+    ex.shutdown(wait=True)
+    assert fut.result(timeout=30) == 7
+
+
 def test_shutdown_returns_once_the_last_retry_ran_on_a_pool_of_several_threads() -> None:
     # the threads kept for a retry during shutdown parked without a timeout; once the
     # retry had run, nothing woke the others, and shutdown(wait=True) waited forever

@@ -74,6 +74,11 @@ def check_initializer(initializer: object) -> None:
 
 
 def check_callable(fn: object, what: str = "fn") -> None:
+    """Raises TypeError unless ``fn`` can be submitted: a callable, not an async one."""
+    if type(fn) is _FUNCTION:  # the common case, on every submit: one flag test
+        if fn.__code__.co_flags & (_CO_COROUTINE | _CO_ASYNC_GENERATOR):
+            check_not_coroutine_function(fn, what)  # (raises, with the message)
+        return
     if not callable(fn):
         raise TypeError(
             f"{what} must be callable, got {type(fn).__name__} {fn!r:.80}; "
@@ -82,6 +87,7 @@ def check_callable(fn: object, what: str = "fn") -> None:
     check_not_coroutine_function(fn, what)
 
 
+_FUNCTION = type(check_count)  # types.FunctionType, without importing types
 _CO_COROUTINE = 0x80 | 0x100  # inspect.CO_COROUTINE | CO_ITERABLE_COROUTINE (no import)
 _CO_ASYNC_GENERATOR = 0x200
 

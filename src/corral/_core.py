@@ -127,8 +127,9 @@ class Backend(Protocol):
         """How map() submits its items, or None for one task per item."""
         ...
 
-    def run_ended_locked(self, task: Task) -> None:
-        """A run of ``task`` ended, for any reason (lock held)."""
+    @property
+    def run_ended_locked(self) -> Callable[[Task], None] | None:
+        """Told (lock held) whenever a run of a task ends, for any reason; or None."""
 
 
 class Core:
@@ -181,14 +182,19 @@ class Core:
             ("completed", "failed", "cancelled", "timed_out", "crashed", "retried"), 0
         )
         self._ids = itertools.count(1)
+        self._stop_hook = self.on_cancel  # (bound once: every future gets it)
+        self._run_ended_hook: Callable[[Task], None] | None = None
         self.hooks: Dispatch | None = make_dispatch(hooks)  # last: starts the hooks thread
 
-    def attach(self, backend: Backend) -> None:
+    def attach(self, backend: Backend, register: bool = True) -> None:
         """The backend is built: interpreter exit and Ctrl+C now see this pool (one
-        that failed to build never reaches them)."""
+        that failed to build never reaches them). ``register=False`` leaves them out
+        (a test's fake backend)."""
         self.backend = backend
-        live_cores.add(self)
-        interrupt.install(_live_cores)
+        self._run_ended_hook = backend.run_ended_locked
+        if register:
+            live_cores.add(self)
+            interrupt.install(_live_cores)
 
     @property
     def kill_grace(self) -> float:
@@ -233,7 +239,7 @@ class Core:
                     self._check_open()
                 if self.broken is not None:
                     raise backend.broken_error()
-                fut._stop_hook = self.on_cancel
+                fut._stop_hook = self._stop_hook
                 self._push_locked(task)
                 wake = backend.work_available_locked()
         except BaseException:
@@ -469,13 +475,14 @@ class Core:
     def _run_ended_locked(self, task: Task) -> None:
         """Whatever ended the current run: its timer goes, the backend hears of it."""
         run = task.run
-        if run is not None:
+        if run is not None and run.waiting:
             self.run_began_locked(run)  # one that never began no longer waits either
         task.run = None
         if task.timer is not None:
             task.timer.cancel()
             task.timer = None
-        self.backend.run_ended_locked(task)
+        if self._run_ended_hook is not None:
+            self._run_ended_hook(task)
 
     def finished_locked(self, task: Task, exc: BaseException | None) -> None:
         """Books the end of a run: ENDED, or BACKOFF when the error is retried."""

@@ -11,6 +11,15 @@ A corral future is a real ``concurrent.futures.Future`` (the stdlib's ``wait``,
 * It is awaitable: ``await fut`` from any running asyncio loop; cancelling the awaiting
   asyncio task cancels the future, and so the work.
 
+A future makes its ``threading.Condition`` only when something needs one: a thread
+that waits for it unfinished, ``wait``/``as_completed``, a done callback, any stdlib
+code that reads ``_condition``. Most futures of a busy pool are finished before anyone
+looks, and their states change under one process-wide lock instead (creating a
+Condition costs more than the rest of a thread pool's submit). The rule that keeps it
+right: a Condition is created, and a state changes without one, only under that lock,
+so a state change either sees the Condition (and notifies its waiters) or happens
+before it exists (and its creator sees the new state).
+
 State machine (the stdlib's states; corral adds the RUNNING -> CANCELLED edge)::
 
     PENDING --start--> RUNNING --result/exception--> FINISHED
@@ -21,6 +30,7 @@ State machine (the stdlib's states; corral adds the RUNNING -> CANCELLED edge)::
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable, Generator
 from concurrent.futures._base import (  # the states: constants, safe to bind
     CANCELLED,
@@ -29,7 +39,7 @@ from concurrent.futures._base import (  # the states: constants, safe to bind
     PENDING,
     RUNNING,
 )
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from . import _stdlib
 from ._errors import WaitTimeout
@@ -37,6 +47,10 @@ from ._errors import WaitTimeout
 T = TypeVar("T")
 
 _ENDED = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
+
+#: Guards the creation of a future's Condition and the state changes of futures that
+#: have none (see the module docstring).
+_NO_CONDITION = threading.Lock()
 
 #: Called (outside the future's lock) when cancel() succeeds on a future that an
 #: executor owns; the bool says whether the future was running.
@@ -56,11 +70,50 @@ class Future(_stdlib.Future[T], Generic[T]):
     _helper: Callable[[Future[Any]], None] | None
 
     def __init__(self) -> None:
-        super().__init__()
+        # the stdlib's fields, but no Condition yet (see the module docstring)
+        self._state = PENDING
+        self._result = None
+        self._exception: BaseException | None = None
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Callable[[Any], object]] = []
         self.attempts = 0
         self._stop_hook = None
         self._task = None
         self._helper = None
+
+    if not TYPE_CHECKING:  # (for type checkers, the stdlib's attribute is there)
+
+        def __getattr__(self, name: str) -> Any:
+            """Makes the Condition the first time anything asks for ``_condition``."""
+            if name != "_condition":
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            with _NO_CONDITION:
+                cond = self.__dict__.get("_condition")
+                if cond is None:
+                    cond = self.__dict__["_condition"] = threading.Condition()
+            return cond
+
+    def _lock_or_none(self) -> threading.Condition | None:
+        """The Condition if there is one, acquired; else None with ``_NO_CONDITION``
+        held, and no Condition can appear until it is released."""
+        cond: threading.Condition | None = self.__dict__.get("_condition")
+        if cond is None:
+            _NO_CONDITION.acquire()
+            cond = self.__dict__.get("_condition")
+            if cond is None:
+                return None
+            _NO_CONDITION.release()
+        cond.acquire()
+        return cond
+
+    def done(self) -> bool:
+        return self._state in _ENDED
+
+    def running(self) -> bool:
+        return self._state == RUNNING
+
+    def cancelled(self) -> bool:
+        return self._state in (CANCELLED, CANCELLED_AND_NOTIFIED)
 
     def result(self, timeout: float | None = None) -> T:
         """Waits for the work and returns its value, as the stdlib's ``result()``.
@@ -74,6 +127,8 @@ class Future(_stdlib.Future[T], Generic[T]):
         helper = self._helper  # (once: the future may end, and drop it, meanwhile)
         if timeout is None and helper is not None and self._state == PENDING:
             helper(self)
+        if self._state == FINISHED and self._exception is None:
+            return cast(T, self._result)  # ended: nothing to wait for
         if sys.version_info >= (3, 11):
             return super().result(timeout)
         try:  # pragma: no cover - Python 3.10: its TimeoutError is not the builtin one
@@ -106,7 +161,8 @@ class Future(_stdlib.Future[T], Generic[T]):
             False if the future had already finished (or is running and no corral
             executor owns it); True if it is now cancelled.
         """
-        with self._condition:
+        cond = self._lock_or_none()
+        try:
             state = self._state
             if state == FINISHED:
                 return False
@@ -117,9 +173,12 @@ class Future(_stdlib.Future[T], Generic[T]):
             if was_running and hook is None:
                 return False
             self._state = CANCELLED_AND_NOTIFIED
-            for waiter in self._waiters:
-                waiter.add_cancelled(self)
-            self._condition.notify_all()
+            if cond is not None:
+                for waiter in self._waiters:
+                    waiter.add_cancelled(self)
+                cond.notify_all()
+        finally:
+            (_NO_CONDITION if cond is None else cond).release()
         if hook is not None:
             hook(self, was_running)
         self._release()
@@ -135,7 +194,8 @@ class Future(_stdlib.Future[T], Generic[T]):
 
     def set_running_or_notify_cancel(self) -> bool:
         """Marks the future running; returns False if it was cancelled first."""
-        with self._condition:
+        cond = self._lock_or_none()
+        try:
             state = self._state
             if state == PENDING:
                 self._state = RUNNING
@@ -146,6 +206,8 @@ class Future(_stdlib.Future[T], Generic[T]):
                     for waiter in self._waiters:
                         waiter.add_cancelled(self)
                 return False
+        finally:
+            (_NO_CONDITION if cond is None else cond).release()
         raise RuntimeError(f"Future {self!r} is already running or finished")
 
     def _resolve(self, result: Any = None, exception: BaseException | None = None) -> bool:
@@ -154,31 +216,40 @@ class Future(_stdlib.Future[T], Generic[T]):
         Executors call this instead of set_result/set_exception, which raise when a
         cancel raced the end of the work. Returns True if this call decided the outcome.
         """
-        with self._condition:
+        cond = self._lock_or_none()
+        try:
             if self._state in _ENDED:
                 return False
             if exception is None:
                 self._result = result
                 self._state = FINISHED
-                for waiter in self._waiters:
-                    waiter.add_result(self)
+                if cond is not None:
+                    for waiter in self._waiters:
+                        waiter.add_result(self)
             else:
                 self._exception = exception
                 self._state = FINISHED
-                for waiter in self._waiters:
-                    waiter.add_exception(self)
-            self._condition.notify_all()
+                if cond is not None:
+                    for waiter in self._waiters:
+                        waiter.add_exception(self)
+            if cond is not None:
+                cond.notify_all()
+        finally:
+            (_NO_CONDITION if cond is None else cond).release()
         self._release()
         self._invoke_callbacks()  # type: ignore[attr-defined]
         return True
 
     def _restart(self) -> bool:
         """Puts a running future back to PENDING for a retry; False if it ended."""
-        with self._condition:
+        cond = self._lock_or_none()
+        try:
             if self._state != RUNNING:
                 return False
             self._state = PENDING
             return True
+        finally:
+            (_NO_CONDITION if cond is None else cond).release()
 
     def __await__(self) -> Generator[Any, None, T]:
         """Waits in the running asyncio loop; cancelling the awaiter cancels the work."""

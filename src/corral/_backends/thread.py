@@ -152,6 +152,7 @@ class ThreadBackend:
 
     kill_grace = 0.0
     prepare = None
+    run_ended_locked = None
 
     def __init__(
         self,
@@ -191,8 +192,12 @@ class ThreadBackend:
         if shutdown:
             idle, self._idle = self._idle, []
             for worker in idle:
-                worker.park.release()
-            return None
+                worker.park.release()  # each takes what is queued, or leaves
+            if idle or not self.core.pending:
+                return None
+            # work is queued and no thread is left to take it: a retry whose backoff
+            # ended after every thread had left on its idle_timeout. Start one: it runs
+            # what is queued, then leaves as the others did.
         if self._waking >= self.core.pending:
             return None  # the workers already woken will take what is queued
         if self._idle:
@@ -478,9 +483,6 @@ class ThreadBackend:
         self, opts: TaskOptions, fn: Callable[..., Any], chunksize: int, eager: bool
     ) -> Units | None:
         return None  # one task per item (chunks would only delay results)
-
-    def run_ended_locked(self, task: Task) -> None:
-        pass
 
     def broken_error(self) -> BaseException:
         return BrokenThreadPool(self.core.broken or "the thread pool is broken")

@@ -71,6 +71,7 @@ class ProcessManager:
     """The process backend: the manager thread and its workers (see the module docs)."""
 
     inline_helper = None
+    run_ended_locked = None
 
     def __init__(
         self,
@@ -181,9 +182,6 @@ class ProcessManager:
         """``{pid: Process}`` of the live workers (a snapshot; the manager thread owns
         the workers)."""
         return {pid: proc.process for pid, proc in self._procs.copy().items()}
-
-    def run_ended_locked(self, task: Task) -> None:
-        pass
 
     def broken_error(self) -> BaseException:
         return BrokenProcessPool(self.core.broken or "the process pool is broken")
