@@ -604,14 +604,17 @@ def test_tasks_put_back_after_the_pool_broke_still_end(tmp_path: Path, gate: tes
             assert isinstance(fut.exception(timeout=60), corral.BrokenExecutor)
 
 
+@pytest.mark.parametrize("method", [None, "fork", "forkserver"])
 def test_a_crash_is_reported_while_another_process_holds_the_worker_pipe(
-    tmp_path: Path,
+    tmp_path: Path, method: str | None
 ) -> None:
     """The worker's end of its pipe outlives it in a process of another session: the
-    crash must still be reported (the parent reads what is there, not up to EOF)."""
+    crash must still be reported (the parent reads what is there, not up to EOF). Under
+    fork, that process also holds multiprocessing's exit sentinel of the worker: the
+    pool watches a pidfd instead."""
     pid_path = str(tmp_path / "holder")
     try:
-        with corral.ProcessPoolExecutor(1) as ex:
+        with corral.ProcessPoolExecutor(1, mp_context=method) as ex:
             fut = ex.submit(testing.exit_leaving_a_pipe_holder, pid_path)
             with pytest.raises(corral.WorkerCrashed):
                 fut.result(timeout=10)

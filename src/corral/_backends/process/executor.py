@@ -298,6 +298,10 @@ class ProcessPoolExecutor(BaseExecutor, _stdlib.ProcessPoolExecutor):  # type: i
             core, ctx, init, grace, max_tasks_per_child, max_memory_per_child, forward_logging
         )
         self._backend = backend
+        if mp_context is None and ctx.get_start_method() == "forkserver":
+            # the default start method, chosen for its safety with threads: while the
+            # program has none, the first workers are forked, at no risk and at once
+            backend.fork_first()
         self._attach(backend)
         backend.start()
 

@@ -41,7 +41,17 @@ from ..._options import TaskOptions
 from ..._task import ENDED, Run, Task, task_name
 from . import wire
 from .chunks import ChunkUnits
-from .procs import EXITING, READY, STARTING, Proc, crash_error, log_levels, signal_group
+from .procs import (
+    EXITING,
+    READY,
+    STARTING,
+    Proc,
+    crash_error,
+    exit_fd,
+    log_levels,
+    signal_group,
+    single_threaded,
+)
 from .worker import REVOKE_SIGNAL, worker_main
 
 LOGGER = logging.getLogger("corral")
@@ -130,6 +140,26 @@ class ProcessManager:
         self._thread = threading.Thread(
             target=self._manage, name=f"corral-process-manager-{id(self):x}", daemon=True
         )
+
+    def fork_first(self) -> None:
+        """If this process has only one thread now, forks every worker from it at once
+        (see ``single_threaded``), before corral starts a thread of its own: a short
+        program gets its workers in milliseconds instead of waiting for the forkserver
+        to start. Workers started later (replacements) come from ``ctx``. On any error
+        (Ctrl+C too) the workers forked so far are killed before it propagates."""
+        if not single_threaded():
+            return
+        fork = multiprocessing.get_context("fork")
+        try:
+            for _ in range(self.core.max_workers):
+                if not self._start_worker(fork):
+                    break
+        except BaseException:
+            for proc in self._procs.values():
+                signal_group(proc.pid, signal.SIGKILL)
+                proc.process.join(5)
+                proc.close_exit_fd()
+            raise
 
     def start(self) -> None:
         """Starts the manager thread (the pool is attached to its core)."""
@@ -437,9 +467,10 @@ class ProcessManager:
 
     # ------------------------------------------------------------------ workers
 
-    def _start_worker(self) -> bool:
-        parent_conn, child_conn = self.ctx.Pipe(duplex=True)
-        process = self.ctx.Process(  # type: ignore[attr-defined]
+    def _start_worker(self, ctx: multiprocessing.context.BaseContext | None = None) -> bool:
+        ctx = ctx or self.ctx
+        parent_conn, child_conn = ctx.Pipe(duplex=True)
+        process = ctx.Process(  # type: ignore[attr-defined]
             target=worker_main,
             args=(
                 child_conn,
@@ -461,14 +492,12 @@ class ProcessManager:
             return False
         finally:
             child_conn.close()
-        proc = Proc(process, parent_conn)
+        proc = Proc(process, parent_conn, exit_fd(process))
         self._procs[proc.pid] = proc
         self._selector.register(
             parent_conn, selectors.EVENT_READ, lambda _: self._on_readable(proc)
         )
-        self._selector.register(
-            process.sentinel, selectors.EVENT_READ, lambda _: self._on_exit(proc)
-        )
+        self._selector.register(proc.exit_fd, selectors.EVENT_READ, lambda _: self._on_exit(proc))
         return True
 
     def _start_failed(self, error: BaseException) -> None:
@@ -717,7 +746,8 @@ class ProcessManager:
     def _on_exit(self, proc: Proc) -> None:
         self._drain(proc)  # outcomes it sent before it died still count
         self._drop_conn(proc)
-        self._selector.unregister(proc.process.sentinel)
+        self._selector.unregister(proc.exit_fd)
+        proc.close_exit_fd()
         # whatever ended it (a kill, a crash, retirement, shutdown), nothing of its process
         # group stays behind: the processes its tasks started end with it. Before it is
         # reaped, while its pid (the group's id) cannot have been given to another process
@@ -804,6 +834,7 @@ class ProcessManager:
             proc.process.join(1)
             if proc.conn is not None:
                 proc.conn.close()
+            proc.close_exit_fd()
             if proc.ready:
                 self._announce_exit(proc, proc.process.exitcode)
         self._procs.clear()

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import multiprocessing.process
 import os
+import threading
 from collections import deque
 from multiprocessing.connection import Connection
 
@@ -55,6 +57,7 @@ class Proc:
 
     __slots__ = (
         "conn",
+        "exit_fd",
         "head_started",
         "idle_since",
         "inflight",
@@ -62,6 +65,7 @@ class Proc:
         "killed",
         "last_end",
         "pid",
+        "pidfd",
         "process",
         "queued_bytes",
         "reader",
@@ -73,7 +77,13 @@ class Proc:
         "tasks_run",
     )
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+    def __init__(
+        self,
+        process: multiprocessing.process.BaseProcess,
+        conn: Connection,
+        exit_fd: tuple[int, bool],
+    ) -> None:
+        self.exit_fd, self.pidfd = exit_fd
         self.process = process
         self.conn: Connection | None = conn
         self.pid = process.pid or 0
@@ -92,6 +102,11 @@ class Proc:
         self.ready = False  # on_worker_start was announced
         self.last_end = 0.0  # when its last run ended (hooks: runs never overlap)
 
+    def close_exit_fd(self) -> None:
+        if self.pidfd:
+            self.pidfd = False
+            os.close(self.exit_fd)
+
 
 def log_levels() -> dict[str, int]:
     """This process's logger levels, for a new worker to filter as it would."""
@@ -100,6 +115,39 @@ def log_levels() -> dict[str, int]:
         if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
             levels[name] = logger.level
     return levels
+
+
+def exit_fd(process: multiprocessing.process.BaseProcess) -> tuple[int, bool]:
+    """An fd that becomes readable when ``process`` ends, and whether it is a pidfd
+    (ours to close).
+
+    A pidfd (Linux 5.3+) where possible: multiprocessing's sentinel of a forked process
+    is a pipe that the child's own children inherit, so a process a task left behind
+    (in a session of its own, out of reach of the group kill) would keep the worker's
+    death from ever being seen. A forkserver's sentinel has no such problem, and is
+    the fallback, as for a process already reaped.
+    """
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is not None and process.pid is not None:
+        try:
+            return pidfd_open(process.pid), True
+        except OSError:  # gone and reaped already, or no pidfd in this kernel
+            pass
+    return process.sentinel, False
+
+
+def single_threaded() -> bool:
+    """True when this process has exactly one thread, so that a fork copies no lock that
+    another thread holds (Python's and the C libraries' threads both count: Linux's
+    /proc says how many the process has). False where it cannot tell."""
+    if threading.active_count() != 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[17]) == 1  # num_threads, the 20th field of the line
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def signal_group(pid: int, signum: int) -> None:
