@@ -18,8 +18,8 @@ whose single run takes longer than ``--slow`` seconds is run once (noted "1 run"
   map        map over 200k tiny items with default arguments, then with each system's
              best chunk size (tried among a few sizes first; mpire also keep_alive=True)
   arrays     16 x 16 MB numpy arrays in and out (a task per array, which writes to it and
-             returns it), and the one-copy floor: the same bytes copied once, in process,
-             into fresh (never touched) memory
+             returns it), and the one-copy floors: the same bytes copied once, in process,
+             into fresh (never touched) pages, and into memory written before
   start      in fresh interpreters (see bench_start.py): import, create a pool, first
              result; and a short-lived pool: import, create, 100 tasks, shut down
   cancel     1-worker pools: cancel the running task, time until its worker is gone and
@@ -432,7 +432,7 @@ class Figure:
     cells: dict[str, Cell] = field(default_factory=dict)
     load: str = ""
     extra: str = ""  # a line for the notes under the table
-    floor: float | None = None  # arrays: the one-copy floor, in ``unit``
+    floors: dict[str, float] = field(default_factory=dict)  # arrays: one copy, in ``unit``
     labels: dict[str, str] = field(default_factory=dict)  # a system's name in the chart
 
 
@@ -683,10 +683,9 @@ def fig_arrays(systems: list[System], cfg: Config) -> list[Figure]:
     fig.load = wait_idle(cfg.idle_wait)
     arrays = [np.ones(mb * 1024 * 1024 // 8) for _ in range(count)]
 
-    def one_copy() -> float:
-        # Into fresh anonymous pages, as a receiving process gets them: the page faults
-        # are part of any copy across processes (a copy into memory touched before, which
-        # malloc may hand back, is faster and not a floor anyone can reach).
+    def copy_fresh() -> float:
+        # Into fresh anonymous pages, as a process that receives into new memory gets
+        # them: a page fault per 4 KB page, often more than the copying itself.
         maps = [mmap.mmap(-1, a.nbytes) for a in arrays]
         begin = time.perf_counter()
         for a, m in zip(arrays, maps, strict=True):
@@ -695,6 +694,16 @@ def fig_arrays(systems: list[System], cfg: Config) -> list[Figure]:
         for m in maps:
             m.close()
         return elapsed
+
+    reused = [np.zeros_like(a) for a in arrays]  # written once: no faults when timed
+
+    def copy_reused() -> float:
+        # Into memory written before: the floor for a transport that keeps and reuses
+        # its buffers (shared segments kept mapped between tasks).
+        begin = time.perf_counter()
+        for a, dst in zip(arrays, reused, strict=True):
+            np.copyto(dst, a)
+        return time.perf_counter() - begin
 
     usable = [s for s in systems if s.submit_api or s.name == "joblib"]
 
@@ -715,12 +724,15 @@ def fig_arrays(systems: list[System], cfg: Config) -> list[Figure]:
         return elapsed
 
     with Pools(usable, WORKERS, warm) as pools:
-        runs: dict[str, Callable[[], float]] = {"one copy": one_copy}
+        runs: dict[str, Callable[[], float]] = {"fresh": copy_fresh, "reused": copy_reused}
         runs.update({name: partial(run, s, p, arrays) for name, (s, p) in pools.ready().items()})
         samples, notes = interleave(runs, cfg.rounds, cfg.slow, "arrays")
         notes.update(pools.failed)
     collect(fig, systems, samples, notes, lambda t: t * 1000)
-    fig.floor = min(samples["one copy"]) * 1000
+    fig.floors = {
+        "one copy, fresh pages": min(samples["fresh"]) * 1000,
+        "one copy, memory reused": min(samples["reused"]) * 1000,
+    }
     return [fig]
 
 
@@ -973,7 +985,7 @@ def ratio(fig: Figure) -> str:
 
 def table(figures: list[Figure], systems: list[System]) -> str:
     names = [s.name for s in systems]
-    head = ["figure", *names, "best peer", "corral / best peer", "of rounds", "load before"]
+    head = ["figure", *names, "best peer", "corral / best peer", "of rounds", "load"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for fig in figures:
         row = [f"{fig.title} [{fig.unit}, {'higher' if fig.higher_better else 'lower'} is better]"]
@@ -991,14 +1003,14 @@ def table(figures: list[Figure], systems: list[System]) -> str:
         lines.append("| " + " | ".join(row) + " |")
     notes = []
     for fig in figures:
-        if fig.floor is not None:
-            mine = fig.cells.get("corral", Cell(None)).value
-            peer = best_peer(fig)
-            parts = [f"one-copy floor (in process, into fresh pages) {fmt(fig.floor, 'ms')}"]
+        mine = fig.cells.get("corral", Cell(None)).value
+        peer = best_peer(fig)
+        for label, floor in fig.floors.items():
+            parts = [f"{label} (in process) {fmt(floor, 'ms')}"]
             if mine is not None:
-                parts.append(f"corral {mine / fig.floor:.1f}x the floor")
+                parts.append(f"corral {mine / floor:.1f}x that")
             if peer:
-                parts.append(f"best peer ({peer[0]}) {peer[1] / fig.floor:.1f}x")
+                parts.append(f"best peer ({peer[0]}) {peer[1] / floor:.1f}x")
             notes.append(f"- {fig.title}: " + "; ".join(parts))
         if fig.extra:
             notes.append(f"- {fig.title}: {fig.extra}")
@@ -1028,8 +1040,9 @@ def chart(figures: list[Figure], systems: list[System], path: Path, header: str)
             else:
                 colour = "#d62728" if name == "corral" else "#7f7f7f"
                 rows_.append((label, cell.value / peer[1], fmt(cell.value, fig.unit), colour))
-        if fig.floor is not None and peer is not None:
-            rows_.append(("one copy", fig.floor / peer[1], fmt(fig.floor, fig.unit), "#1f77b4"))
+        if peer is not None:
+            for label, floor in fig.floors.items():
+                rows_.append((label, floor / peer[1], fmt(floor, fig.unit), "#1f77b4"))
         shown = [r for r in rows_ if r[1] is not None]
         ratios = [r[1] for r in shown if r[1]]
         # A log axis when the spread is wide (deadpool's map is hundreds of times the
@@ -1134,6 +1147,8 @@ def main() -> None:
     for key in args.only.split(","):
         print(f"\n[{key}] ...", flush=True)
         for fig in FIGURES[key](systems, cfg):
+            # the load average once the figure is done: others' work during it shows here
+            fig.load += f"; load after {os.getloadavg()[0]:.2f}"
             figures.append(fig)
             values = {n: c.value for n, c in fig.cells.items() if c.value is not None}
             shown = ", ".join(f"{n} {fmt(v, fig.unit)}" for n, v in values.items())
