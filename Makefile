@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 MATRIX ?= 3.10 3.13
 SOURCES := src tests bench demo examples
 
-.PHONY: demo test lint typecheck unit contract-matrix cpython-suite bench soak clean
+.PHONY: demo test lint typecheck unit contract-matrix cpython-suite bench bench-peers soak clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -79,6 +79,17 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_flow.py
 	$(BIN)/python bench/bench_observe.py
 	$(BIN)/python bench/bench_dask.py
+
+# corral beside its peers (bench/peers.py: the stdlib, multiprocessing.Pool, loky, pebble,
+# mpire, joblib, deadpool): prints the table, writes docs/peers.svg. Takes 10-20 minutes;
+# not part of `make test`. The peers come from the bench extra, installed on first use.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench-peers: $(BENCH_STAMP)
+	$(BIN)/python bench/peers.py
 
 # The chaos soak (bench/soak.py): both pools, SOAK_SECONDS each, a fixed seed.
 SOAK_SECONDS ?= 600
