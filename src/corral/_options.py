@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any
 
 from ._checks import check_count, check_timeout
 from ._errors import TaskTimeout, WorkerCrashed
+from ._record import Record
 
 #: Exceptions a task is retried on when ``retries`` > 0 and ``retry_on`` is not given.
 DEFAULT_RETRY_ON: tuple[type[BaseException], ...] = (WorkerCrashed,)
@@ -29,8 +28,7 @@ def _check_task_timeout(value: object) -> float | None:
     return seconds
 
 
-@dataclass(frozen=True)
-class TaskOptions:
+class TaskOptions(Record):
     """Settings for one task; executors hold defaults and ``options()`` overrides them.
 
     Attributes:
@@ -43,11 +41,30 @@ class TaskOptions:
         name: a label for statistics, logs and errors.
     """
 
-    task_timeout: float | None = None
-    retries: int = 0
-    retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON
-    priority: int = 0
-    name: str | None = None
+    task_timeout: float | None
+    retries: int
+    retry_on: tuple[type[BaseException], ...]
+    priority: int
+    name: str | None
+
+    __slots__ = ("name", "priority", "retries", "retry_on", "task_timeout")
+    _fields = ("task_timeout", "retries", "retry_on", "priority", "name")
+
+    def __init__(
+        self,
+        task_timeout: float | None = None,
+        retries: int = 0,
+        retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
+        priority: int = 0,
+        name: str | None = None,
+    ) -> None:
+        self._set(
+            task_timeout=task_timeout,
+            retries=retries,
+            retry_on=retry_on,
+            priority=priority,
+            name=name,
+        )
 
     def merged(self, **overrides: Any) -> TaskOptions:
         """Returns a copy with ``overrides`` checked and applied."""
@@ -60,7 +77,8 @@ class TaskOptions:
         checked: dict[str, Any] = {}
         for key, value in overrides.items():
             checked[key] = _CHECKS[key](value)
-        return replace(self, **checked)
+        result: TaskOptions = self._replace(**checked)
+        return result
 
     def is_retryable(self, exc: BaseException, attempts: int) -> bool:
         return attempts <= self.retries and isinstance(exc, self.retry_on)
@@ -76,6 +94,8 @@ class TaskOptions:
 
 def retry_delay(attempt: int) -> float:
     """Backoff before run number ``attempt + 1``: exponential, drawn from [cap/2, cap]."""
+    import random  # (here: retries are rare, and random imports hashlib)
+
     cap = min(RETRY_BACKOFF_MAX, RETRY_BACKOFF * (2 ** max(0, attempt - 1)))
     return random.uniform(cap / 2, cap)
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ._record import Record
 
 
-@dataclass(frozen=True)
-class Statistics:
+class Statistics(Record):
     """A snapshot of an executor, taken under its lock (all counts agree).
 
     Attributes:
@@ -36,6 +35,65 @@ class Statistics:
     crashed: int
     retried: int
     retrying: int
+
+    __slots__ = (
+        "cancelled",
+        "completed",
+        "crashed",
+        "failed",
+        "idle",
+        "max_pending",
+        "pending",
+        "retried",
+        "retrying",
+        "running",
+        "timed_out",
+        "workers",
+    )
+    _fields = (
+        "workers",
+        "idle",
+        "pending",
+        "running",
+        "max_pending",
+        "completed",
+        "failed",
+        "cancelled",
+        "timed_out",
+        "crashed",
+        "retried",
+        "retrying",
+    )
+
+    def __init__(
+        self,
+        workers: int,
+        idle: int,
+        pending: int,
+        running: int,
+        max_pending: int | None,
+        completed: int,
+        failed: int,
+        cancelled: int,
+        timed_out: int,
+        crashed: int,
+        retried: int,
+        retrying: int,
+    ) -> None:
+        self._set(
+            workers=workers,
+            idle=idle,
+            pending=pending,
+            running=running,
+            max_pending=max_pending,
+            completed=completed,
+            failed=failed,
+            cancelled=cancelled,
+            timed_out=timed_out,
+            crashed=crashed,
+            retried=retried,
+            retrying=retrying,
+        )
 
     @property
     def done(self) -> int:
