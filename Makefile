@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 MATRIX ?= 3.10 3.13
 SOURCES := src tests bench demo examples
 
-.PHONY: demo test lint typecheck unit contract-matrix cpython-suite bench bench-peers soak clean
+.PHONY: demo test lint typecheck unit contract-matrix cpython-suite bench bench-peers soak soak-short clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python demo/showcase.py
 
-test: lint typecheck unit cpython-suite contract-matrix
+test: lint typecheck unit cpython-suite contract-matrix soak-short
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SOURCES)
@@ -96,6 +96,10 @@ SOAK_SECONDS ?= 600
 SOAK_SEED ?= 1
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py --pool both --seconds $(SOAK_SECONDS) --seed $(SOAK_SEED)
+
+# the soak's short run in `make test`: 30 s on each pool, its own seed
+soak-short: $(STAMP)
+	$(BIN)/python bench/soak.py --pool both --seconds 30 --seed 7
 
 clean:
 	rm -rf $(VENV) .venv-* .mypy_cache .pytest_cache .ruff_cache

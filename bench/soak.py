@@ -12,7 +12,8 @@ its kind must give (or cancelled, if a cancel of it returned True). Checked at t
 ``statistics()`` adds up, and after shutdown no worker, grandchild, thread or /dev/shm
 entry of ours is left and the open fds are back where they started. It prints a table
 of kinds and outcomes and the parent's RSS, fds and threads at the start, the middle
-and the end. Exit status 1 on any violation.
+and the end, and fails if the second half grew the parent's RSS by more than half
+again (plus 64 MB). Exit status 1 on any violation.
 
 Run: ``.venv/bin/python bench/soak.py --pool process --seconds 600 --seed 1``
 (``make soak`` runs both pools for SOAK_SECONDS each).
@@ -182,6 +183,10 @@ def run(pool: str, seconds: float, seed: int) -> bool:
     # stay, with their fds: started before the baseline, they are not counted as leaks
     with corral.ProcessPoolExecutor(1) if pool == "process" else corral.ThreadPoolExecutor(1) as ex:
         ex.submit(testing.noop).result()
+    if pool == "process":  # (a first pool forks its workers: the forkserver starts later)
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
     before = testing.snapshot()
     fds_before = psutil.Process().num_fds()
     samples = {"start": sample()}
@@ -239,6 +244,14 @@ def run(pool: str, seconds: float, seed: int) -> bool:
         if psutil.Process().num_fds() > fds_before:
             soak.violations.append(f"fds: {fds_before} before, {psutil.Process().num_fds()} after")
     samples["end"] = sample()
+    # parent RSS has no trend: after the first half's warm-up (segments, caches, the
+    # allocator's arenas), the second half may not add half as much again (and 64 MB,
+    # two of the largest arrays it sends)
+    if "middle" in samples and samples["end"][0] > samples["middle"][0] * 1.5 + 64:
+        soak.violations.append(
+            f"parent RSS grew from {samples['middle'][0]} MB at half time to "
+            f"{samples['end'][0]} MB at the end"
+        )
     print(f"\n{pool} pool, {seconds:.0f} s, seed {seed}: {soak.submitted} tasks submitted")
     print(f"  {'kind':<12} {'outcome':<22} count")
     for (kind, outcome), count in sorted(soak.outcomes.items()):

@@ -301,7 +301,9 @@ class ThreadBackend:
             if self.core.hooks is not None:
                 self.core.hooks.finish()  # the last thread has raised its last event
 
-    def _take_locked(self, worker: _Worker) -> Task | None:
+    def _take_locked(self, worker: _Worker) -> Run | None:
+        """The next run for ``worker`` (its task is ``run.task``), or None. The run is
+        read here, under the lock: once it is released, a cancel may end it."""
         if worker.waking:
             worker.waking = False
             self._waking -= 1
@@ -315,16 +317,17 @@ class ThreadBackend:
         if len(self.core.running) >= self.core.max_workers:
             return None  # callers are running tasks themselves: this slot is theirs
         task = self.core.pop_locked()
-        if task is not None:
-            run = task.run
-            assert run is not None
-            run.token = CancelToken()
-            run.worker = worker
-            worker.task = task
-            self.core.arm_timeout_locked(task)
-            if self.core.hooks is not None and worker.thread is not None:
-                self.core.task_started(task, worker.thread.name)
-        return task
+        if task is None:
+            return None
+        run = task.run
+        assert run is not None
+        run.token = CancelToken()
+        run.worker = worker
+        worker.task = task
+        self.core.arm_timeout_locked(task)
+        if self.core.hooks is not None and worker.thread is not None:
+            self.core.task_started(task, worker.thread.name)
+        return run
 
     def _run_inline(self, fut: Future[Any]) -> None:
         """Caller runs: executes a still-queued task in the thread waiting for it.
@@ -385,15 +388,14 @@ class ThreadBackend:
             self.core.worker_event("on_worker_start", worker.thread.name, os.getpid())
         lock = self.core.lock
         with lock:
-            task = self._take_locked(worker)
+            run = self._take_locked(worker)
         self._start_spawns()
         while True:
-            if task is None:
-                task = self._park(worker)
-                if task is None:
+            if run is None:
+                run = self._park(worker)
+                if run is None:
                     return
-            run = task.run
-            assert run is not None
+            task = run.task
             set_current_token(run.token)
             try:
                 result = task.fn(*task.args, **task.kwargs)
@@ -417,23 +419,23 @@ class ThreadBackend:
                     else:
                         leave = True
                         self._exit_locked(worker, "exited")
-                next_task = None if leave else self._take_locked(worker)
+                next_run = None if leave else self._take_locked(worker)
             if self._spawn_pending:
                 self._start_spawns()
             if resolve:
                 task.fut._resolve(result, exc)
-            del result, exc, task, run
+            del result, exc, task
             if leave:
                 return
-            task = next_task
+            run = next_run
 
-    def _park(self, worker: _Worker) -> Task | None:
-        """Waits for work; returns the next task, or None when this thread should exit."""
+    def _park(self, worker: _Worker) -> Run | None:
+        """Waits for work; returns the next run, or None when this thread should exit."""
         lock = self.core.lock
         while True:
             with lock:
-                task = self._take_locked(worker)
-                if task is None:
+                run = self._take_locked(worker)
+                if run is None:
                     if self.core.broken is not None or (
                         self.core.draining and not self.core.backoff
                     ):
@@ -448,8 +450,8 @@ class ThreadBackend:
                     timeout = -1.0
             if self._spawn_pending:
                 self._start_spawns()
-            if task is not None:
-                return task
+            if run is not None:
+                return run
             if worker.park.acquire(timeout=timeout):
                 continue
             with lock:
