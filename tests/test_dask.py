@@ -269,14 +269,15 @@ def test_ctrl_c_stops_the_tasks_on_the_cluster(cluster: DaskCluster, tmp_path: P
         inner = [int(read_pids_file(f"{prefix}{i}")) for i in range(2)]
         begin = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=testing.slack(30))
         took = time.monotonic() - begin
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
     assert proc.returncode != 0 and err.rstrip().endswith("KeyboardInterrupt"), err
-    assert took < 3.0, f"the script took {took:.2f}s to exit after SIGINT"
+    # its tasks would run an hour: a bound that holds on a busy machine (idle: about 1 s)
+    assert took < testing.slack(15), f"the script took {took:.2f}s to exit after SIGINT"
     testing.wait_until(lambda: all(map(gone, inner)), 10, 0.005, "the tasks' processes to end")
 
 
@@ -350,7 +351,9 @@ def test_killed_dask_worker_fails_only_its_own_tasks(
 def test_losing_the_scheduler_ends_every_future(tmp_path: Path) -> None:
     cluster = DaskCluster(workers=1, nthreads=2)
     try:
-        ex = corral.DaskExecutor(cluster.address, connect_timeout=2)
+        # the client stops reconnecting, and the loss is reported, after connect_timeout:
+        # short for a short test, and not so short that a busy machine misses the start
+        ex = corral.DaskExecutor(cluster.address, connect_timeout=5)
         try:
             running = ex.submit(testing.write_pids_and_hang, str(tmp_path / "pids"))
             read_pids_file(str(tmp_path / "pids"))
