@@ -92,6 +92,7 @@ async def _await(fut: corral.Future[Any]) -> Any:
     return await fut
 
 
+@pytest.mark.slow
 def test_wait_for_timeout_kills_a_runaway(run: Callable[[Any], Any]) -> None:
     with corral.ProcessPoolExecutor(1) as ex:
         fut = ex.submit(testing.hang)
@@ -142,6 +143,7 @@ def test_async_as_completed_yields_in_completion_order(
         assert run(main()) == ["quick", "slow"]
 
 
+@pytest.mark.slow
 def test_async_map_with_buffersize_over_an_endless_generator(run: Callable[[Any], Any]) -> None:
     produced = []
 
@@ -174,6 +176,7 @@ def _spin_until(gate: testing.Gate, started: testing.Gate) -> int:
     return n
 
 
+@pytest.mark.slow
 def test_the_loop_stays_responsive_while_processes_compute(run: Callable[[Any], Any]) -> None:
     # The work computes until the loop, ticking every 10 ms, has ticked 20 times while
     # both workers compute: a loop blocked by the work (or by waiting for it) could never
@@ -214,6 +217,7 @@ def test_async_with_shuts_down_without_blocking_the_loop(run: Callable[[Any], An
     assert run(main()) == 49
 
 
+@pytest.mark.slow
 def test_async_task_group(run: Callable[[Any], Any], started: testing.Gate) -> None:
     with corral.ProcessPoolExecutor(2) as ex:
 

@@ -36,7 +36,8 @@ from tests.test_seeds import IS_PRIME_NUMBERS, IS_PRIME_OUTPUT, load  # noqa: E4
 # the tasks below travel by value: the workers cannot import this test module
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-pytestmark = pytest.mark.timeout(120)
+# a cluster of its own processes for most tests: not for `make quick`
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
 def report_and_wait(path: str, gate: testing.Gate, value: Any) -> Any:

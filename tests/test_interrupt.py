@@ -30,6 +30,9 @@ EXIT_WITHIN = min(testing.slack(5.0), 15.0)
 GONE_WITHIN = 10.0
 BACKENDS = ["process", "thread"]
 
+# each test starts a program and its pool (0.3-4 s): not for `make quick`
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def start(tmp_path: Path) -> Iterator[Any]:

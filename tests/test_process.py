@@ -242,6 +242,7 @@ def test_retry_gives_up_with_worker_crashed(tmp_path: Path) -> None:
         assert fut.attempts == 2
 
 
+@pytest.mark.slow
 def test_timeouts_retried_when_chosen(tmp_path: Path) -> None:
     with corral.ProcessPoolExecutor(1) as ex:
         opts = ex.options(task_timeout=0.2, retries=1, retry_on=(corral.TaskTimeout,))
@@ -260,6 +261,7 @@ def test_max_tasks_per_child_replaces_workers() -> None:
     assert pids[0] == pids[1] and pids[2] == pids[3]
 
 
+@pytest.mark.slow
 def test_max_memory_per_child_replaces_a_grown_worker() -> None:
     with corral.ProcessPoolExecutor(1, max_memory_per_child=200 * 1024 * 1024) as ex:
         first = ex.submit(testing.allocate_and_keep, 1).result(timeout=30)
@@ -362,6 +364,7 @@ def test_scripts_run_with_or_without_a_main_guard(tmp_path: Path, source: str, m
     assert out.stdout.strip() == f"{method} [0, 2, 4, 6]"
 
 
+@pytest.mark.slow
 def test_unguarded_script_with_spawn_fails_cleanly(tmp_path: Path) -> None:
     script = tmp_path / "script.py"
     script.write_text(
@@ -475,6 +478,7 @@ def test_workers_ignore_sigint(
     fut.cancel()
 
 
+@pytest.mark.slow
 def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
     script = tmp_path / "parent.py"
     pidfile = tmp_path / "workers"
@@ -555,6 +559,7 @@ def test_a_retry_waiting_when_the_pool_breaks_still_ends(tmp_path: Path) -> None
     assert isinstance(exc, corral.BrokenExecutor)
 
 
+@pytest.mark.slow
 def test_max_tasks_per_child_holds_while_prefetching() -> None:
     with corral.ProcessPoolExecutor(1, max_tasks_per_child=2) as ex:
         pids = [f.result(timeout=60) for f in [ex.submit(testing.pid) for _ in range(40)]]
