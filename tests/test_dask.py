@@ -181,14 +181,22 @@ def test_cancel_kills_the_process_running_the_task(
     assert executor.submit(testing.square, 4).result(timeout=30) == 16
 
 
+#: task_timeout for a task that must have started before it fires. On Dask it counts
+#: from the submission, so it also covers starting a process in the worker's inner
+#: pool: 1 s was too short for that on a busy machine, and the run timed out before
+#: the task had begun (its pid file never came, or the retry took it for the first).
+STARTED_WITHIN = testing.slack(5.0)
+
+
 def test_task_timeout_kills_the_process_running_the_task(
     executor: corral.DaskExecutor, tmp_path: Path
 ) -> None:
     pidfile = str(tmp_path / "pids")
-    fut = executor.options(task_timeout=1.0).submit(testing.write_pids_and_hang, pidfile)
+    opts = executor.options(task_timeout=STARTED_WITHIN)
+    fut = opts.submit(testing.write_pids_and_hang, pidfile)
     inner = int(read_pids_file(pidfile))
     with pytest.raises(corral.TaskTimeout):
-        fut.result(timeout=30)
+        fut.result(timeout=testing.slack(30))
     testing.wait_until(lambda: gone(inner), 10, 0.001, "the task's process to end")
     assert executor.statistics().timed_out == 1
 
@@ -208,10 +216,9 @@ def test_a_timed_out_task_is_retried_and_its_first_run_killed(
     executor: corral.DaskExecutor, tmp_path: Path
 ) -> None:
     marker = str(tmp_path / "first")
-    fut = executor.options(task_timeout=1.0, retries=1, retry_on=corral.TaskTimeout).submit(
-        hang_the_first_time, marker
-    )
-    assert fut.result(timeout=60) == "second run"
+    opts = executor.options(task_timeout=STARTED_WITHIN, retries=1, retry_on=corral.TaskTimeout)
+    fut = opts.submit(hang_the_first_time, marker)
+    assert fut.result(timeout=testing.slack(60)) == "second run"
     assert fut.attempts == 2
     first = int(read_pids_file(marker))
     testing.wait_until(lambda: gone(first), 10, 0.005, "the first run's process to end")
