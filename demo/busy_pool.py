@@ -202,11 +202,13 @@ def main() -> None:
                 ex.shutdown(wait=True)  # the tasks ignore SIGTERM: 30 s of grace
             except KeyboardInterrupt:  # the second Ctrl+C
                 pass
-            testing.wait_until(lambda: not any(alive(p) for p in pids), timeout=1.0)
+            # (idle, within a few ms; the bounds here only tell "gone" from "left behind",
+            # and must hold on a busy machine: tests/test_interrupt.py runs this)
+            testing.wait_until(lambda: not any(alive(p) for p in pids), timeout=10)
             (tmp / "survived").write_text("workers killed")
             return
-        testing.wait_until(lambda: all(f.cancelled() for f in futures), timeout=1.0)
-        testing.wait_until(lambda: not any(alive(p) for p in pids), timeout=1.0)
+        testing.wait_until(lambda: all(f.cancelled() for f in futures), timeout=10)
+        testing.wait_until(lambda: not any(alive(p) for p in pids), timeout=10)
         again = ex.submit(pow, 2, 5).result(timeout=60)
         ex.shutdown()
         (tmp / "survived").write_text(f"cancelled, workers gone, then {again}")

@@ -193,6 +193,19 @@ def _stop_session_dask_cluster() -> Iterator[None]:
     _stop_session_cluster()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Gives SIGINT its default handler back if the run was started with it ignored.
+
+    A shell without job control (a script's ``make test &``, some CI runners) starts
+    background commands with SIGINT ignored, and every program a test starts inherits
+    that: Python then leaves SIGINT ignored, and the tests that press Ctrl+C on a program
+    (test_interrupt, test_dask, test_seeds) waited out their timeouts for an exit that
+    could not come. Programs started from here get SIGINT as a terminal gives it.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """Stops the session cluster once the run leaves the contract suite (its only user).
 

@@ -7,7 +7,6 @@ import gc
 import itertools
 import logging
 import sys
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -85,13 +84,15 @@ def test_cancelling_the_awaiting_task_kills_the_worker(
         run(main())
         testing.wait_until(pidfile.exists, timeout=10)
         pid = int(pidfile.read_text().split()[0])
-        testing.wait_until(lambda: _gone(pid), timeout=1.0, message="the worker to be gone")
+        # it would hang an hour: gone at all is the point (how soon, bench_latency.py)
+        testing.wait_until(lambda: _gone(pid), timeout=10, message="the worker to be gone")
 
 
 async def _await(fut: corral.Future[Any]) -> Any:
     return await fut
 
 
+@pytest.mark.slow
 def test_wait_for_timeout_kills_a_runaway(run: Callable[[Any], Any]) -> None:
     with corral.ProcessPoolExecutor(1) as ex:
         fut = ex.submit(testing.hang)
@@ -112,17 +113,17 @@ def test_run_in_executor_cancellation_reaches_the_work(
 
         async def main() -> str:
             loop = asyncio.get_running_loop()
-            waiter = loop.run_in_executor(ex, testing.sleep_until_cancelled, 30.0, started)
+            waiter = loop.run_in_executor(ex, testing.sleep_until_cancelled, 600.0, started)
             await loop.run_in_executor(None, started.wait, 30)
             waiter.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await waiter
             return "ok"
 
-        begin = time.monotonic()
         assert run(main()) == "ok"
-        ex.shutdown(wait=True)  # returns at once: the task saw corral.cancelled()
-        assert time.monotonic() - begin < 10
+        # returns at once: the task saw corral.cancelled(); had the cancel not reached
+        # it, shutdown would wait out its 600 s, far past the test's timeout
+        ex.shutdown(wait=True)
 
 
 def test_async_as_completed_yields_in_completion_order(
@@ -142,6 +143,7 @@ def test_async_as_completed_yields_in_completion_order(
         assert run(main()) == ["quick", "slow"]
 
 
+@pytest.mark.slow
 def test_async_map_with_buffersize_over_an_endless_generator(run: Callable[[Any], Any]) -> None:
     produced = []
 
@@ -164,32 +166,45 @@ def test_async_map_with_buffersize_over_an_endless_generator(run: Callable[[Any]
     assert len(produced) <= 100 + 8 + 2
 
 
-def _spin(seconds: float) -> int:
-    end = time.perf_counter() + seconds
+def _spin_until(gate: testing.Gate, started: testing.Gate) -> int:
+    """Computes (a busy loop) until ``gate`` opens; returns the rounds it made."""
+    started.open()
     n = 0
-    while time.perf_counter() < end:
-        n += 1
+    while not gate.is_open():
+        for _ in range(10_000):
+            n += 1
     return n
 
 
+@pytest.mark.slow
 def test_the_loop_stays_responsive_while_processes_compute(run: Callable[[Any], Any]) -> None:
-    with corral.ProcessPoolExecutor(2) as ex:
+    # The work computes until the loop, ticking every 10 ms, has ticked 20 times while
+    # both workers compute: a loop blocked by the work (or by waiting for it) could never
+    # end it. No bound on the gaps: the machine may be busy with other processes. The
+    # gaps of an idle machine are measured by bench/bench_asyncio.py.
+    with (
+        corral.ProcessPoolExecutor(2) as ex,
+        testing.Gate() as gate,
+        testing.Gate() as s1,
+        testing.Gate() as s2,
+    ):
         ex.submit(testing.noop).result(timeout=30)
 
-        async def main() -> float:
-            gaps = []
-            work = [ex.submit(_spin, 0.5) for _ in range(4)]
-            last = time.perf_counter()
-            while not all(f.done() for f in work):
+        async def main() -> int:
+            work = [ex.submit(_spin_until, gate, s) for s in (s1, s2)]
+            ticks = 0
+            while not (s1.is_open() and s2.is_open()):  # both workers compute from here
                 await asyncio.sleep(0.01)
-                now = time.perf_counter()
-                gaps.append(now - last)
-                last = now
+            while ticks < 20:
+                await asyncio.sleep(0.01)
+                assert not any(f.done() for f in work)
+                ticks += 1
+            gate.open()
             for fut in work:
                 assert await fut > 0
-            return max(gaps)
+            return ticks
 
-        assert run(main()) < 0.25  # ticks every 10 ms; CPU work runs in other processes
+        assert run(main()) == 20
 
 
 def test_async_with_shuts_down_without_blocking_the_loop(run: Callable[[Any], Any]) -> None:
@@ -202,6 +217,7 @@ def test_async_with_shuts_down_without_blocking_the_loop(run: Callable[[Any], An
     assert run(main()) == 49
 
 
+@pytest.mark.slow
 def test_async_task_group(run: Callable[[Any], Any], started: testing.Gate) -> None:
     with corral.ProcessPoolExecutor(2) as ex:
 

@@ -73,6 +73,7 @@ def test_multiprocessing_objects_reach_the_initializer(method: str | None) -> No
     gc.collect()  # the pool's state, with the queue's pipe in the initargs, is a cycle
 
 
+@pytest.mark.slow
 def test_an_initializer_in_main_shares_globals_with_the_tasks() -> None:
     script = textwrap.dedent(
         """
@@ -231,6 +232,7 @@ def test_a_script_piped_to_python_runs_on_the_default_pool() -> None:
     assert run_script("", "-", stdin=POOL_SCRIPT).split() == ["90", "fork"]
 
 
+@pytest.mark.slow
 def test_a_python_c_script_runs_on_the_default_pool() -> None:
     assert run_script(POOL_SCRIPT).split()[0] == "90"
 
@@ -238,6 +240,7 @@ def test_a_python_c_script_runs_on_the_default_pool() -> None:
 # ---------------------------------------------------------------- 6. a dropped pool
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["ThreadPoolExecutor", "ProcessPoolExecutor"])
 def test_a_dropped_pool_is_collected_and_its_work_finishes(kind: str) -> None:
     out = run_script(
@@ -283,6 +286,7 @@ def test_a_finished_future_keeps_no_reference_to_its_call() -> None:
         assert fut._task is None and fut._stop_hook is None
 
 
+@pytest.mark.slow
 def test_map_and_as_completed_keep_no_yielded_result() -> None:
     for ex in (corral.ThreadPoolExecutor(2), corral.ProcessPoolExecutor(2)):
         with ex:

@@ -208,6 +208,7 @@ def _always_equal(_: int) -> AlwaysEqual:
     return AlwaysEqual()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pool", POOLS)
 def test_map_hands_out_values_whatever_their_equality(pool: Any) -> None:
     np = pytest.importorskip("numpy")
@@ -239,6 +240,7 @@ def test_a_retry_after_shutdown_runs_on_an_initialized_thread() -> None:
     assert seen == [True, True, True]  # every run on a thread that ran the initializer
 
 
+@pytest.mark.slow
 def test_a_result_in_shared_memory_survives_the_next_task_killing_its_worker() -> None:
     # found by bench/soak.py: the worker sent a big result (a memfd), ran the next task
     # it already held, which killed it, and the parent could no longer open the memfd

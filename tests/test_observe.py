@@ -531,6 +531,7 @@ def test_cli_version() -> None:
     assert done.returncode == 0 and done.stdout.strip() == f"corral {corral.__version__}"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers name themselves on Linux")
 def test_cli_top_lists_the_workers_of_a_program(started: testing.Gate) -> None:
     with corral.ProcessPoolExecutor(1) as ex:

@@ -165,12 +165,14 @@ def test_cancel_kills_the_worker_and_its_grandchildren(
     fut = pool.submit(testing.write_pids_and_hang, str(pidfile), started, True)
     assert started.wait(30)
     worker, grandchild = _read_pids(pidfile)
-    begin = time.monotonic()
+    # cancel() resolves the future itself, without waiting for the kill; the worker and
+    # the grandchild (which would sleep an hour and 600 s) must then go. How fast each
+    # happens on an idle machine is bench/bench_latency.py's figure, not this test's.
     assert fut.cancel()
-    assert fut.cancelled() and time.monotonic() - begin < 0.05
+    assert fut.cancelled()
     testing.wait_until(
         lambda: not any(_alive(p) for p in (worker, grandchild)),
-        timeout=1.0,
+        timeout=10,
         message="the worker and its grandchild to be gone",
     )
     assert pool.submit(testing.square, 3).result(timeout=30) == 9
@@ -189,8 +191,10 @@ def test_task_timeout_kills_and_resolves_promptly(pool: corral.ProcessPoolExecut
     fut = pool.options(task_timeout=0.3).submit(testing.hang)
     with pytest.raises(corral.TaskTimeout):
         fut.result(timeout=30)
+    # promptly, by a bound that holds on a busy machine (a timer seconds late breaks it);
+    # the figure of an idle machine (a few ms) is bench_latency.py's
     late = time.monotonic() - begin - 0.3
-    assert late < 0.5, f"resolved {late:.3f}s after the deadline"  # bench/ has the real figure
+    assert late < testing.slack(2.0), f"resolved {late:.3f}s after the deadline"
     assert pool.statistics().timed_out == 1
 
 
@@ -237,6 +241,7 @@ def test_retry_gives_up_with_worker_crashed(tmp_path: Path) -> None:
         assert fut.attempts == 2
 
 
+@pytest.mark.slow
 def test_timeouts_retried_when_chosen(tmp_path: Path) -> None:
     with corral.ProcessPoolExecutor(1) as ex:
         opts = ex.options(task_timeout=0.2, retries=1, retry_on=(corral.TaskTimeout,))
@@ -255,6 +260,7 @@ def test_max_tasks_per_child_replaces_workers() -> None:
     assert pids[0] == pids[1] and pids[2] == pids[3]
 
 
+@pytest.mark.slow
 def test_max_memory_per_child_replaces_a_grown_worker() -> None:
     with corral.ProcessPoolExecutor(1, max_memory_per_child=200 * 1024 * 1024) as ex:
         first = ex.submit(testing.allocate_and_keep, 1).result(timeout=30)
@@ -357,6 +363,7 @@ def test_scripts_run_with_or_without_a_main_guard(tmp_path: Path, source: str, m
     assert out.stdout.strip() == f"{method} [0, 2, 4, 6]"
 
 
+@pytest.mark.slow
 def test_unguarded_script_with_spawn_fails_cleanly(tmp_path: Path) -> None:
     script = tmp_path / "script.py"
     script.write_text(
@@ -470,7 +477,8 @@ def test_workers_ignore_sigint(
     fut.cancel()
 
 
-def test_workers_exit_within_2s_when_the_parent_is_killed(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
     script = tmp_path / "parent.py"
     pidfile = tmp_path / "workers"
     script.write_text(
@@ -491,8 +499,10 @@ def test_workers_exit_within_2s_when_the_parent_is_killed(tmp_path: Path) -> Non
         workers = [_read_pids(Path(f"{pidfile}{i}"))[0] for i in range(2)]
         parent.kill()
         parent.wait(10)
+        # PDEATHSIG ends them at once, the watchdog within 0.2 s; left alone they would
+        # hang an hour. The bound only has to hold on a busy machine.
         testing.wait_until(
-            lambda: not any(_alive(p) for p in workers), timeout=2.0, message="workers to exit"
+            lambda: not any(_alive(p) for p in workers), timeout=10, message="workers to exit"
         )
     finally:
         parent.kill()
@@ -515,7 +525,7 @@ def test_elastic_workers_grow_under_load_and_shrink_when_idle(gate: testing.Gate
 # ------------------------------------------------------------------ TaskGroup
 
 
-def test_task_group_failure_kills_an_hour_long_sibling_within_2s(
+def test_task_group_failure_kills_an_hour_long_sibling_promptly(
     pool: corral.ProcessPoolExecutor, tmp_path: Path
 ) -> None:
     pidfile = tmp_path / "pid"
@@ -527,12 +537,14 @@ def test_task_group_failure_kills_an_hour_long_sibling_within_2s(
     took = time.monotonic() - begin
     assert [str(e) for e in info.value.exceptions] == ["first failure"]
     assert sibling.cancelled()
+    # the sibling would run an hour: the group must neither wait for it nor leave it
+    # running (bounds that hold on a busy machine; idle, it takes a few ms)
     testing.wait_until(
         lambda: not _alive(worker) and not _alive(grandchild),
-        timeout=2.0,
+        timeout=10,
         message="the sibling's worker and its child to be gone",
     )
-    assert took < 2.0, f"the group raised {took:.2f} s after the failure"
+    assert took < testing.slack(2.0), f"the group raised {took:.2f} s after the failure"
 
 
 # ------------------------------------------------------------------ regressions
@@ -546,6 +558,7 @@ def test_a_retry_waiting_when_the_pool_breaks_still_ends(tmp_path: Path) -> None
     assert isinstance(exc, corral.BrokenExecutor)
 
 
+@pytest.mark.slow
 def test_max_tasks_per_child_holds_while_prefetching() -> None:
     with corral.ProcessPoolExecutor(1, max_tasks_per_child=2) as ex:
         pids = [f.result(timeout=60) for f in [ex.submit(testing.pid) for _ in range(40)]]

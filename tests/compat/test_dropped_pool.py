@@ -63,6 +63,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pool", ["ThreadPoolExecutor", "ProcessPoolExecutor"])
 def test_dropped_pool_is_collected(impl: Impl, pool: str, tmp_path: Path) -> None:
     script = impl.script_import() + "\n" + SCRIPT

@@ -22,6 +22,7 @@ STDLIB_NAMES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["fork", "forkserver"])
 def test_stdlib_code_runs_installed(impl: Impl, method: str) -> None:
     with impl.installed():

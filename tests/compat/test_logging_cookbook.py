@@ -22,6 +22,7 @@ from tests.compat.conftest import Impl
 N = 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
 def test_queue_handler_through_initargs(impl: Impl, method: str) -> None:
     ctx = multiprocessing.get_context(method)

@@ -13,7 +13,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.compat.conftest import Impl
+
+pytestmark = pytest.mark.slow  # each test runs a script and its process pool
 
 BODY = """
 def cube(x):
