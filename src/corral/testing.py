@@ -373,6 +373,13 @@ class UnpicklableError(Exception):
     def __init__(self, a: Any, b: Any) -> None:
         super().__init__(f"{a}-{b}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # what the default does, said explicitly: rebuilding calls __init__ with one
+        # argument, and fails. Without it, tblib's pickling support (installed by
+        # importing distributed, and inherited by forked workers) rebuilds exceptions
+        # that have their own __init__ and no __reduce__ through __new__ instead.
+        return (type(self), self.args)
+
 
 def raise_unpicklable_error() -> None:
     raise UnpicklableError("a", "b")
