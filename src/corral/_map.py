@@ -103,6 +103,7 @@ class MapIterator(Generic[T]):
         self._done: queue.SimpleQueue[tuple[Future[Any], int]] = queue.SimpleQueue()
         self._unyielded: dict[Future[Any], int] = {}  # unordered: units not yet taken
         self._held = 0  # items submitted and not yet yielded
+        self._taken = 0  # of them, those of the unit being handed out (see _release_taken)
         self._wakeup: Callable[[], None] | None = None
         self._started = buffersize is not None
         self._chain: Iterator[T] = itertools.chain.from_iterable(self._values())
@@ -271,6 +272,7 @@ class MapIterator(Generic[T]):
         """Yields the values of each unit in turn, waiting for it; the chain flattens them."""
         try:
             while True:
+                self._release_taken()
                 try:
                     fut = self._next_unit(block=True)
                 except StopIteration:
@@ -308,6 +310,18 @@ class MapIterator(Generic[T]):
             if fut is not None:  # None: the feeder ended; look again
                 return fut
 
+    def _release_taken(self) -> None:
+        """The unit taken last is all handed out (the consumer asks for the next one):
+        its items leave the buffer, and with buffersize, as much input is read again.
+        Counted until now, so that at most ``buffersize`` items are ever read ahead of
+        the consumer, a chunk being handed out included."""
+        if self._taken:
+            self._held -= self._taken
+            self._taken = 0
+            if self._feeder is None and self._items is not None:
+                while self._refill():
+                    pass
+
     def _take(self, fut: Future[Any], timeout: float | None) -> Iterable[T]:
         """A unit's values (raising for a unit that failed as a whole); feeds more input."""
         count = self._queue[0][1] if self._ordered else self._unyielded[fut]
@@ -321,10 +335,7 @@ class MapIterator(Generic[T]):
                     self._queue.popleft()
                 else:
                     del self._unyielded[fut]
-                self._held -= count
-                if self._feeder is None and self._items is not None:
-                    while self._refill():
-                        pass
+                self._taken = count  # held until they are all handed out
         if not self._units.chunked:
             return _handing_out([value])
         _, values, errors = value
@@ -381,6 +392,7 @@ class MapIterator(Generic[T]):
         self._wakeup = wakeup
         try:
             while True:
+                self._release_taken()
                 try:
                     fut = self._next_unit(block=False)
                 except StopIteration:

@@ -52,7 +52,7 @@ STDLIB_LOGGER = logging.getLogger("concurrent.futures")
 
 
 class _Worker:
-    __slots__ = ("abandoned", "park", "task", "thread", "waking")
+    __slots__ = ("abandoned", "first", "park", "task", "thread", "waking")
 
     def __init__(self, waking: bool) -> None:
         self.park = threading.Lock()
@@ -61,6 +61,7 @@ class _Worker:
         self.abandoned = False
         self.task: Task | None = None
         self.thread: threading.Thread | None = None
+        self.first: Run | None = None  # taken for it as it was started (see _spawn)
 
 
 _COUNTER = itertools.count()
@@ -271,6 +272,14 @@ class ThreadBackend:
         with self.core.lock:
             self._thread_seq += 1
             name = f"{self.name_prefix}_{self._thread_seq - 1}"
+            # a thread started for queued work takes its first task now, as a stdlib
+            # worker does as soon as it runs: else, on a busy machine, the submitting
+            # thread could cancel everything (shutdown(cancel_futures=True)) before the
+            # new thread got this lock. Not when it first runs an initializer (which
+            # may fail) or raises hooks' events (on_worker_start comes first).
+            # (on the worker, not in the thread's args: those live as long as the thread)
+            if waking and self._initializer is None and self.core.hooks is None:
+                worker.first = self._take_locked(worker)
             thread = threading.Thread(
                 target=self._worker_main, args=(worker,), name=name, daemon=True
             )
@@ -279,8 +288,12 @@ class ThreadBackend:
                 thread.start()
             except BaseException:
                 self._nthreads -= 1
-                if waking:
+                if worker.waking:
                     self._waking -= 1
+                if worker.first is not None:
+                    worker.task = None
+                    self.core.unstart_locked(worker.first.task)
+                    worker.first = None
                 raise
             self.threads = self.threads | {thread}
 
@@ -387,8 +400,10 @@ class ThreadBackend:
         if self.core.hooks is not None and worker.thread is not None:
             self.core.worker_event("on_worker_start", worker.thread.name, os.getpid())
         lock = self.core.lock
-        with lock:
-            run = self._take_locked(worker)
+        run, worker.first = worker.first, None
+        if run is None:
+            with lock:
+                run = self._take_locked(worker)
         self._start_spawns()
         while True:
             if run is None:
