@@ -42,14 +42,21 @@ def check_timeout(name: str, value: object, *, allow_none: bool = True) -> float
             return None
         raise TypeError(f"{name} must be a number of seconds, not None")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
+        allowed = "a number of seconds or None" if allow_none else "a number of seconds"
+        raise TypeError(f"{name} must be {allowed}, not {type(value).__name__} {value!r}")
     if math.isnan(value) or value < 0:
-        raise ValueError(
-            f"{name} must be >= 0 seconds, got {value!r}; pass None to wait without a limit"
-        )
+        hint = "; pass None to wait without a limit" if allow_none else ""
+        raise ValueError(f"{name} must be >= 0 seconds, got {value!r}{hint}")
     if value >= FOREVER:
         return None if allow_none else FOREVER
     return float(value)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Refuses anything but True or False (a truthy string would silently mean True)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, not {type(value).__name__} {value!r}")
+    return value
 
 
 def check_count(name: str, value: object, *, minimum: int, allow_none: bool = False) -> int | None:

@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _interrupt as interrupt
-from ._checks import callable_name, check_callable, check_count, check_timeout
+from ._checks import callable_name, check_bool, check_callable, check_count, check_timeout
 from ._clock import SYSTEM_CLOCK, Clock, now
 from ._errors import BrokenExecutor, QueueFull
 from ._future import Future
@@ -270,6 +270,7 @@ class Core:
         timeout = check_timeout("timeout", timeout)
         check_count("chunksize", chunksize, minimum=1)
         check_count("buffersize", buffersize, minimum=1, allow_none=True)
+        check_bool("ordered", ordered)
         if self.closed:
             raise RuntimeError(f"cannot map on a {self.kind} after shutdown()")
         deadline = None if timeout is None else now() + timeout  # real time: the iterator waits

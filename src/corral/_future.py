@@ -42,6 +42,7 @@ from concurrent.futures._base import (  # the states: constants, safe to bind
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from . import _stdlib
+from ._checks import FOREVER
 from ._errors import WaitTimeout
 
 T = TypeVar("T")
@@ -120,10 +121,13 @@ class Future(_stdlib.Future[T], Generic[T]):
 
         If the work has not started yet and the caller waits without a timeout, a
         thread pool may run it in the calling thread instead of leaving the caller
-        idle (see docs/design.md, "Caller runs"). On timeout raises TimeoutError
+        idle (see docs/design.md, "Caller runs"). A timeout of 1e7 s or more (math.inf)
+        waits without a limit, as None does. On timeout raises TimeoutError
         (the work goes on); a cancelled future raises CancelledError; Ctrl+C while
         waiting raises KeyboardInterrupt in the caller.
         """
+        if timeout is not None and timeout >= FOREVER:  # (threading refuses such waits)
+            timeout = None
         helper = self._helper  # (once: the future may end, and drop it, meanwhile)
         if timeout is None and helper is not None and self._state == PENDING:
             helper(self)
@@ -138,6 +142,8 @@ class Future(_stdlib.Future[T], Generic[T]):
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """As ``result()``, but returns the work's exception (None if it succeeded)."""
+        if timeout is not None and timeout >= FOREVER:
+            timeout = None
         helper = self._helper
         if timeout is None and helper is not None and self._state == PENDING:
             helper(self)

@@ -60,7 +60,13 @@ def install(*, future: bool = False) -> Installed:
     Returns:
         An ``Installed`` handle: ``uninstall()`` restores the stdlib's names; it is
         also a context manager (``with corral.install(): ...``).
+
+    Raises:
+        TypeError: ``future`` is not True or False.
     """
+    from ._checks import check_bool
+
+    check_bool("future", future)
     import corral
 
     names: list[tuple[ModuleType, str, Any]] = [

@@ -19,6 +19,10 @@ RETRY_BACKOFF_MAX = 5.0
 
 
 def _check_task_timeout(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not value > 0:
+        raise ValueError(  # (NaN too) before check_timeout, whose ">= 0" would mislead
+            f"task_timeout must be > 0 seconds, got {value!r}; pass None for no limit"
+        )
     seconds = check_timeout("task_timeout", value)
     if seconds == 0:
         raise ValueError(

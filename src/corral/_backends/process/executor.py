@@ -37,7 +37,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ... import _pickling, _stdlib
-from ..._checks import callable_name, check_count, check_initializer, check_timeout, cpu_count
+from ..._checks import (
+    callable_name,
+    check_bool,
+    check_count,
+    check_initializer,
+    check_timeout,
+    cpu_count,
+)
 from ..._errors import SerializationError
 from ..._executor import BaseExecutor
 from .manager import ProcessManager
@@ -258,6 +265,7 @@ class ProcessPoolExecutor(BaseExecutor, _stdlib.ProcessPoolExecutor):  # type: i
         check_count("max_tasks_per_child", max_tasks_per_child, minimum=1, allow_none=True)
         check_count("max_memory_per_child", max_memory_per_child, minimum=1, allow_none=True)
         grace = check_timeout("kill_grace", kill_grace, allow_none=False) or 0.0
+        check_bool("forward_logging", forward_logging)
         # everything that can reject the arguments comes first: a pool that registered
         # itself (for interpreter exit and Ctrl+C) is one that works
         if mp_context is None:
