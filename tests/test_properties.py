@@ -830,15 +830,8 @@ def test_a_retry_waits_for_room_under_max_pending(monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize(
     "wait",
     [
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="corral bug: shutdown(wait=True) returns while a thread task that "
-                "overran task_timeout (its thread abandoned) still has a retry to run",
-            ),
-        ),
-        False,  # (the retry now gets a thread: work_available_locked starts one)
+        True,  # shutdown(wait=True) waits for the retry, though no thread is left
+        False,  # the retry gets a thread: work_available_locked starts one
     ],
 )
 def test_a_retry_during_shutdown_runs_on_a_thread_pool(wait: bool) -> None:
@@ -855,11 +848,6 @@ def test_a_retry_during_shutdown_runs_on_a_thread_pool(wait: bool) -> None:
 
 
 @pytest.mark.skipif(not HAVE_DASK, reason="needs distributed (the dev extra)")
-@pytest.mark.xfail(
-    strict=True,
-    reason="corral bug: DaskBackend.work_available_locked(shutdown=True) dispatches "
-    "nothing, so a retry requeued once shutdown began never runs; shutdown(wait=True) hangs",
-)
 def test_a_retry_during_shutdown_runs_on_dask(dask_cluster: DaskCluster) -> None:
     ex = corral.DaskExecutor(dask_cluster.address, max_workers=1)
     try:

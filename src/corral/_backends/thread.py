@@ -176,6 +176,7 @@ class ThreadBackend:
         self._thread_seq = 0
         self._waking = 0  # workers woken or started for queued work, not yet looking at it
         self._spawn_pending = 0  # threads counted by _take_locked, started after unlocking
+        self._changed = threading.Condition(core.lock)  # threads or queued work changed
         self.inline_helper: Callable[[Future[Any]], None] | None = (
             self._run_inline if initializer is None else None
         )
@@ -190,6 +191,7 @@ class ThreadBackend:
     # ------------------------------------------------------------------ backend seam
 
     def work_available_locked(self, shutdown: bool = False) -> Callable[[], None] | None:
+        self._changed.notify_all()
         if shutdown:
             idle, self._idle = self._idle, []
             for worker in idle:
@@ -235,15 +237,21 @@ class ThreadBackend:
         if not wait:
             return
         current = threading.current_thread()
+        core = self.core
         while True:
-            with self.core.lock:
+            with core.lock:
                 threads = [
                     t
                     for t in self.threads
-                    if t is not current and not (self.core.at_exit and t in self._abandoned)
+                    if t is not current and not (core.at_exit and t in self._abandoned)
                 ]
-            if not threads:
-                return
+                if not threads:
+                    if core.broken is not None or not (core.backoff or core.pending):
+                        return
+                    # no thread, but a retry still waits out its backoff (its thread was
+                    # abandoned when it timed out, say): wait for the thread it will get
+                    self._changed.wait()
+                    continue
             for thread in threads:
                 thread.join()
                 with self.core.lock:
@@ -296,6 +304,7 @@ class ThreadBackend:
                     worker.first = None
                 raise
             self.threads = self.threads | {thread}
+            self._changed.notify_all()
 
     def _exit_locked(self, worker: _Worker, reason: str) -> None:
         if self.core.hooks is not None and worker.thread is not None:

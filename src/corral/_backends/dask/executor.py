@@ -382,7 +382,9 @@ class DaskBackend:
     def work_available_locked(self, shutdown: bool = False) -> Callable[[], None] | None:
         if shutdown:
             self._drained.notify_all()
-            return None
+            if not self.core.pending:
+                return None
+            # a retry requeued once shutdown began still runs (the closer waits for it)
         if (
             self.core.pending
             and len(self.core.running) < self._in_flight
