@@ -523,21 +523,23 @@ class Runner:
             1 <= fut.attempts <= retries + 1, f"{where}: {fut.attempts} attempts, {retries} retries"
         )
         exc = fut.exception(timeout=0)
+        short = options.get("task_timeout") == SHORT
         if isinstance(exc, corral.TaskTimeout):
-            self.check(options.get("task_timeout") == SHORT, f"{where}: timed out: {exc!r}")
+            self.check(short, f"{where}: timed out: {exc!r}")
             return
-        if task.kind == "error" or (
-            task.kind == "flaky" and not (retries and ValueError in retry_on)
-        ):
+        # a flaky task whose ValueError is retried succeeds, unless runs that overran the
+        # short task_timeout (before the first run's failure) used up its retries
+        retried = bool(retries) and ValueError in retry_on
+        may_fail = task.kind == "error" or (task.kind == "flaky" and (not retried or short))
+        if isinstance(exc, ValueError) and may_fail:
             text = f"task {token} fails" + (" its first run" if task.kind == "flaky" else "")
-            self.check(
-                isinstance(exc, ValueError) and str(exc) == text, f"{where}: ended with {exc!r}"
-            )
+            self.check(str(exc) == text, f"{where}: ended with {exc!r}")
             # a retryable error is retried every time it is allowed to be
             runs = retries + 1 if ValueError in retry_on else 1
             self.check(fut.attempts == runs, f"{where}: {fut.attempts} attempts, not {runs}")
             return
-        self.check(exc is None, f"{where}: ended with {exc!r}")
+        self.check(exc is None and task.kind != "error", f"{where}: ended with {exc!r}")
+        self.check(task.kind != "flaky" or retried, f"{where}: succeeded, never retried")
         value = fut.result(timeout=0)
         self.check(value == token, f"{where}: returned {value!r}")
         if task.kind == "flaky":
