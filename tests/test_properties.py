@@ -781,11 +781,6 @@ def test_a_cancel_as_a_worker_takes_its_task_leaves_the_worker_alive() -> None:
         threading.excepthook = previous
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="corral bug: map() catches TimeoutError around fut.result(); TaskTimeout is one, "
-    "so an item that overran task_timeout raises 'map() results not ready within its timeout'",
-)
 @pytest.mark.parametrize("pool", ["thread", "process"])
 def test_a_map_item_that_overruns_its_task_timeout_raises_task_timeout(pool: str) -> None:
     # a thread task must end by itself (sleep_until_cancelled does), a process is killed

@@ -328,6 +328,8 @@ class MapIterator(Generic[T]):
         try:
             value = fut.result(timeout)
         except TimeoutError:
+            if fut.done():
+                raise  # the item's own error (TaskTimeout is a TimeoutError too)
             raise WaitTimeout("map() results not ready within its timeout") from None
         finally:
             if fut.done():
