@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import _interrupt as interrupt
 from ._checks import callable_name, check_bool, check_callable, check_count, check_timeout
 from ._clock import SYSTEM_CLOCK, Clock, now
-from ._errors import BrokenExecutor, QueueFull
+from ._errors import QueueFull
 from ._future import Future
 from ._map import MapIterator, Units, in_feeder
 from ._observe.hooks import TaskEvent, WorkerEvent, make_dispatch, outcome_of
@@ -683,11 +683,6 @@ class Core:
 
 def _live_cores() -> list[Core]:
     return list(live_cores)
-
-
-def broken_executor(core: Core) -> BaseException:
-    """The generic error of a broken pool (backends give their own subclass)."""
-    return BrokenExecutor(core.broken or "the executor is broken")
 
 
 def _exiting_through_error() -> bool:

@@ -35,30 +35,6 @@ class BaseExecutor(_stdlib.Executor):
     _core: Core
     _on_drop: weakref.finalize[Any, Any] | None = None
 
-    def _make_core(
-        self,
-        *,
-        max_workers: int,
-        min_workers: int,
-        idle_timeout: float | None,
-        max_pending: int | None,
-        task_timeout: float | None,
-        retries: int,
-        hooks: object | None = None,
-    ) -> Core:
-        """Checks the pool-wide arguments and makes the core (first in a constructor)."""
-        self._core = Core(
-            kind=self._kind,
-            max_workers=max_workers,
-            min_workers=min_workers,
-            idle_timeout=idle_timeout,
-            max_pending=max_pending,
-            task_timeout=task_timeout,
-            retries=retries,
-            hooks=hooks,
-        )
-        return self._core
-
     def _attach(self, backend: Backend) -> None:
         """Last in a constructor: the pool runs, and interpreter exit, Ctrl+C and the
         garbage collector see it."""

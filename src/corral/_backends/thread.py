@@ -124,7 +124,8 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
         if max_workers is None:
             max_workers = _default_max_workers()
         check_initializer(initializer)
-        core = self._make_core(
+        core = self._core = Core(
+            kind=self._kind,
             max_workers=max_workers,
             min_workers=min_workers,
             idle_timeout=idle_timeout,
@@ -191,7 +192,8 @@ class ThreadBackend:
     # ------------------------------------------------------------------ backend seam
 
     def work_available_locked(self, shutdown: bool = False) -> Callable[[], None] | None:
-        self._changed.notify_all()
+        if self.core.draining:  # (only a shutdown waits on it: not on submit's path)
+            self._changed.notify_all()
         if shutdown:
             idle, self._idle = self._idle, []
             for worker in idle:
@@ -304,7 +306,8 @@ class ThreadBackend:
                     worker.first = None
                 raise
             self.threads = self.threads | {thread}
-            self._changed.notify_all()
+            if self.core.draining:
+                self._changed.notify_all()
 
     def _exit_locked(self, worker: _Worker, reason: str) -> None:
         if self.core.hooks is not None and worker.thread is not None:

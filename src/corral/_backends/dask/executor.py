@@ -243,7 +243,8 @@ class DaskExecutor(BaseExecutor):
         distributed = _import_distributed()
         prefetch = check_count("prefetch", prefetch, minimum=0) or 0
         check_timeout("connect_timeout", connect_timeout, allow_none=False)
-        core = self._make_core(
+        core = self._core = Core(
+            kind=self._kind,
             max_workers=1 if max_workers is None else max_workers,
             min_workers=0,
             idle_timeout=None,

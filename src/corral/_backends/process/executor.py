@@ -45,6 +45,7 @@ from ..._checks import (
     check_timeout,
     cpu_count,
 )
+from ..._core import Core
 from ..._errors import SerializationError
 from ..._executor import BaseExecutor
 from .manager import ProcessManager
@@ -293,7 +294,8 @@ class ProcessPoolExecutor(BaseExecutor, _stdlib.ProcessPoolExecutor):  # type: i
                 init = _pack_init(initializer, initargs, ctx)
         if ctx.get_start_method() == "forkserver":
             _preload_in_forkserver()
-        core = self._make_core(
+        core = self._core = Core(
+            kind=self._kind,
             max_workers=max_workers,
             min_workers=min_workers,
             idle_timeout=idle_timeout,
