@@ -638,3 +638,30 @@ def test_a_crash_is_reported_while_another_process_holds_the_worker_pipe(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(holder, signal.SIGKILL)
             testing.wait_until(lambda: not _alive(holder), 5)
+
+
+def test_every_wire_message_travels_as_itself() -> None:
+    # both sides build and read records; the tuples on the pipe follow each record's
+    # FIELDS, which must match its constructor's parameters, in order
+    from corral._backends.process import wire
+
+    samples = [
+        wire.RunCalls([(1, b"fn", b"call", [(10, 3, 1 << 20)])]),
+        wire.Revoke([1, 2]),
+        wire.Free([3]),
+        wire.Exit(),
+        wire.Ready(1234),
+        wire.InitFailed(b"exc"),
+        wire.Ok(7, b"value", [(10, 4, 2 << 20)], 0.25, 4096),
+        wire.Error(8, b"exc", 0.5, 0),
+        wire.Skipped(9),
+        wire.Started(10),
+        wire.Log(11, {"msg": "hello", "levelno": 20}),
+    ]
+    assert {type(m) for m in samples} == set(wire._KINDS.values())
+    for message in samples:
+        back = wire.loads(message.dumps())
+        assert back == message and type(back) is type(message), (message, back)
+        assert all(getattr(back, f) == getattr(message, f) for f in message.FIELDS)
+    assert wire.Ok(1, b"", [], 0.0, 0) != wire.Ok(2, b"", [], 0.0, 0)
+    assert "run_id=7" in repr(samples[6])

@@ -9,9 +9,9 @@ Data flow::
     manager thread (one per pool; the only reader and writer of worker pipes)
       selector over: wake pipe | each worker's pipe | each worker's exit sentinel
           |   dispatch: one task to each idle worker, and it remembers which
-          |   ("run", ...) ----------------------------------------> worker process
+          |   RunCalls ------------------------------------------> worker process
           |                                                          (own process group,
-          |   <------------------------------------ ("ok"/"error") SIGINT ignored,
+          |   <-------------------------------------------- Ok/Error SIGINT ignored,
           |   resolve the future; worker idle again                  dies with parent)
           |
           +-- worker exit sentinel: the task it ran fails with WorkerCrashed (or is

@@ -19,7 +19,6 @@ import logging
 import multiprocessing
 import multiprocessing.context
 import os
-import pickle
 import select
 import selectors
 import signal
@@ -126,14 +125,15 @@ class ProcessManager:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._wake_pending = False
-        self._handlers: dict[str, Callable[[Proc, tuple[Any, ...]], None]] = {
-            "ready": self._on_ready,
-            "log": self._on_log,
-            "init_failed": self._on_init_failed,
-            "started": self._on_started,
-            "skipped": self._on_skipped,
-            "ok": self._on_outcome,
-            "error": self._on_outcome,
+        # (each handler takes its own kind of message: Any, as Callable is contravariant)
+        self._handlers: dict[type[wire.Message], Callable[[Proc, Any], None]] = {
+            wire.Ready: self._on_ready,
+            wire.Log: self._on_log,
+            wire.InitFailed: self._on_init_failed,
+            wire.Started: self._on_started,
+            wire.Skipped: self._on_skipped,
+            wire.Ok: self._on_outcome,
+            wire.Error: self._on_outcome,
         }
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
@@ -349,7 +349,7 @@ class ProcessManager:
         tids = [r.id for r in runs if r.id not in proc.revoked]
         if tids:
             proc.revoked.update(tids)
-            self._send(proc, ("revoke", tids))
+            self._send(proc, wire.Revoke(tids))
             try:  # the worker is busy: make it read the message now
                 os.kill(proc.pid, REVOKE_SIGNAL)
             except ProcessLookupError:
@@ -417,7 +417,7 @@ class ProcessManager:
         for fut in doomed:
             fut._resolve(exception=self.broken_error())
         for proc, tasks in sends.items():
-            self._send(proc, ("run", [(r.id, *r.task.payload) for r in tasks]))
+            self._send(proc, wire.RunCalls([(r.id, *r.task.payload) for r in tasks]))
         if self._idle and not pending:
             self._revoke_stuck()
         if not self.core.draining or pending:
@@ -457,11 +457,11 @@ class ProcessManager:
             self._live_workers = live
             self._idle_workers = len(self._idle)
 
-    def _send(self, proc: Proc, message: tuple[Any, ...]) -> None:
+    def _send(self, proc: Proc, message: wire.Message) -> None:
         if proc.conn is None:
             return
         try:
-            wire.write_frame(proc.conn.fileno(), pickle.dumps(message, _pickling.PROTOCOL))
+            wire.write_frame(proc.conn.fileno(), message.dumps())
         except OSError:
             pass  # the worker is gone: its exit sentinel reports it
 
@@ -523,7 +523,7 @@ class ProcessManager:
             self._drop_conn(proc)
             return
         for frame in proc.reader.feed(data):
-            self._on_message(proc, pickle.loads(frame))
+            self._on_message(proc, wire.loads(frame))
         if self._outcomes or self._heads:
             self._settle()
 
@@ -549,11 +549,11 @@ class ProcessManager:
             proc.conn.close()
             proc.conn = None
 
-    def _on_message(self, proc: Proc, message: tuple[Any, ...]) -> None:
+    def _on_message(self, proc: Proc, message: wire.Message) -> None:
         """One message from a worker (the table is in worker.py's docstring)."""
-        self._handlers[message[0]](proc, message)
+        self._handlers[type(message)](proc, message)
 
-    def _on_ready(self, proc: Proc, message: tuple[Any, ...]) -> None:
+    def _on_ready(self, proc: Proc, message: wire.Ready) -> None:
         proc.state = READY
         self._start_failures = 0
         if self.core.hooks is not None:
@@ -561,26 +561,26 @@ class ProcessManager:
             self.core.worker_event("on_worker_start", f"process {proc.pid}", proc.pid)
         self._make_idle(proc)
 
-    def _on_log(self, proc: Proc, message: tuple[Any, ...]) -> None:
-        self._log(proc, message[1], message[2])
+    def _on_log(self, proc: Proc, message: wire.Log) -> None:
+        self._log(proc, message.run_id, message.record)
 
-    def _on_init_failed(self, proc: Proc, message: tuple[Any, ...]) -> None:
-        proc.init_error = _pickling.load_exception(message[1])
+    def _on_init_failed(self, proc: Proc, message: wire.InitFailed) -> None:
+        proc.init_error = _pickling.load_exception(message.error)
 
-    def _on_started(self, proc: Proc, message: tuple[Any, ...]) -> None:
+    def _on_started(self, proc: Proc, message: wire.Started) -> None:
         """A run revoked too late: it had started (and runs, or ran)."""
-        proc.revoked.discard(message[1])
+        proc.revoked.discard(message.run_id)
         head = proc.inflight[0] if proc.inflight else None
-        if head is None or head.id != message[1]:
+        if head is None or head.id != message.run_id:
             return
         if head.task.is_current(head):
             self._heads.append((proc, head))  # it stays here, and runs: it begins
         else:
             self._kill(proc)  # it was cancelled, not just moved: stop it
 
-    def _on_skipped(self, proc: Proc, message: tuple[Any, ...]) -> None:
+    def _on_skipped(self, proc: Proc, message: wire.Skipped) -> None:
         """A run revoked in time, from anywhere behind the running one: put it back."""
-        run = next(r for r in proc.inflight if r.id == message[1])
+        run = next(r for r in proc.inflight if r.id == message.run_id)
         proc.inflight.remove(run)
         proc.revoked.discard(run.id)
         proc.queued_bytes -= _payload_size(run.task)
@@ -590,8 +590,8 @@ class ProcessManager:
         if not proc.inflight and proc.state == READY:
             self._after_task(proc)
 
-    def _on_outcome(self, proc: Proc, message: tuple[Any, ...]) -> None:
-        """ "ok" or "error": the run at the head ended; the next one handed over starts."""
+    def _on_outcome(self, proc: Proc, message: wire.Ok | wire.Error) -> None:
+        """Ok or Error: the run at the head ended; the next one handed over starts."""
         run = proc.inflight.popleft()
         proc.revoked.discard(run.id)
         head = proc.inflight[0] if proc.inflight else None
@@ -626,20 +626,20 @@ class ProcessManager:
                     + traceback.format_exc()
                 )
 
-    def _task_done(self, proc: Proc, run: Run, message: tuple[Any, ...]) -> None:
+    def _task_done(self, proc: Proc, run: Run, message: wire.Ok | wire.Error) -> None:
         proc.tasks_run += 1
-        proc.rss = message[-1]
-        seconds = message[-2]
+        proc.rss = message.rss
+        seconds = message.seconds
         avg = self._avg_seconds
         self._avg_seconds = seconds if avg is None else 0.8 * avg + 0.2 * seconds
-        live = run.task.is_current(run) and run.id == message[1]
+        live = run.task.is_current(run) and run.id == message.run_id
         result: Any = None
         exc: BaseException | None = None
-        if message[0] == "ok":
-            segments = message[3]
+        if isinstance(message, wire.Ok):
+            segments = message.segments
             try:
                 if live:
-                    result = _pickling.loads(message[2], segments, self._reader)
+                    result = _pickling.loads(message.result, segments, self._reader)
             except BaseException as error:
                 exc = SerializationError(
                     f"the result could not be unpickled in the parent: "
@@ -648,13 +648,13 @@ class ProcessManager:
                 exc.__cause__ = error
             finally:
                 if segments:  # copied out (or dropped): the worker may reuse them
-                    self._send(proc, ("free", [fd for _, fd, _ in segments]))
+                    self._send(proc, wire.Free([fd for _, fd, _ in segments]))
             if not live:
                 return
         else:
             if not live:
                 return
-            exc = _pickling.load_exception(message[2])
+            exc = _pickling.load_exception(message.error)
         self._outcomes.append((run, result, exc, seconds))
 
     def _settle(self) -> None:
@@ -717,7 +717,7 @@ class ProcessManager:
             return
         proc.state = EXITING
         proc.reason = reason
-        self._send(proc, ("exit",))
+        self._send(proc, wire.Exit())
 
         def overdue() -> None:
             if proc.pid in self._procs:

@@ -1,19 +1,19 @@
 """The main loop of a worker process (runs in the child, never in the parent).
 
 A worker talks only to its parent, over its own duplex pipe, in length-prefixed frames
-(``wire.write_frame``) of pickled tuples::
+(``wire.write_frame``) of the messages defined in ``wire.py``::
 
-    parent -> worker   ("run", [(task_id, function_bytes, args_bytes, segments), ...])
-                       ("revoke", [task_id, ...])   drop these if not started yet
-                       ("free", [fd, ...])          result segments read: reuse them
-                       ("exit",)                    finish and exit
-    worker -> parent   ("ready", pid)               initializer done, waiting for work
-                       ("init_failed", exc_bytes)   the initializer raised; exiting
-                       ("ok", task_id, result_bytes, segments, seconds, rss)
-                       ("error", task_id, exc_bytes, seconds, rss)
-                       ("skipped", task_id)         revoked before it started
-                       ("started", task_id)         revoked too late: it runs (ran)
-                       ("log", task_id, record)     a logging record (a dict), any thread
+    parent -> worker   RunCalls([(run_id, function, call, segments), ...])
+                       Revoke([run_id, ...])        drop these if not started yet
+                       Free([fd, ...])              result segments read: reuse them
+                       Exit()                       finish and exit
+    worker -> parent   Ready(pid)                   initializer done, waiting for work
+                       InitFailed(exception)        the initializer raised; exiting
+                       Ok(run_id, result, segments, seconds, rss)
+                       Error(run_id, exception, seconds, rss)
+                       Skipped(run_id)              revoked before it started
+                       Started(run_id)              revoked too late: it runs (ran)
+                       Log(run_id, record)          a logging record (a dict), any thread
 
 Tasks handed over run one after the other in the order received, and each outcome is
 sent as soon as the task ends, so the parent always knows which task a worker runs:
@@ -114,10 +114,10 @@ class _LogForwarder(logging.Handler):
                 fields["exc_text"] = record.exc_text or _FORMATTER.formatException(record.exc_info)
             fields["exc_info"] = None
             try:
-                data = pickle.dumps(("log", self._inbox.task_id, fields), _pickling.PROTOCOL)
+                data = wire.Log(self._inbox.task_id, fields).dumps()
             except Exception:  # an extra= value that does not pickle: send its repr
                 fields = {k: v if _plain(v) else repr(v) for k, v in fields.items()}
-                data = pickle.dumps(("log", self._inbox.task_id, fields), _pickling.PROTOCOL)
+                data = wire.Log(self._inbox.task_id, fields).dumps()
             self._inbox.send_pickled(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the parent is gone
@@ -213,13 +213,13 @@ def worker_main(
                 logging.getLogger("concurrent.futures").critical(
                     "Exception in initializer:", exc_info=True
                 )
-                send(("init_failed", _pickling.dump_exception(exc)))
+                send(wire.InitFailed(_pickling.dump_exception(exc)))
                 conn.close()
                 # a normal exit (not os._exit): multiprocessing's exit handlers then
                 # flush what the initializer queued (a QueueHandler's records), as the
                 # stdlib's workers do
                 sys.exit(1)
-        send(("ready", os.getpid()))
+        send(wire.Ready(os.getpid()))
 
         functions: dict[bytes, Any] = {}
         queue = inbox.queue
@@ -258,7 +258,7 @@ class _Inbox:
     def __init__(self, fd: int, pool: wire.SegmentPool | None) -> None:
         self.fd = fd
         self.pool = pool
-        self.queue: deque[tuple[int, bytes, bytes, wire.Segments]] = deque()
+        self.queue: deque[wire.Call] = deque()
         self.task_id = 0  # the task running now (0: none), for log records
         self.write_lock = threading.Lock()  # frames from other threads (logging) too
         self.exiting = False
@@ -267,9 +267,9 @@ class _Inbox:
         self._poller = select.poll()
         self._poller.register(fd, select.POLLIN)
 
-    def send(self, message: tuple[Any, ...]) -> None:
+    def send(self, message: wire.Message) -> None:
         """Writes a frame; from the main thread (other threads: ``send_pickled``)."""
-        self.send_pickled(pickle.dumps(message, _pickling.PROTOCOL))
+        self.send_pickled(message.dumps())
 
     def send_pickled(self, data: bytes) -> None:
         """Writes a pickled message as a frame, from any thread."""
@@ -293,7 +293,7 @@ class _Inbox:
         try:
             while block or self._poller.poll(0):
                 block = False
-                self._handle(pickle.loads(wire.read_frame(self.fd)))
+                self._handle(wire.loads(wire.read_frame(self.fd)))
         except (EOFError, OSError):
             self.exiting = True  # the parent closed the pipe or is gone
         finally:
@@ -301,25 +301,24 @@ class _Inbox:
         if self._deferred:
             self.receive(block=False)
 
-    def _handle(self, message: Any) -> None:
-        kind = message[0]
-        if kind == "run":
-            self.queue.extend(message[1])
-        elif kind == "revoke":
-            ids = set(message[1])
+    def _handle(self, message: wire.Message) -> None:
+        if isinstance(message, wire.RunCalls):
+            self.queue.extend(message.calls)
+        elif isinstance(message, wire.Revoke):
+            ids = set(message.run_ids)
             kept = [item for item in self.queue if item[0] not in ids]
             skipped = {item[0] for item in self.queue if item[0] in ids}
             self.queue.clear()
             self.queue.extend(kept)
-            for task_id in message[1]:  # "started": its outcome follows (or came already)
-                reply = ("skipped" if task_id in skipped else "started", task_id)
+            for run_id in message.run_ids:  # Started: its outcome follows (or came already)
+                reply = wire.Skipped(run_id) if run_id in skipped else wire.Started(run_id)
                 with self.write_lock:  # (a signal handler never runs while main holds it)
-                    wire.write_frame(self.fd, pickle.dumps(reply, _pickling.PROTOCOL))
-        elif kind == "free":  # the parent copied these result segments out
+                    wire.write_frame(self.fd, reply.dumps())
+        elif isinstance(message, wire.Free):  # the parent copied these result segments out
             if self.pool is not None:
-                for fd in message[1]:
+                for fd in message.fds:
                     self.pool.give_back(fd)
-        elif kind == "exit":
+        elif isinstance(message, wire.Exit):
             self.exiting = True
 
     def on_signal(self, signum: int, frame: Any) -> None:
@@ -359,7 +358,7 @@ def _run_one(
             f"{type(exc).__name__}: {exc}; is the function importable there?"
         )
         error.__cause__ = exc
-        send(("error", task_id, _pickling.dump_exception(error), 0.0, 0))
+        send(wire.Error(task_id, _pickling.dump_exception(error), 0.0, 0))
         return
     token = CancelToken()
     set_current_token(token)
@@ -371,7 +370,7 @@ def _run_one(
         del fn, args, kwargs
         set_current_token(None)
         rss = _rss() if report_memory else 0
-        send(("error", task_id, _pickling.dump_exception(exc), elapsed, rss))
+        send(wire.Error(task_id, _pickling.dump_exception(exc), elapsed, rss))
         return
     elapsed = perf_counter() - begin
     set_current_token(None)
@@ -382,11 +381,11 @@ def _run_one(
         error = SerializationError(
             f"the result ({type(result).__name__}) could not be pickled to send it back: {exc}"
         )
-        send(("error", task_id, _pickling.dump_exception(error), elapsed, 0))
+        send(wire.Error(task_id, _pickling.dump_exception(error), elapsed, 0))
         return
     del result
     rss = _rss() if report_memory else 0
-    send(("ok", task_id, data, out_segments, elapsed, rss))
+    send(wire.Ok(task_id, data, out_segments, elapsed, rss))
 
 
 # ------------------------------------------------------------------ map chunks
