@@ -5,8 +5,10 @@ ended with their worker, and bad input refused at the call site."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
+import os
 import threading
 from typing import Any
 
@@ -110,25 +112,75 @@ def _grandchild_pid(path: str) -> int:
         return int(f.read())
 
 
+@pytest.mark.parametrize("new_session", [False, True], ids=["in-group", "setsid"])
 @pytest.mark.parametrize(
     "how", ["shutdown", "max_tasks_per_child", "idle_timeout"], ids=lambda h: str(h)
 )
-def test_grandchildren_end_with_their_worker(how: str, tmp_path: Any) -> None:
+def test_grandchildren_end_with_their_worker(how: str, new_session: bool, tmp_path: Any) -> None:
     path = str(tmp_path / "pid")
     kwargs: dict[str, Any] = {"max_tasks_per_child": 1} if how == "max_tasks_per_child" else {}
     if how == "idle_timeout":
         kwargs["idle_timeout"] = 0.2
     ex = corral.ProcessPoolExecutor(1, **kwargs)
     try:
-        ex.submit(testing.start_grandchild, path).result(timeout=30)
+        ex.submit(testing.start_grandchild, path, 600, new_session).result(timeout=30)
         pid = _grandchild_pid(path)
         assert psutil.pid_exists(pid)
+        if new_session:
+            assert os.getpgid(pid) == pid  # it left the worker's group
         if how == "shutdown":
             ex.shutdown(wait=True)
         # before: the grandchild (a `sleep` the task started and left) outlived its worker
         testing.wait_until(lambda: not _alive(pid), 10, message="the grandchild to end")
     finally:
         ex.shutdown(wait=True, kill=True)
+        _reap_or_kill(path)
+
+
+@pytest.mark.parametrize("how", ["cancel", "task_timeout", "shutdown(kill=True)"])
+def test_a_killed_worker_takes_what_left_its_group(how: str, tmp_path: Any) -> None:
+    """A process the task started in a session of its own (outside the worker's group)
+    ends when the pool kills the worker (before, only the group went)."""
+    path = str(tmp_path / "pids")
+    ex = corral.ProcessPoolExecutor(1, kill_grace=0.5)
+    try:
+        with testing.Gate() as started:
+            run = ex.options(task_timeout=2) if how == "task_timeout" else ex
+            fut = run.submit(testing.write_pids_and_hang, path, started, True, True)
+            assert started.wait(30)
+        with open(path) as f:
+            worker, escaped = map(int, f.read().split())
+        assert os.getpgid(escaped) == escaped != worker
+        if how == "cancel":
+            assert fut.cancel()
+        elif how == "shutdown(kill=True)":
+            ex.shutdown(wait=True, kill=True)
+        testing.wait_until(
+            lambda: not _alive(worker) and not _alive(escaped),
+            testing.slack(15),
+            message="the worker and the process that left its group to end",
+        )
+        if how == "task_timeout":
+            assert isinstance(fut.exception(0), corral.TaskTimeout)
+    finally:
+        ex.shutdown(wait=True, kill=True)
+        _reap_or_kill(path)
+
+
+def _reap_or_kill(path: str) -> None:
+    """A failed test must not leave its sleepers (the leak check would then blame the
+    next test): kill the `sleep` processes the file names that are still alive (by
+    name: a worker's pid may already belong to another process)."""
+    try:
+        with open(path) as f:
+            pids = [int(p) for p in f.read().split()]
+    except (OSError, ValueError):
+        return
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(pid)
+            if process.name() == "sleep":
+                process.kill()
 
 
 def _alive(pid: int) -> bool:

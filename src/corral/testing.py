@@ -416,12 +416,13 @@ def parent_pid() -> int:
     return os.getppid()
 
 
-def start_grandchild(path: str, seconds: int = 600) -> int:
+def start_grandchild(path: str, seconds: int = 600, new_session: bool = False) -> int:
     """Starts a ``sleep`` process, writes its pid to ``path`` and returns, leaving it
-    running: a task that leaves a process behind (it must end with its worker)."""
+    running: a task that leaves a process behind (it must end with its worker).
+    ``new_session``: the process leaves the worker's process group (``setsid``)."""
     import subprocess
 
-    child = subprocess.Popen(["sleep", str(seconds)])
+    child = subprocess.Popen(["sleep", str(seconds)], start_new_session=new_session)
     with open(path + ".tmp", "w") as f:
         f.write(str(child.pid))
     os.replace(path + ".tmp", path)
@@ -429,18 +430,20 @@ def start_grandchild(path: str, seconds: int = 600) -> int:
     return child.pid
 
 
-def write_pids_and_hang(path: str, started: Gate | None = None, grandchild: bool = False) -> None:
+def write_pids_and_hang(
+    path: str, started: Gate | None = None, grandchild: bool = False, new_session: bool = False
+) -> None:
     """Writes this process's pid (and a child's, if ``grandchild``) to ``path``, then hangs.
 
-    The grandchild is a ``sleep`` process in the worker's process group: killing the
-    worker's group must take it down too.
+    The grandchild is a ``sleep`` process in the worker's process group (or, with
+    ``new_session``, in a session of its own): killing the worker must take it down too.
     """
     import subprocess
 
     pids = [os.getpid()]
     child = None
     if grandchild:
-        child = subprocess.Popen(["sleep", "600"])
+        child = subprocess.Popen(["sleep", "600"], start_new_session=new_session)
         pids.append(child.pid)
     with open(path + ".tmp", "w") as f:
         f.write(" ".join(map(str, pids)))

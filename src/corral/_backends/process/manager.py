@@ -38,7 +38,7 @@ from ..._errors import BrokenProcessPool, SerializationError
 from ..._map import Units
 from ..._options import TaskOptions
 from ..._task import ENDED, Run, Task, task_name
-from . import wire
+from . import tree, wire
 from .chunks import ChunkUnits
 from .procs import (
     EXITING,
@@ -734,8 +734,15 @@ class ProcessManager:
         proc.state = EXITING
         if proc in self._idle:
             self._idle.remove(proc)
+        proc.escaped = tree.escaped(proc.pid)  # while the worker still holds them
         signal_group(proc.pid, signal.SIGTERM)
-        self._call_at(now() + self.kill_grace, lambda: signal_group(proc.pid, signal.SIGKILL))
+        tree.signal_all(proc.escaped, signal.SIGTERM)
+
+        def escalate() -> None:
+            signal_group(proc.pid, signal.SIGKILL)
+            tree.signal_all(proc.escaped, signal.SIGKILL)
+
+        self._call_at(now() + self.kill_grace, escalate)
 
     def signal_workers(self, signum: int) -> list[int]:
         pids = list(self._procs)  # one C-level copy: safe in a signal handler
@@ -752,6 +759,7 @@ class ProcessManager:
         # group stays behind: the processes its tasks started end with it. Before it is
         # reaped, while its pid (the group's id) cannot have been given to another process
         signal_group(proc.pid, signal.SIGKILL)
+        proc.kill_escaped()
         # the sentinel can fire a moment before the process is reapable: wait for that
         proc.process.join(5)
         exitcode = proc.process.exitcode
@@ -831,6 +839,7 @@ class ProcessManager:
             self._kill(proc, "shutdown")
             proc.process.join(5)
             signal_group(proc.pid, signal.SIGKILL)
+            proc.kill_escaped()
             proc.process.join(1)
             if proc.conn is not None:
                 proc.conn.close()

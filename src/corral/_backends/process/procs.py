@@ -8,6 +8,7 @@ import logging
 import multiprocessing
 import multiprocessing.process
 import os
+import signal
 import threading
 from collections import deque
 from multiprocessing.connection import Connection
@@ -15,7 +16,7 @@ from multiprocessing.connection import Connection
 from ..._checks import callable_name
 from ..._errors import WorkerCrashed, signal_name
 from ..._task import Run, Task
-from . import wire
+from . import tree, wire
 
 STARTING, READY, EXITING = "starting", "ready", "exiting"
 
@@ -57,6 +58,7 @@ class Proc:
 
     __slots__ = (
         "conn",
+        "escaped",
         "exit_fd",
         "head_started",
         "idle_since",
@@ -100,7 +102,16 @@ class Proc:
         self.init_error: BaseException | None = None
         self.reason: str | None = None  # why the pool ended it (for on_worker_exit)
         self.ready = False  # on_worker_start was announced
+        # pidfds of what its tasks started outside its process group, collected when
+        # the pool kills it (tree.py); killed and closed once it has ended
+        self.escaped: list[int] = []
         self.last_end = 0.0  # when its last run ended (hooks: runs never overlap)
+
+    def kill_escaped(self) -> None:
+        """Kills what its tasks started outside its group, as collected by a kill."""
+        fds, self.escaped = self.escaped, []
+        tree.signal_all(fds, signal.SIGKILL)
+        tree.close_all(fds)
 
     def close_exit_fd(self) -> None:
         if self.pidfd:

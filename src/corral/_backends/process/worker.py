@@ -44,7 +44,7 @@ from time import perf_counter
 from ... import _pickling
 from ..._context import CancelToken, set_current_token
 from ..._errors import SerializationError
-from . import wire
+from . import tree, wire
 
 TYPE_CHECKING = False  # (typing is not imported: worker processes load this module)
 if TYPE_CHECKING:
@@ -215,6 +215,7 @@ def worker_main(
                 )
                 send(wire.InitFailed(_pickling.dump_exception(exc)))
                 conn.close()
+                tree.kill_escaped(os.getpid())
                 # a normal exit (not os._exit): multiprocessing's exit handlers then
                 # flush what the initializer queued (a QueueHandler's records), as the
                 # stdlib's workers do
@@ -240,8 +241,12 @@ def worker_main(
             while pool is not None and pool.lending() and not inbox.exiting:
                 inbox.receive(block=True)
     except (BrokenPipeError, ConnectionResetError):
+        tree.kill_escaped(os.getpid())
         os._exit(0)  # the parent is gone (SIGTERM, SIGKILL): nobody to report to
     conn.close()
+    # retired or shut down: what the tasks started ends with this worker (the parent
+    # kills the process group once this process has gone; these left it)
+    tree.kill_escaped(os.getpid())
 
 
 class _Inbox:
