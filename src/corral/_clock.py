@@ -17,7 +17,12 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+
+TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # the protocols are for type checkers: nothing checks them at run time
 
 now = time.monotonic
 

@@ -55,7 +55,6 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _interrupt as interrupt
 from ._checks import callable_name, check_bool, check_callable, check_count, check_timeout
@@ -63,15 +62,19 @@ from ._clock import SYSTEM_CLOCK, Clock, now
 from ._errors import QueueFull
 from ._future import Future
 from ._map import MapIterator, Units, in_feeder
-from ._observe.hooks import TaskEvent, WorkerEvent, make_dispatch, outcome_of
 from ._observe.progress import Progress, make_progress
 from ._options import TaskOptions, retry_delay
 from ._queue import TaskQueue
 from ._stats import Statistics
 from ._task import BACKOFF, ENDED, QUEUED, RUNNING, Run, Task, task_name
 
+TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
 if TYPE_CHECKING:
+    from typing import Any, Protocol
+
     from ._observe.hooks import Dispatch
+else:
+    Protocol = object  # Backend is for type checkers: nothing checks it at run time
 
 #: Set when the interpreter's exit began to shut the pools down.
 _exit_started = False
@@ -184,7 +187,11 @@ class Core:
         self._ids = itertools.count(1)
         self._stop_hook = self.on_cancel  # (bound once: every future gets it)
         self._run_ended_hook: Callable[[Task], None] | None = None
-        self.hooks: Dispatch | None = make_dispatch(hooks)  # last: starts the hooks thread
+        self.hooks: Dispatch | None = None
+        if hooks is not None:  # (the hooks module is imported only by pools that have some)
+            from ._observe.hooks import make_dispatch
+
+            self.hooks = make_dispatch(hooks)  # last: starts the hooks thread
 
     def attach(self, backend: Backend, register: bool = True) -> None:
         """The backend is built: interpreter exit and Ctrl+C now see this pool (one
@@ -503,6 +510,8 @@ class Core:
             task.state = ENDED
             self.counts["failed"] += 1
         if self.hooks is not None:
+            from ._observe.hooks import outcome_of
+
             self.task_ended(task, exc, outcome_of(exc))
 
     def _requeue(self, task: Task) -> None:
@@ -635,6 +644,8 @@ class Core:
         task.where = worker
         hooks = self.hooks
         if hooks is not None and hooks.wants("on_task_start"):
+            from ._observe.hooks import TaskEvent
+
             hooks.emit(
                 "on_task_start",
                 TaskEvent(
@@ -659,6 +670,8 @@ class Core:
         hooks = self.hooks
         if hooks is None or not task.where:
             return  # its start was never announced (ended before a worker took it)
+        from ._observe.hooks import TaskEvent
+
         event = TaskEvent(
             task.ident,
             task.label,
@@ -678,6 +691,8 @@ class Core:
         """A backend (whose pool has hooks) says a worker started or left."""
         hooks = self.hooks
         if hooks is not None and hooks.wants(name):
+            from ._observe.hooks import WorkerEvent
+
             hooks.emit(name, WorkerEvent(worker, pid, self.clock.now(), **details))
 
 

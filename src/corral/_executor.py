@@ -13,7 +13,6 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
 
 from . import _stdlib
 from ._core import Backend, Core
@@ -23,9 +22,13 @@ from ._observe.progress import Progress
 from ._options import TaskOptions
 from ._stats import Statistics
 
-P = ParamSpec("P")
-T = TypeVar("T")
-E = TypeVar("E", bound="BaseExecutor")
+TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
+if TYPE_CHECKING:
+    from typing import Any, ParamSpec, TypeVar
+
+    P = ParamSpec("P")
+    T = TypeVar("T")
+    E = TypeVar("E", bound="BaseExecutor")
 
 
 class BaseExecutor(_stdlib.Executor):

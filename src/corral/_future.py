@@ -39,13 +39,18 @@ from concurrent.futures._base import (  # the states: constants, safe to bind
     PENDING,
     RUNNING,
 )
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from . import _stdlib
 from ._checks import FOREVER
 from ._errors import WaitTimeout
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
+else:
+    T = "T"  # the stdlib's Future[...] takes any parameter at run time
 
 _ENDED = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
 
@@ -58,7 +63,7 @@ _NO_CONDITION = threading.Lock()
 StopHook = Callable[["Future[Any]", bool], None]
 
 
-class Future(_stdlib.Future[T], Generic[T]):
+class Future(_stdlib.Future[T]):
     """The result of work submitted to a corral executor.
 
     Attributes:
@@ -132,7 +137,8 @@ class Future(_stdlib.Future[T], Generic[T]):
         if timeout is None and helper is not None and self._state == PENDING:
             helper(self)
         if self._state == FINISHED and self._exception is None:
-            return cast(T, self._result)  # ended: nothing to wait for
+            # ended: nothing to wait for (finished without an exception: _result is a T)
+            return self._result  # type: ignore[return-value]
         if sys.version_info >= (3, 11):
             return super().result(timeout)
         try:  # pragma: no cover - Python 3.10: its TimeoutError is not the builtin one

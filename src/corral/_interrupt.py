@@ -56,7 +56,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from types import FrameType
-from typing import Any, Protocol
+
+TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object  # _Pool is for type checkers: nothing checks it at run time
 
 #: A second Ctrl+C this soon after the first forces, whatever is going on.
 FORCE_WINDOW = 2.0
@@ -76,7 +81,8 @@ class _Pool(Protocol):
     def signal_workers(self, signum: int) -> list[int]: ...
 
 
-_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+if TYPE_CHECKING:
+    _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
 class _State:

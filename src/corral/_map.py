@@ -25,18 +25,22 @@ import queue
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any, Generic, TypeVar
 
 from ._clock import now
 from ._errors import CancelledError, WaitTimeout
 from ._future import Future
 from ._observe.progress import Progress, count_future
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
 
-#: What a chunk's future returns: the seconds the chunk ran, the value of each item
-#: (None where it failed), and {position in the chunk: pickled exception}.
-ChunkResult = tuple[float, list[Any], dict[int, bytes]]
+    T = TypeVar("T")
+    #: What a chunk's future returns: the seconds the chunk ran, the value of each item
+    #: (None where it failed), and {position in the chunk: pickled exception}.
+    ChunkResult = tuple[float, list[Any], dict[int, bytes]]
+else:
+    T = "T"  # collections.abc.Iterator[...] takes any parameter at run time
 
 
 _local = threading.local()
@@ -80,7 +84,7 @@ class Units:
         raise NotImplementedError
 
 
-class MapIterator(Generic[T]):
+class MapIterator(Iterator[T]):
     """Results of ``executor.map()``; iterate with ``for`` or ``async for``."""
 
     def __init__(

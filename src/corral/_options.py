@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from ._checks import check_count, check_timeout
 from ._errors import TaskTimeout, WorkerCrashed
 from ._record import Record
+
+TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Exceptions a task is retried on when ``retries`` > 0 and ``retry_on`` is not given.
 DEFAULT_RETRY_ON: tuple[type[BaseException], ...] = (WorkerCrashed,)

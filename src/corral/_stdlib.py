@@ -25,6 +25,7 @@ FIRST_EXCEPTION = _base.FIRST_EXCEPTION
 CancelledError = _base.CancelledError
 TimeoutError = _base.TimeoutError
 InvalidStateError = _base.InvalidStateError
+DoneAndNotDoneFutures = _base.DoneAndNotDoneFutures
 BrokenExecutor = _base.BrokenExecutor
 
 # The executors and their errors are bound on first use: importing

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from ._checks import callable_name
 
+TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._clock import Cancellable
     from ._future import Future
     from ._options import TaskOptions

@@ -7,9 +7,7 @@ Both accept corral and stdlib futures mixed (anything that is a
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
 
 from . import _stdlib
 from ._checks import check_timeout
@@ -18,13 +16,13 @@ from ._errors import WaitTimeout
 from ._observe.progress import Progress, count_future, make_progress
 from ._stdlib import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
 
-T = TypeVar("T")
-F = TypeVar("F", bound=_stdlib.Future[Any])
-
 _RETURN_WHEN = (FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED)
 
+TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
+if TYPE_CHECKING:
+    from typing import Any, Generic, NamedTuple, TypeVar
 
-if TYPE_CHECKING or sys.version_info >= (3, 11):
+    F = TypeVar("F", bound=_stdlib.Future[Any])
 
     class DoneAndNotDoneFutures(NamedTuple, Generic[F]):
         """What wait() returns: the futures ``done`` and ``not_done``."""
@@ -32,13 +30,10 @@ if TYPE_CHECKING or sys.version_info >= (3, 11):
         done: set[F]
         not_done: set[F]
 
-else:  # Python 3.10 cannot make a generic NamedTuple
-
-    class DoneAndNotDoneFutures(NamedTuple):
-        """What wait() returns: the futures ``done`` and ``not_done``."""
-
-        done: set[Any]
-        not_done: set[Any]
+else:
+    F = "F"  # collections.abc.Iterator[...] takes any parameter at run time
+    # at run time, the stdlib's own named tuple: wait() returns what the stdlib's does
+    DoneAndNotDoneFutures = _stdlib.DoneAndNotDoneFutures
 
 
 def _check_futures(fs: Iterable[F], caller: str) -> set[F]:
@@ -80,10 +75,15 @@ def wait(
         )
     futures = _check_futures(fs, "wait")
     done, not_done = _stdlib.wait(futures, timeout, return_when)
-    return DoneAndNotDoneFutures(cast("set[F]", done), cast("set[F]", not_done))
+    return DoneAndNotDoneFutures(done, not_done)  # type: ignore[arg-type]  # (sets of fs)
 
 
-class as_completed(Generic[F]):
+def _as_completed(fs: set[F], timeout: float | None) -> Iterator[F]:
+    """The stdlib's as_completed, typed with the futures' own type."""
+    return _stdlib.as_completed(fs, timeout)  # type: ignore[return-value]
+
+
+class as_completed(Iterator[F]):
     """Yields futures as they complete: ``for f in ...`` or ``async for f in ...``.
 
     Futures already done are yielded first; duplicates once. ``timeout`` counts from
@@ -119,7 +119,7 @@ class as_completed(Generic[F]):
     def __next__(self) -> F:
         if self._iter is None:
             fs, self._fs = self._fs, set()
-            self._iter = cast("Iterator[F]", _stdlib.as_completed(fs, self._remaining()))
+            self._iter = _as_completed(fs, self._remaining())
             del fs
         try:
             return next(self._iter)

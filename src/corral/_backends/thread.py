@@ -34,7 +34,6 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from .. import _stdlib
 from .._checks import check_initializer, cpu_count
@@ -46,6 +45,10 @@ from .._future import Future
 from .._map import Units
 from .._options import TaskOptions
 from .._task import ENDED, QUEUED, Run, Task
+
+TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
+if TYPE_CHECKING:
+    from typing import Any
 
 LOGGER = logging.getLogger("corral")
 STDLIB_LOGGER = logging.getLogger("concurrent.futures")

@@ -12,17 +12,21 @@ elsewhere (a log file, CI).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import sys
 import threading
 from collections.abc import Iterable
-from typing import IO, Any
 
 from .._checks import check_timeout
 from .._clock import now
 
+TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
+if TYPE_CHECKING:
+    from typing import IO, Any
+
 
 def _has_tqdm() -> bool:
+    import importlib.util  # (here: most programs never ask)
+
     return importlib.util.find_spec("tqdm") is not None
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
 
 from ... import _pickling
 from ..._checks import callable_name
@@ -36,7 +35,10 @@ from ..._map import Units
 from ..._options import TaskOptions
 from .worker import run_chunk  # what runs in the workers
 
+TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .manager import ProcessManager
 
 TARGET_SECONDS = 0.02

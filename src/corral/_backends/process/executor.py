@@ -34,7 +34,6 @@ import re
 import signal
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from ... import _pickling, _stdlib
 from ..._checks import (
@@ -49,6 +48,14 @@ from ..._core import Core
 from ..._errors import SerializationError
 from ..._executor import BaseExecutor
 from .manager import ProcessManager
+
+TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
+if TYPE_CHECKING:
+    from typing import Any
+
+    #: What a worker gets to run its initializer: the pickled initializer, and each of
+    #: the initargs pickled here ("pickled", bytes) or as the object itself ("raw", obj).
+    WorkerInit = tuple[bytes, tuple[tuple[str, Any], ...]]
 
 _MAIN_GUARD = re.compile(r"""^if\s+__name__\s*==\s*['"]__main__['"]\s*:""", re.MULTILINE)
 
@@ -76,11 +83,6 @@ def _default_context() -> multiprocessing.context.BaseContext:
         if not guarded:
             return multiprocessing.get_context("fork")
     return multiprocessing.get_context("forkserver")
-
-
-#: What a worker gets to run its initializer: the pickled initializer, and each of the
-#: initargs either pickled here ("pickled", bytes) or as the object itself ("raw", obj).
-WorkerInit = tuple[bytes, tuple[tuple[str, Any], ...]]
 
 
 def _as_initargs(initargs: object) -> tuple[Any, ...]:

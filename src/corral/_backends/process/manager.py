@@ -27,7 +27,6 @@ import threading
 import traceback
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 from ... import _interrupt as interrupt
 from ... import _pickling
@@ -52,6 +51,10 @@ from .procs import (
     single_threaded,
 )
 from .worker import REVOKE_SIGNAL, worker_main
+
+TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
+if TYPE_CHECKING:
+    from typing import Any
 
 LOGGER = logging.getLogger("corral")
 
