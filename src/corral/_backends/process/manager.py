@@ -2,25 +2,25 @@
 
 ``ProcessPoolExecutor`` (``executor.py``) is the front's process backend: its
 constructor, argument checks and the pickling of calls. This module is the actor
-behind it: the one manager thread per pool that multiplexes the workers' pipes and exit
-sentinels with ``selectors``, hands tasks over, books outcomes, kills, revokes, recycles
-and replaces workers (the data flow is drawn in ``executor.py``'s docstring).
+behind it: the one manager thread per pool that waits on the workers' pipes and exit
+fds (through ``loop.py``), hands tasks over, books outcomes, kills, revokes, recycles
+and replaces workers (the data flow is drawn in ``executor.py``'s docstring). What a
+worker process is to it is ``procs.py``; what crosses the pipe, ``wire.py``.
 
-(Longer than corral's usual 500 lines: it is one thread's event loop, and its state is
-that thread's alone; split across modules, that ownership would no longer show.)
+(Longer than corral's usual 500 lines: its state is one thread's alone, and dispatch,
+outcomes and worker life all change it; split across modules, that ownership would no
+longer show.)
 """
 
 from __future__ import annotations
 
 import contextlib
-import heapq
 import itertools
 import logging
 import multiprocessing
 import multiprocessing.context
 import os
 import select
-import selectors
 import signal
 import sys
 import threading
@@ -39,6 +39,7 @@ from ..._options import TaskOptions
 from ..._task import ENDED, Run, Task, task_name
 from . import tree, wire
 from .chunks import ChunkUnits
+from .loop import Loop
 from .procs import (
     EXITING,
     READY,
@@ -119,15 +120,9 @@ class ProcessManager:
         self._start_failures = 0
         self._avg_seconds: float | None = None  # moving average of task run times
         self._replacements = 0  # workers that died under work, to replace at once
-        self._deadlines: list[tuple[float, int, Callable[[], None]]] = []
-        self._deadline_seq = itertools.count()
-        self._commands: deque[tuple[Any, ...]] = deque()
         self._live_workers = 0  # for statistics(), under the lock
         self._idle_workers = 0
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._wake_pending = False
+        self._loop = Loop(core.lock)
         # (each handler takes its own kind of message: Any, as Callable is contravariant)
         self._handlers: dict[type[wire.Message], Callable[[Proc, Any], None]] = {
             wire.Ready: self._on_ready,
@@ -138,8 +133,6 @@ class ProcessManager:
             wire.Ok: self._on_outcome,
             wire.Error: self._on_outcome,
         }
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
         self._thread = threading.Thread(
             target=self._manage, name=f"corral-process-manager-{id(self):x}", daemon=True
         )
@@ -171,34 +164,15 @@ class ProcessManager:
     # ------------------------------------------------------------------ backend seam
 
     def work_available_locked(self, shutdown: bool = False) -> Callable[[], None] | None:
-        if self._wake_pending:
-            return None
-        self._wake_pending = True
-        return self._wake
-
-    def _wake(self) -> None:
-        with self.core.lock:
-            if self._wake_w < 0:
-                return  # the manager has finished
-            try:
-                os.write(self._wake_w, b"\0")
-            except BlockingIOError:
-                pass  # already signalled
-
-    def _command(self, *command: Any) -> None:
-        self._commands.append(command)
-        with self.core.lock:
-            wake = self.work_available_locked()
-        if wake is not None:
-            wake()
+        return self._loop.wake_locked()
 
     def stop_running_locked(self, task: Task, run: Run, why: str) -> Callable[[], None] | None:
         # that run, even if the task has been handed out again meanwhile (a retry)
-        self._commands.append(("stop", run))
-        return self.work_available_locked()
+        self._loop.commands.append(("stop", run))
+        return self._loop.wake_locked()
 
     def shutdown(self, wait: bool) -> None:
-        self._command("shutdown")
+        self._loop.command("shutdown")
         if wait and threading.current_thread() is not self._thread:
             self._thread.join()
 
@@ -257,7 +231,7 @@ class ProcessManager:
         self.core.shutdown(wait=False, cancel_futures=True)
         self.signal_workers(signum)
         if signum != signal.SIGKILL:
-            self._command("escalate")  # SIGKILL after kill_grace, for any that lingers
+            self._loop.command("escalate")  # SIGKILL after kill_grace, for any that lingers
         with interrupt.stopping():
             self.shutdown(True)
 
@@ -286,24 +260,16 @@ class ProcessManager:
         """One turn of the manager loop; True when the pool has shut down."""
         if self._maintain():
             return True
-        for key, _ in self._selector.select(self._next_timeout()):
-            key.data(key.fileobj)
-        self._run_deadlines()
-        while self._commands:
-            self._run_command(self._commands.popleft())
+        self._loop.wait(self._next_wake())
+        self._retire_idle()
+        commands = self._loop.commands
+        while commands:
+            self._run_command(commands.popleft())
         return False
 
-    def _on_wake(self, fd: Any) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        with self.core.lock:
-            self._wake_pending = False
-
-    def _next_timeout(self) -> float | None:
-        when = self._deadlines[0][0] if self._deadlines else None
+    def _next_wake(self) -> float | None:
+        """When the loop must wake at the latest (None: only when something happens)."""
+        when = self._loop.next_deadline()
         if self.core.idle_timeout is not None and self._idle:
             expiry = min(p.idle_since for p in self._idle) + self.core.idle_timeout
             when = expiry if when is None else min(when, expiry)
@@ -312,16 +278,11 @@ class ProcessManager:
                 if len(proc.inflight) - len(proc.revoked) > 1:
                     check = proc.head_started + REVOKE_AFTER
                     when = check if when is None else min(when, check)
-        # (at most a day: epoll refuses waits of 25 days and more; waking early is harmless)
-        return None if when is None else min(max(0.0, when - now()), 86400.0)
+        return when
 
-    def _call_at(self, when: float, callback: Callable[[], None]) -> None:
-        heapq.heappush(self._deadlines, (when, next(self._deadline_seq), callback))
-
-    def _run_deadlines(self) -> None:
+    def _retire_idle(self) -> None:
+        """Retires the workers idle longer than idle_timeout, down to min_workers."""
         current = now()
-        while self._deadlines and self._deadlines[0][0] <= current:
-            heapq.heappop(self._deadlines)[2]()
         if self.core.idle_timeout is not None and not self.core.pending:
             # (with work queued, an idle worker is about to get it: idle_timeout=0 would
             # otherwise retire each new worker the moment it was ready)
@@ -497,10 +458,8 @@ class ProcessManager:
             child_conn.close()
         proc = Proc(process, parent_conn, exit_fd(process))
         self._procs[proc.pid] = proc
-        self._selector.register(
-            parent_conn, selectors.EVENT_READ, lambda _: self._on_readable(proc)
-        )
-        self._selector.register(proc.exit_fd, selectors.EVENT_READ, lambda _: self._on_exit(proc))
+        self._loop.register(parent_conn, lambda _: self._on_readable(proc))
+        self._loop.register(proc.exit_fd, lambda _: self._on_exit(proc))
         return True
 
     def _start_failed(self, error: BaseException) -> None:
@@ -548,7 +507,7 @@ class ProcessManager:
 
     def _drop_conn(self, proc: Proc) -> None:
         if proc.conn is not None:
-            self._selector.unregister(proc.conn)
+            self._loop.unregister(proc.conn)
             proc.conn.close()
             proc.conn = None
 
@@ -726,7 +685,7 @@ class ProcessManager:
             if proc.pid in self._procs:
                 self._kill(proc)
 
-        self._call_at(now() + 5.0, overdue)
+        self._loop.call_at(now() + 5.0, overdue)
 
     def _kill(self, proc: Proc, reason: str = "killed") -> None:
         """Terminates the worker's process group; KILL follows after kill_grace."""
@@ -745,7 +704,7 @@ class ProcessManager:
             signal_group(proc.pid, signal.SIGKILL)
             tree.signal_all(proc.escaped, signal.SIGKILL)
 
-        self._call_at(now() + self.kill_grace, escalate)
+        self._loop.call_at(now() + self.kill_grace, escalate)
 
     def signal_workers(self, signum: int) -> list[int]:
         pids = list(self._procs)  # one C-level copy: safe in a signal handler
@@ -756,7 +715,7 @@ class ProcessManager:
     def _on_exit(self, proc: Proc) -> None:
         self._drain(proc)  # outcomes it sent before it died still count
         self._drop_conn(proc)
-        self._selector.unregister(proc.exit_fd)
+        self._loop.unregister(proc.exit_fd)
         proc.close_exit_fd()
         # whatever ended it (a kill, a crash, retirement, shutdown), nothing of its process
         # group stays behind: the processes its tasks started end with it. Before it is
@@ -858,10 +817,6 @@ class ProcessManager:
         self._reader.close()
         if self.segments is not None:
             self.segments.close()
-        self._selector.close()
-        with self.core.lock:
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-            self._wake_r = self._wake_w = -1
+        self._loop.close()
         if self.core.hooks is not None:
             self.core.hooks.finish()  # the manager raised its last event
