@@ -1104,6 +1104,7 @@ def leftover_children() -> list[str]:
 
 
 def main() -> None:
+    global WORKERS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, small sizes")
@@ -1113,7 +1114,12 @@ def main() -> None:
     parser.add_argument("--svg", type=Path, help="the chart (default docs/peers.svg, not --quick)")
     parser.add_argument("--slow", type=float, default=5.0, help="run only once above (s)")
     parser.add_argument("--idle-wait", type=float, default=60.0, help="max wait for idle (s)")
+    parser.add_argument(
+        "--workers", type=int, default=WORKERS, help="workers per pool (the many-core figures)"
+    )
+    parser.add_argument("--cpu-tasks", type=int, help="tasks of the cpu figure (default 32)")
     args = parser.parse_args()
+    WORKERS = args.workers
     unknown = set(args.only.split(",")) - set(FIGURES)
     if unknown:
         parser.error(f"unknown figures {sorted(unknown)}; known: {', '.join(FIGURES)}")
@@ -1134,6 +1140,8 @@ def main() -> None:
             asyncio_n=10_000, idle_wait=args.idle_wait, start_rounds=args.rounds,
             start_warmup=True,
         )  # fmt: skip
+    if args.cpu_tasks:
+        cfg.cpu_tasks = args.cpu_tasks
     svg = args.svg or (None if args.quick else ROOT / "docs" / "peers.svg")
 
     started = time.perf_counter()
