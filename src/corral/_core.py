@@ -58,7 +58,14 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _interrupt as interrupt
-from ._checks import callable_name, check_bool, check_callable, check_count, check_timeout
+from ._checks import (
+    callable_name,
+    check_bool,
+    check_callable,
+    check_count,
+    check_iterables,
+    check_timeout,
+)
 from ._clock import SYSTEM_CLOCK, Clock, now
 from ._errors import QueueFull
 from ._future import Future
@@ -267,6 +274,7 @@ class Core:
         (context variables, thread-locals) is the caller's: with buffersize=None all
         the input is submitted before map() returns, as in the stdlib."""
         check_callable(fn)
+        check_iterables(iterables)
         timeout = check_timeout("timeout", timeout)
         check_count("chunksize", chunksize, minimum=1)
         check_count("buffersize", buffersize, minimum=1, allow_none=True)

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterable
 from typing import IO, Any
 
-from .._checks import check_timeout
+from .._checks import check_count, check_timeout
 from .._clock import now
 
 
@@ -66,6 +66,7 @@ class Progress:
             raise ImportError(
                 "style='tqdm' needs tqdm, which is not installed: pip install 'corral[progress]'"
             )
+        check_count("total", total, minimum=0, allow_none=True)
         self.desc = desc
         self.total = total
         self.file = file
