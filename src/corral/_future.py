@@ -131,8 +131,10 @@ class Future(_stdlib.Future[T], Generic[T]):
             TypeError: ``timeout`` is not a number (checked before anything else).
             ValueError: ``timeout`` is NaN.
         """
-        # a float below FOREVER (NaN is not) needs nothing else: one type test
-        if timeout is not None and not (type(timeout) is float and timeout < FOREVER):
+        if timeout is not None and not (
+            # an int or float below FOREVER (NaN is not) needs nothing else
+            (type(timeout) is float or type(timeout) is int) and timeout < FOREVER
+        ):
             timeout = check_wait_timeout(timeout)  # (threading refuses the huge ones)
         helper = self._helper  # (once: the future may end, and drop it, meanwhile)
         if timeout is None and helper is not None and self._state == PENDING:
@@ -148,7 +150,9 @@ class Future(_stdlib.Future[T], Generic[T]):
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """As ``result()``, but returns the work's exception (None if it succeeded)."""
-        if timeout is not None and not (type(timeout) is float and timeout < FOREVER):
+        if timeout is not None and not (
+            (type(timeout) is float or type(timeout) is int) and timeout < FOREVER
+        ):
             timeout = check_wait_timeout(timeout)
         helper = self._helper
         if timeout is None and helper is not None and self._state == PENDING:
