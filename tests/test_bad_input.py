@@ -929,7 +929,7 @@ def test_numbers_of_other_types_are_seconds_and_counts() -> None:
             assert corral.wait([fut], timeout=timeout).done == {fut}
             assert list(corral.as_completed([fut], timeout=timeout)) == [fut]
             assert list(ex.map(testing.identity, [1, 2], timeout=timeout)) == [1, 2]
-        assert ex._max_workers == 2
+        assert ex._max_workers == 2 and type(ex._max_workers) is int
 
 
 @pytest.mark.parametrize("timeout", [-1, -0.5, 0, 0.0])

@@ -7,7 +7,7 @@ import numbers
 import operator
 import os
 from collections.abc import Iterable
-from typing import Any, SupportsIndex
+from typing import Any, Literal, SupportsIndex, overload
 
 
 def callable_name(fn: object) -> str:
@@ -113,6 +113,12 @@ def _is_numpy_bool(value: object) -> bool:
     return kind.__module__ == "numpy" and kind.__name__ in ("bool_", "bool")
 
 
+@overload
+def check_count(
+    name: str, value: object, *, minimum: int, allow_none: Literal[False] = False
+) -> int: ...
+@overload
+def check_count(name: str, value: object, *, minimum: int, allow_none: bool) -> int | None: ...
 def check_count(name: str, value: object, *, minimum: int, allow_none: bool = False) -> int | None:
     """Checks that ``value`` is an int >= ``minimum`` (or None where allowed); numpy's
     ints are ints here (they have ``__index__``), bools and floats are not."""

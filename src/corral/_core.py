@@ -160,8 +160,8 @@ class Core:
     ) -> None:
         if isinstance(max_workers, int) and not isinstance(max_workers, bool) and max_workers < 1:
             raise ValueError(f"max_workers must be greater than 0, got {max_workers}")
-        check_count("max_workers", max_workers, minimum=1)
-        check_count("min_workers", min_workers, minimum=0)
+        max_workers = check_count("max_workers", max_workers, minimum=1)
+        min_workers = check_count("min_workers", min_workers, minimum=0)
         if min_workers > max_workers:
             raise ValueError(
                 f"min_workers ({min_workers}) must not exceed max_workers ({max_workers})"
@@ -284,8 +284,8 @@ class Core:
         check_callable(fn)
         check_iterables(iterables)
         timeout = check_timeout("timeout", timeout)
-        check_count("chunksize", chunksize, minimum=1)
-        check_count("buffersize", buffersize, minimum=1, allow_none=True)
+        chunksize = check_count("chunksize", chunksize, minimum=1)
+        buffersize = check_count("buffersize", buffersize, minimum=1, allow_none=True)
         check_bool("ordered", ordered)
         if self.closed:
             raise RuntimeError(f"cannot map on a {self.kind} after shutdown()")

@@ -66,7 +66,7 @@ class Progress:
             raise ImportError(
                 "style='tqdm' needs tqdm, which is not installed: pip install 'corral[progress]'"
             )
-        check_count("total", total, minimum=0, allow_none=True)
+        total = check_count("total", total, minimum=0, allow_none=True)
         self.desc = desc
         self.total = total
         self.file = file

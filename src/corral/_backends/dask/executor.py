@@ -219,7 +219,10 @@ class DaskExecutor(BaseExecutor):
     Raises:
         ImportError: ``distributed`` is not installed (the message names the extra).
         ValueError: both ``address`` and ``client`` were given, an asynchronous
-            client, or a bad count.
+            client, a bad count or an unknown start method.
+        TypeError: an argument of the wrong type (a ``client`` that is not a
+            ``distributed.Client``, a ``security`` that is not a ``Security``).
+            Every argument is checked before a cluster starts or anything connects.
         OSError / TimeoutError: the scheduler could not be reached in time.
 
     The constructor blocks while it starts a local cluster or connects (up to

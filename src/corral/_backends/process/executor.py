@@ -254,8 +254,12 @@ class ProcessPoolExecutor(BaseExecutor, _stdlib.ProcessPoolExecutor):  # type: i
         if max_workers is None:
             max_workers = cpu_count()
         initargs = check_initializer(initializer, initargs)
-        check_count("max_tasks_per_child", max_tasks_per_child, minimum=1, allow_none=True)
-        check_count("max_memory_per_child", max_memory_per_child, minimum=1, allow_none=True)
+        max_tasks_per_child = check_count(
+            "max_tasks_per_child", max_tasks_per_child, minimum=1, allow_none=True
+        )
+        max_memory_per_child = check_count(
+            "max_memory_per_child", max_memory_per_child, minimum=1, allow_none=True
+        )
         grace = check_timeout("kill_grace", kill_grace, allow_none=False) or 0.0
         check_bool("forward_logging", forward_logging)
         # everything that can reject the arguments comes first: a pool that registered
