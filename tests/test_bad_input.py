@@ -864,7 +864,7 @@ def test_a_negative_result_timeout_is_the_stdlibs() -> None:
             fut.exception(timeout=-1)
 
 
-@pytest.mark.parametrize("timeout", [math.inf, 1e300])
+@pytest.mark.parametrize("timeout", [math.inf, 1e300, 10**400], ids=["inf", "1e300", "10**400"])
 def test_a_huge_result_timeout_waits_without_a_limit(timeout: float) -> None:
     fut: corral.Future[int] = corral.Future()
 
@@ -956,3 +956,12 @@ def test_thread_name_prefix_none_and_initargs_of_any_iterable_are_taken() -> Non
         name = ex.submit(lambda: threading.current_thread().name).result()
     assert name.startswith("ThreadPoolExecutor-")
     assert seen == [(1, 2)]
+
+
+def test_an_int_too_large_for_a_float_is_forever_not_overflow() -> None:
+    huge = 10**400  # float(huge) raises OverflowError
+    with corral.ThreadPoolExecutor(1, task_timeout=huge, idle_timeout=huge) as ex:
+        fut = ex.options(task_timeout=huge).submit(testing.identity, 6)
+        assert corral.wait([fut], timeout=huge).done == {fut}
+        assert list(ex.map(testing.identity, [7], timeout=huge)) == [7]
+        assert fut.result(timeout=huge) == 6

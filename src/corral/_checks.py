@@ -3,11 +3,12 @@ work is queued and the message says what to pass instead."""
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 import os
 from collections.abc import Iterable
-from typing import Any, Literal, SupportsIndex, overload
+from typing import Any, Literal, SupportsFloat, SupportsIndex, overload
 
 
 def callable_name(fn: object) -> str:
@@ -58,17 +59,24 @@ def _seconds(name: str, value: object, allowed: str | None = None) -> float:
     """``value`` as a float, or TypeError unless it is a real number (not a bool)."""
     if type(value) is float:  # the common cases first: one type test each
         return value
-    if type(value) is int:
-        return float(value)
-    if isinstance(value, float):  # numpy.float64 and other float subclasses
-        return float(value)
+    if type(value) is int or isinstance(value, float):  # (numpy.float64 is a float)
+        return _float(value)
     if not isinstance(value, bool):
         if isinstance(value, SupportsIndex):  # numpy's ints
-            return float(operator.index(value))
+            return _float(operator.index(value))
         if isinstance(value, numbers.Real):  # Fraction
-            return float(value)
+            return _float(value)
     allowed = allowed or "a number of seconds"
     raise TypeError(f"{name} must be {allowed}, not {type(value).__name__} {value!r:.80}")
+
+
+def _float(value: SupportsFloat) -> float:
+    """``float(value)``, where an int too large for a float (10**400) is infinite: a
+    limit that large means "forever" as math.inf does, not OverflowError."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf  # type: ignore[operator]
 
 
 def check_wait_timeout(value: object) -> float | None:
