@@ -277,6 +277,77 @@ def test_retries_run_out_then_the_error_is_the_futures(clock: FakeClock) -> None
     assert core.statistics().failed == 1 and core.statistics().retried == 1
 
 
+def _retry_due_on_a_full_queue(clock: FakeClock) -> tuple[Core, FakeBackend, Future[Any]]:
+    """max_pending=1: a task fails (a retry), another fills the queue, the backoff ends."""
+    core, backend = make(clock, max_pending=1, retries=1)
+    retried = submit(core)
+    task = backend.take()
+    assert task is not None and task.run is not None
+    backend.finish(task, task.run, exc=corral.WorkerCrashed("died"))
+    submit(core)  # the one place in the queue
+    clock.advance(10)  # the backoff is over: no room
+    assert task.state is BACKOFF and core.statistics().retrying == 1
+    assert core.statistics().pending == 1
+    return core, backend, retried
+
+
+def test_a_retry_due_on_a_full_queue_waits_for_room_ahead_of_submits(clock: FakeClock) -> None:
+    core, backend, retried = _retry_due_on_a_full_queue(clock)
+    queued = backend.take()  # room: the retry's, not a submit's
+    assert queued is not None
+    with pytest.raises(corral.QueueFull, match="1 retries wait for room"):
+        submit(core)
+    clock.advance(0)  # the clock's thread queues it
+    assert task_of(retried).state is QUEUED
+    stats = core.statistics()
+    assert (stats.pending, stats.retrying) == (1, 0)
+    with pytest.raises(corral.QueueFull, match="1 tasks are already waiting to start "):
+        submit(core)
+    again = backend.take()
+    assert again is task_of(retried) and again.run is not None
+    backend.finish(again, again.run, result=5)
+    assert retried.result(0) == 5 and retried.attempts == 2
+    submit(core)  # room for submits again
+
+
+def test_room_beyond_the_waiting_retries_goes_to_submits(clock: FakeClock) -> None:
+    core, backend, retried = _retry_due_on_a_full_queue(clock)
+    core.max_pending = 3
+    submit(core)  # 2 queued and the retry: full
+    with pytest.raises(corral.QueueFull):
+        submit(core)
+    backend.take()
+    backend.take()  # two places come free: one for the retry, one left for submits
+    clock.advance(0)
+    assert task_of(retried).state is QUEUED and core.pending == 1
+    submit(core)
+    submit(core)
+    with pytest.raises(corral.QueueFull):
+        submit(core)
+
+
+def test_a_retry_waiting_for_room_is_cancelled_or_failed_like_a_queued_task(
+    clock: FakeClock,
+) -> None:
+    core, backend, retried = _retry_due_on_a_full_queue(clock)
+    task = task_of(retried)
+    assert retried.cancel()
+    assert task.state is ENDED and not core.due and not core.backoff
+    assert core.statistics().cancelled == 1
+    backend.take()
+    clock.advance(0)
+    submit(core)  # its place went to the submit
+
+    core, backend, retried = _retry_due_on_a_full_queue(FakeClock())
+    core.shutdown(wait=False, cancel_futures=True)
+    assert retried.cancelled() and not core.due
+
+    core, backend, retried = _retry_due_on_a_full_queue(FakeClock())
+    with core.lock:
+        futs = core.break_locked("the workers cannot start")
+    assert task_of(retried).state is ENDED and not core.due and retried in futs
+
+
 def test_task_timeout_fires_on_the_clock_and_stops_that_run(clock: FakeClock) -> None:
     core, backend = make(clock, task_timeout=5.0)
     fut = submit(core)

@@ -235,8 +235,21 @@ def test_bad_mp_context_and_initargs_fail_at_the_call() -> None:
         corral.ProcessPoolExecutor(1, mp_context=5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="initargs must be a tuple"):
         corral.ProcessPoolExecutor(1, initializer=testing.noop, initargs=5)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="cannot find context"):
+    with pytest.raises(ValueError, match=r"mp_context must be a start method name \(.*'spawn'"):
         corral.ProcessPoolExecutor(1, mp_context="nonsense")
+
+
+def _generator_function() -> Any:
+    yield 1
+
+
+def test_a_generator_function_gives_its_generator_or_fails_to_pickle() -> None:
+    """Documented (docs/failure-modes.md): a thread task's result is the generator
+    object; a process task fails with SerializationError, as generators do not pickle."""
+    with corral.ThreadPoolExecutor(1) as ex:
+        assert list(ex.submit(_generator_function).result(timeout=30)) == [1]
+    with corral.ProcessPoolExecutor(1) as ex, pytest.raises(corral.SerializationError):
+        ex.submit(_generator_function).result(timeout=30)
 
 
 def test_an_async_function_is_fine_inside_a_plain_one() -> None:

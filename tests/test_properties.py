@@ -53,6 +53,7 @@ from hypothesis import strategies as st
 
 import corral
 from corral import testing
+from corral._core import Core
 from tests import property_tasks as tasks
 from tests.conftest import HAVE_DASK, DaskCluster, _dask_threads
 
@@ -443,13 +444,7 @@ class Runner:
         )
         self.check(s.running <= self.program.max_workers, f"more running than workers: {s}")
         if self.program.max_pending is not None:
-            # a retry goes back in the queue whatever max_pending says (the known bug of
-            # test_a_retry_waits_for_room_under_max_pending): only those may exceed it
-            retried = sum(bool(t.options.get("retries")) for t in self.tasks)
-            self.check(
-                s.pending <= self.program.max_pending + retried,
-                f"more pending than max_pending: {s}",
-            )
+            self.check(s.pending <= self.program.max_pending, f"more pending than max_pending: {s}")
         return s
 
     # -------------------------------------------------------------- the end
@@ -752,14 +747,20 @@ def test_a_map_item_that_overruns_its_task_timeout_raises_task_timeout(pool: str
             next(iter(results))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="corral bug: Core._requeue pushes a retry into the queue whatever max_pending "
-    "says, so statistics() shows more pending than max_pending (which it documents as the bound)",
-)
 def test_a_retry_waits_for_room_under_max_pending(monkeypatch: pytest.MonkeyPatch) -> None:
-    # a backoff long enough for the steps below to happen first, whatever the load
-    monkeypatch.setattr("corral._core.retry_delay", lambda attempt: 1.0)
+    """A retry whose backoff ends while ``max_pending`` tasks are queued waits for room
+    (counted as retrying), then runs: pending never exceeds max_pending, and the retry
+    is not dropped. Its moment is the test's: the requeue waits for ``due``."""
+    due, requeued = threading.Event(), threading.Event()
+    real = Core._requeue
+
+    def requeue(core: Any, task: Any) -> None:  # (in the clock's thread)
+        due.wait(BOUND)
+        real(core, task)
+        requeued.set()
+
+    monkeypatch.setattr(Core, "_requeue", requeue)
+    monkeypatch.setattr("corral._core.retry_delay", lambda attempt: 0.0)
     failed_once = threading.Event()
 
     def flaky() -> int:
@@ -769,20 +770,30 @@ def test_a_retry_waits_for_room_under_max_pending(monkeypatch: pytest.MonkeyPatc
         return 1
 
     with (
-        corral.ThreadPoolExecutor(1, max_pending=1) as ex,
         testing.Gate() as gate,
-        testing.Gate() as started,
+        testing.Gate() as first,
+        testing.Gate() as second,
+        corral.ThreadPoolExecutor(2, max_pending=1) as ex,
     ):
-        fut = ex.options(retries=1, retry_on=(ValueError,)).submit(flaky)
-        testing.wait_until(lambda: ex.statistics().retrying == 1, 10, message="the backoff")
-        blocker = ex.submit(testing.wait_for_gate, gate, 2, started)
-        started.wait(10)
-        queued = ex.submit_nowait(testing.identity, 3)  # the one slot max_pending gives
-        testing.wait_until(lambda: ex.statistics().retrying == 0, 10, message="the retry")
-        stats = ex.statistics()
-        gate.open()
-        assert [f.result(timeout=BOUND) for f in (fut, blocker, queued)] == [1, 2, 3]
-    assert stats.pending <= 1, f"max_pending=1, yet {stats}"
+        try:
+            blockers = [ex.submit(testing.wait_for_gate, gate, 2, first)]
+            assert first.wait(BOUND)
+            fut = ex.options(retries=1, retry_on=(ValueError,)).submit(flaky)
+            testing.wait_until(lambda: ex.statistics().retrying == 1, BOUND, message="backoff")
+            blockers.append(ex.submit(testing.wait_for_gate, gate, 2, second))
+            assert second.wait(BOUND)  # both workers busy
+            queued = ex.submit_nowait(testing.identity, 3)  # the one place max_pending gives
+            due.set()
+            assert requeued.wait(BOUND)
+            stats = ex.statistics()
+            with pytest.raises(corral.QueueFull, match="1 retries wait for room"):
+                ex.submit_nowait(testing.identity, 4)
+        finally:  # (never leave the clock's thread, nor the workers, waiting)
+            due.set()
+            gate.open()
+        results = [f.result(timeout=BOUND) for f in (fut, *blockers, queued)]
+    assert (stats.pending, stats.retrying) == (1, 1), f"max_pending=1: {stats}"
+    assert results == [1, 2, 2, 3] and fut.attempts == 2
 
 
 @pytest.mark.parametrize(

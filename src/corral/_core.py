@@ -48,6 +48,7 @@ retries and timeouts to its end, reads best in one place, under one lock.)
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import os
@@ -57,7 +58,14 @@ import weakref
 from collections.abc import Callable, Iterable
 
 from . import _interrupt as interrupt
-from ._checks import callable_name, check_bool, check_callable, check_count, check_timeout
+from ._checks import (
+    callable_name,
+    check_bool,
+    check_callable,
+    check_count,
+    check_iterables,
+    check_timeout,
+)
 from ._clock import SYSTEM_CLOCK, Clock, now
 from ._errors import QueueFull
 from ._future import Future
@@ -155,8 +163,8 @@ class Core:
     ) -> None:
         if isinstance(max_workers, int) and not isinstance(max_workers, bool) and max_workers < 1:
             raise ValueError(f"max_workers must be greater than 0, got {max_workers}")
-        check_count("max_workers", max_workers, minimum=1)
-        check_count("min_workers", min_workers, minimum=0)
+        max_workers = check_count("max_workers", max_workers, minimum=1)
+        min_workers = check_count("min_workers", min_workers, minimum=0)
         if min_workers > max_workers:
             raise ValueError(
                 f"min_workers ({min_workers}) must not exceed max_workers ({max_workers})"
@@ -174,6 +182,10 @@ class Core:
         self.pending = 0  # tasks QUEUED (tombstones of cancelled ones excluded)
         self.waiting = 0  # runs handed to a busy worker, not started: max_pending counts them
         self.backoff: set[Task] = set()  # tasks waiting out a retry backoff
+        # retries whose backoff is over but that wait for room under max_pending (still
+        # in ``backoff``): they hold their place ahead of new submits, which wait for them
+        self.due: collections.deque[Task] = collections.deque()
+        self._admitting = False  # an _admit_due is on the clock
         self.running: set[Task] = set()
         self.closed = False  # shutdown() was called: no new work from users
         self.draining = False  # ... and the feeders are done: the backend winds down
@@ -240,7 +252,10 @@ class Core:
                 return fut
         try:
             with self.lock:
-                if self.max_pending is not None and self.unstarted() >= self.max_pending:
+                if (
+                    self.max_pending is not None
+                    and self.unstarted() + len(self.due) >= self.max_pending
+                ):
                     self._wait_for_room_locked(block)
                 if self.closed:
                     self._check_open()
@@ -274,9 +289,10 @@ class Core:
         (context variables, thread-locals) is the caller's: with buffersize=None all
         the input is submitted before map() returns, as in the stdlib."""
         check_callable(fn)
+        check_iterables(iterables)
         timeout = check_timeout("timeout", timeout)
-        check_count("chunksize", chunksize, minimum=1)
-        check_count("buffersize", buffersize, minimum=1, allow_none=True)
+        chunksize = check_count("chunksize", chunksize, minimum=1)
+        buffersize = check_count("buffersize", buffersize, minimum=1, allow_none=True)
         check_bool("ordered", ordered)
         if self.closed:
             raise RuntimeError(f"cannot map on a {self.kind} after shutdown()")
@@ -410,16 +426,45 @@ class Core:
 
     def _wait_for_room_locked(self, block: bool) -> None:
         assert self.max_pending is not None
-        while self.unstarted() >= self.max_pending and not self.draining:
+        while self.unstarted() + len(self.due) >= self.max_pending and not self.draining:
             if self.closed:
                 self._check_open()
             if not block:
+                due = f", and {len(self.due)} retries wait for room" if self.due else ""
                 raise QueueFull(
-                    f"{self.unstarted()} tasks are already waiting to start "
+                    f"{self.unstarted()} tasks are already waiting to start{due} "
                     f"(max_pending={self.max_pending}); use submit() to wait for room, "
                     "or raise max_pending"
                 )
             self.not_full.wait()
+
+    def _room_locked(self) -> None:
+        """A place under ``max_pending`` came free. A retry that waits for room takes
+        it first (a retry is work already accepted): the clock's thread queues it, which
+        can wake a worker once the lock is released. Else a blocked submit takes it."""
+        if self.due:
+            if not self._admitting:
+                self._admitting = True
+                self.clock.call_later(0, self._admit_due)
+        else:
+            self.not_full.notify()
+
+    def _admit_due(self) -> None:
+        """Queues the retries waiting for room, as far as there is room."""
+        wakes = []
+        with self.lock:
+            self._admitting = False
+            assert self.max_pending is not None
+            while self.due and self.unstarted() < self.max_pending:
+                task = self.due.popleft()
+                self.backoff.discard(task)
+                self._push_locked(task)
+                wakes.append(self._backoff_left_locked())
+            if not self.due and self.unstarted() < self.max_pending:
+                self.not_full.notify_all()  # room left over: the submits may have it
+        for wake in wakes:
+            if wake is not None:
+                wake()
 
     # ------------------------------------------------------------------ task life
 
@@ -442,7 +487,7 @@ class Core:
         meanwhile."""
         self.pending -= 1
         if self.max_pending is not None:
-            self.not_full.notify()
+            self._room_locked()
         if not task.fut.set_running_or_notify_cancel():
             # cancel() won the race and its hook has not booked it yet: book it here
             # (the hook then finds the task ENDED and counts nothing)
@@ -478,7 +523,7 @@ class Core:
             run.waiting = False
             self.waiting -= 1
             if self.max_pending is not None:
-                self.not_full.notify()
+                self._room_locked()
 
     def _run_ended_locked(self, task: Task) -> None:
         """Whatever ended the current run: its timer goes, the backend hears of it."""
@@ -515,15 +560,26 @@ class Core:
             self.task_ended(task, exc, outcome_of(exc))
 
     def _requeue(self, task: Task) -> None:
+        """The backoff of a retry is over: it is queued, or, when the queue holds
+        ``max_pending`` tasks, waits for room (as a submit would, but ahead of new
+        submits) and counts as retrying meanwhile: ``statistics().pending`` never
+        exceeds ``max_pending``. Shutdown does not wait on it any differently: the
+        workers stay while a retry is left, and they make the room as they take work."""
         with self.lock:
             if task.state is not BACKOFF:
                 return
-            self.backoff.discard(task)
             task.timer = None
             if self.broken is not None:  # no worker will ever take it
+                self.backoff.discard(task)
                 task.state = ENDED
                 broken = self.backend.broken_error()
+            elif self.max_pending is not None and (
+                self.due or self.unstarted() >= self.max_pending
+            ):
+                self.due.append(task)  # behind the retries already waiting
+                return
             else:
+                self.backoff.discard(task)
                 broken = None
                 self._push_locked(task)
                 wake = self._backoff_left_locked()
@@ -550,13 +606,17 @@ class Core:
                 task.state = ENDED
                 self.pending -= 1
                 if self.max_pending is not None:
-                    self.not_full.notify()
+                    self._room_locked()
                 return
             if state is BACKOFF:
                 task.state = ENDED
                 self.backoff.discard(task)
                 if task.timer is not None:
                     task.timer.cancel()
+                    task.timer = None
+                elif task in self.due:  # it waited for room: the submits behind it may not
+                    self.due.remove(task)
+                    self.not_full.notify_all()
                 wake = self._backoff_left_locked()
             else:
                 self.running.discard(task)
@@ -614,6 +674,7 @@ class Core:
                 task.timer.cancel()
             futs.append(task.fut)
         self.backoff.clear()
+        self.due.clear()
         self.queue.clear()
         self.pending = 0
         self.not_full.notify_all()

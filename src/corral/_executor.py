@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 
 from . import _stdlib
+from ._checks import check_bool
 from ._core import Backend, Core
 from ._future import Future
 from ._map import MapIterator
@@ -154,7 +155,17 @@ class BaseExecutor(_stdlib.Executor):
             cancel_futures: cancel the tasks that have not started.
             kill: also stop running tasks now (processes are killed; thread tasks
                 see ``corral.cancelled()``). Implies cancel_futures.
+
+        Each flag is True or False; 0, 1 and None (False) are taken as the stdlib
+        takes them.
+
+        Raises:
+            TypeError: a flag of another type (a truthy string such as "no" would
+                silently mean True); nothing is shut down then.
         """
+        wait = check_bool("wait", wait, allow_none=True)
+        cancel_futures = check_bool("cancel_futures", cancel_futures, allow_none=True)
+        kill = check_bool("kill", kill, allow_none=True)
         if self._on_drop is not None:
             self._on_drop.detach()  # shut down by hand: nothing to do when dropped
         self._core.shutdown(wait, cancel_futures, kill)

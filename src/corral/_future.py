@@ -41,7 +41,7 @@ from concurrent.futures._base import (  # the states: constants, safe to bind
 )
 
 from . import _stdlib
-from ._checks import FOREVER
+from ._checks import FOREVER, check_wait_timeout
 from ._errors import WaitTimeout
 
 TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
@@ -129,10 +129,18 @@ class Future(_stdlib.Future[T]):
         idle (see docs/design.md, "Caller runs"). A timeout of 1e7 s or more (math.inf)
         waits without a limit, as None does. On timeout raises TimeoutError
         (the work goes on); a cancelled future raises CancelledError; Ctrl+C while
-        waiting raises KeyboardInterrupt in the caller.
+        waiting raises KeyboardInterrupt in the caller. A negative timeout does not
+        wait (TimeoutError at once, as the stdlib).
+
+        Raises:
+            TypeError: ``timeout`` is not a number (checked before anything else).
+            ValueError: ``timeout`` is NaN.
         """
-        if timeout is not None and timeout >= FOREVER:  # (threading refuses such waits)
-            timeout = None
+        if timeout is not None and not (
+            # an int or float below FOREVER (NaN is not) needs nothing else
+            (type(timeout) is float or type(timeout) is int) and timeout < FOREVER
+        ):
+            timeout = check_wait_timeout(timeout)  # (threading refuses the huge ones)
         helper = self._helper  # (once: the future may end, and drop it, meanwhile)
         if timeout is None and helper is not None and self._state == PENDING:
             helper(self)
@@ -148,8 +156,10 @@ class Future(_stdlib.Future[T]):
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """As ``result()``, but returns the work's exception (None if it succeeded)."""
-        if timeout is not None and timeout >= FOREVER:
-            timeout = None
+        if timeout is not None and not (
+            (type(timeout) is float or type(timeout) is int) and timeout < FOREVER
+        ):
+            timeout = check_wait_timeout(timeout)
         helper = self._helper
         if timeout is None and helper is not None and self._state == PENDING:
             helper(self)

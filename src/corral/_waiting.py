@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable, Iterator
 
 from . import _stdlib
-from ._checks import check_timeout
+from ._checks import check_timeout, is_iterable
 from ._clock import now
 from ._errors import WaitTimeout
 from ._observe.progress import Progress, count_future, make_progress
@@ -40,6 +40,11 @@ def _check_futures(fs: Iterable[F], caller: str) -> set[F]:
     if isinstance(fs, _stdlib.Future):
         raise TypeError(
             f"{caller}() takes an iterable of futures, not a single future: write {caller}([fut])"
+        )
+    if not is_iterable(fs):
+        raise TypeError(
+            f"{caller}() takes an iterable of futures (a list, a set...), not "
+            f"{type(fs).__name__} {fs!r:.80}"
         )
     futures = set(fs)
     for fut in futures:

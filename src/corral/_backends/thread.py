@@ -36,7 +36,7 @@ import threading
 from collections.abc import Callable
 
 from .. import _stdlib
-from .._checks import check_initializer, cpu_count
+from .._checks import check_initializer, check_thread_name_prefix, cpu_count
 from .._context import CancelToken, current_token, set_current_token
 from .._core import Core
 from .._errors import BrokenThreadPool
@@ -126,7 +126,8 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
     ) -> None:
         if max_workers is None:
             max_workers = _default_max_workers()
-        check_initializer(initializer)
+        initargs = check_initializer(initializer, initargs)
+        thread_name_prefix = check_thread_name_prefix(thread_name_prefix)
         core = self._core = Core(
             kind=self._kind,
             max_workers=max_workers,
@@ -137,7 +138,7 @@ class ThreadPoolExecutor(BaseExecutor, _stdlib.ThreadPoolExecutor):  # type: ign
             retries=retries,
             hooks=hooks,
         )
-        backend = ThreadBackend(core, thread_name_prefix, initializer, tuple(initargs))
+        backend = ThreadBackend(core, thread_name_prefix, initializer, initargs)
         self._backend = backend
         self._attach(backend)
         backend.start()

@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Iterable
 
-from .._checks import check_timeout
+from .._checks import check_count, check_timeout
 from .._clock import now
 
 TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
@@ -70,6 +70,7 @@ class Progress:
             raise ImportError(
                 "style='tqdm' needs tqdm, which is not installed: pip install 'corral[progress]'"
             )
+        total = check_count("total", total, minimum=0, allow_none=True)
         self.desc = desc
         self.total = total
         self.file = file

@@ -47,7 +47,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ... import _stdlib
-from ..._checks import check_count, check_timeout
+from ..._checks import check_count, check_start_method, check_timeout
 from ..._core import Core
 from ..._errors import BrokenExecutor, SerializationError, WorkerCrashed
 from ..._executor import BaseExecutor
@@ -81,6 +81,29 @@ def _import_distributed() -> Any:
     except ImportError as error:
         raise ImportError(_INSTALL_HINT.format(error=error)) from error
     return distributed
+
+
+def _check_arguments(distributed: Any, client: Any, security: Any, mp_context: Any) -> None:
+    """The DaskExecutor arguments whose checks need ``distributed`` (or a look at
+    the start methods). Raises TypeError or ValueError."""
+    if client is not None and not isinstance(client, distributed.client.Client):
+        raise TypeError(
+            f"client must be a distributed.Client, not {type(client).__name__}; "
+            "or pass the scheduler's address instead of a client"
+        )
+    allowed_security = (bool, dict, distributed.security.Security)
+    if security is not None and not isinstance(security, allowed_security):
+        raise TypeError(
+            "security must be a distributed.security.Security (or True for temporary "
+            f"credentials, or None), not {type(security).__name__} {security!r:.80}"
+        )
+    if mp_context is not None:
+        if not isinstance(mp_context, str):
+            raise TypeError(
+                "mp_context must be a start method name (the workers' inner pools get it) "
+                f"or None, not {type(mp_context).__name__} {mp_context!r:.80}"
+            )
+        check_start_method(mp_context)
 
 
 def _close_cluster(cluster: Any) -> None:
@@ -196,7 +219,10 @@ class DaskExecutor(BaseExecutor):
     Raises:
         ImportError: ``distributed`` is not installed (the message names the extra).
         ValueError: both ``address`` and ``client`` were given, an asynchronous
-            client, or a bad count.
+            client, a bad count or an unknown start method.
+        TypeError: an argument of the wrong type (a ``client`` that is not a
+            ``distributed.Client``, a ``security`` that is not a ``Security``).
+            Every argument is checked before a cluster starts or anything connects.
         OSError / TimeoutError: the scheduler could not be reached in time.
 
     The constructor blocks while it starts a local cluster or connects (up to
@@ -241,6 +267,10 @@ class DaskExecutor(BaseExecutor):
                 "asynchronous=True, or an address"
             )
         distributed = _import_distributed()
+        # every argument is checked before anything connects, or starts a cluster
+        _check_arguments(distributed, client, security, mp_context)
+        check_count("n_workers", n_workers, minimum=1, allow_none=True)
+        check_count("threads_per_worker", threads_per_worker, minimum=1, allow_none=True)
         prefetch = check_count("prefetch", prefetch, minimum=0) or 0
         check_timeout("connect_timeout", connect_timeout, allow_none=False)
         core = self._core = Core(

@@ -33,7 +33,7 @@ import multiprocessing.reduction
 import re
 import signal
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from ... import _pickling, _stdlib
 from ..._checks import (
@@ -41,6 +41,7 @@ from ..._checks import (
     check_bool,
     check_count,
     check_initializer,
+    check_start_method,
     check_timeout,
     cpu_count,
 )
@@ -83,16 +84,6 @@ def _default_context() -> multiprocessing.context.BaseContext:
         if not guarded:
             return multiprocessing.get_context("fork")
     return multiprocessing.get_context("forkserver")
-
-
-def _as_initargs(initargs: object) -> tuple[Any, ...]:
-    """The initargs as a tuple, read once (a generator could not be read twice)."""
-    if isinstance(initargs, (str, bytes)) or not isinstance(initargs, Iterable):
-        raise TypeError(
-            f"initargs must be a tuple of arguments for the initializer, "
-            f"got {type(initargs).__name__}: write initargs=(value,)"
-        )
-    return tuple(initargs)
 
 
 def _pack_init(
@@ -264,9 +255,13 @@ class ProcessPoolExecutor(BaseExecutor, _stdlib.ProcessPoolExecutor):  # type: i
         _check_not_bootstrapping()
         if max_workers is None:
             max_workers = cpu_count()
-        check_initializer(initializer)
-        check_count("max_tasks_per_child", max_tasks_per_child, minimum=1, allow_none=True)
-        check_count("max_memory_per_child", max_memory_per_child, minimum=1, allow_none=True)
+        initargs = check_initializer(initializer, initargs)
+        max_tasks_per_child = check_count(
+            "max_tasks_per_child", max_tasks_per_child, minimum=1, allow_none=True
+        )
+        max_memory_per_child = check_count(
+            "max_memory_per_child", max_memory_per_child, minimum=1, allow_none=True
+        )
         grace = check_timeout("kill_grace", kill_grace, allow_none=False) or 0.0
         check_bool("forward_logging", forward_logging)
         # everything that can reject the arguments comes first: a pool that registered
@@ -274,6 +269,7 @@ class ProcessPoolExecutor(BaseExecutor, _stdlib.ProcessPoolExecutor):  # type: i
         if mp_context is None:
             ctx = _default_context()
         elif isinstance(mp_context, str):
+            check_start_method(mp_context, multiprocessing.get_all_start_methods())
             ctx = multiprocessing.get_context(mp_context)
         elif callable(getattr(mp_context, "Process", None)):
             ctx = mp_context
@@ -284,7 +280,6 @@ class ProcessPoolExecutor(BaseExecutor, _stdlib.ProcessPoolExecutor):  # type: i
             )
         init: WorkerInit | None = None
         if initializer is not None:
-            initargs = _as_initargs(initargs)
             try:
                 init = _pack_init(initializer, initargs, ctx)
             except _OnlyByFork:
