@@ -1,0 +1,336 @@
+"""DaskExecutor across several hosts: one network namespace per host (tests/netcluster.py).
+
+The scheduler, two worker hosts and the client each have their own network stack and
+address, joined by a switch; nothing else is reachable. Each test body runs in the
+client's namespace (``net.client.call``: a driver process there), the way a user's
+program on another machine would. Here: the contract's key cases across the network,
+then a worker host whose link is cut while it runs tasks.
+
+Skipped where namespaces cannot be made (not root, no ``ip``, not Linux).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import corral
+from corral import testing
+
+pytest.importorskip("distributed")
+cloudpickle = pytest.importorskip("cloudpickle")
+psutil = pytest.importorskip("psutil")
+
+from tests import netcluster  # noqa: E402
+
+_WHY_NOT = netcluster.unavailable()
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(_WHY_NOT is not None, reason=f"no network namespaces: {_WHY_NOT}"),
+]
+
+# the test bodies travel by value to the driver in the client namespace
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def _cluster() -> Iterator[netcluster.NetCluster]:
+    cluster = netcluster.NetCluster(workers=2, nthreads=2, env=netcluster.FAST_FAILURE_ENV)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+#: One cluster for the tests of TestAcrossHosts (stopped at the class's end, so that two
+#: clusters never share the CPUs); a new one for each test that takes a host away.
+shared_net = pytest.fixture(scope="class", name="net")(_cluster)
+fresh_net = pytest.fixture(name="fresh_net")(_cluster)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def report_and_wait(path: str, gate: testing.Gate, value: Any) -> tuple[Any, int]:
+    """Writes its pid to ``path``, waits for the gate; returns ``(value, pid)``."""
+    with open(path + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    if not gate.wait(120):
+        raise TimeoutError("the test never opened the gate")
+    return value, os.getpid()
+
+
+def pid_after(seconds: float) -> int:
+    """Its process's pid, after ``seconds`` (so that a burst spreads over the hosts)."""
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def read_pid(path: str) -> int:
+    testing.wait_until(lambda: os.path.exists(path), testing.slack(30), 0.005, path)
+    with open(path) as f:
+        return int(f.read().split()[0])
+
+
+def host_of(topology: netcluster.Topology, pid: int) -> str:
+    """The worker host (w1, w2) whose namespace the process ``pid`` runs in."""
+    for host in ("w1", "w2"):
+        if pid in topology.host_pids(host):
+            return host
+    raise AssertionError(f"process {pid} is in no worker host's namespace")
+
+
+def tasks_on_both_hosts(
+    ex: corral.DaskExecutor, topology: netcluster.Topology, folder: str, gate: testing.Gate
+) -> tuple[list[corral.Future[Any]], list[int], list[str]]:
+    """Four tasks waiting on ``gate``, two per host: their futures, pids and hosts."""
+    paths = [os.path.join(folder, f"task{i}") for i in range(4)]
+    futs = [ex.submit(report_and_wait, p, gate, i) for i, p in enumerate(paths)]
+    pids = [read_pid(p) for p in paths]
+    hosts = [host_of(topology, pid) for pid in pids]
+    assert sorted(hosts) == ["w1", "w1", "w2", "w2"], hosts
+    return futs, pids, hosts
+
+
+#: Seconds within which the scheduler gives up on a silent host under FAST_FAILURE_ENV:
+#: 5 s without a heartbeat, checked every 2 s, then 3 s trying to reach its nanny.
+SILENT_HOST_DROPPED = 10.0
+
+
+# --------------------------------------------------------------------- the contract
+
+
+class TestAcrossHosts:
+    """The contract's key cases, the client and the workers on different hosts."""
+
+    def test_the_cluster_is_separate_hosts(self, net: netcluster.NetCluster) -> None:
+        def body(address: str) -> dict[str, Any]:
+            import socket
+
+            import distributed
+
+            with distributed.Client(address, set_as_default=False) as client:
+                workers = sorted(client.scheduler_info()["workers"])
+            # from the client's namespace, only the switch's hosts answer
+            probe = socket.socket()
+            probe.settimeout(2)
+            try:
+                outside = probe.connect_ex(("127.0.0.53", 53)) == 0
+            finally:
+                probe.close()
+            return {"workers": workers, "outside": outside}
+
+        seen = net.client.call(body, net.address)
+        assert net.address.startswith("tcp://10.77.0.1:")
+        assert [w.split(":")[1] for w in seen["workers"]] == ["//10.77.0.11", "//10.77.0.12"]
+        assert not seen["outside"]
+
+    def test_submit_and_map_across_hosts(self, net: netcluster.NetCluster) -> None:
+        def body(address: str) -> dict[str, Any]:
+            with corral.DaskExecutor(address) as ex:
+                one = ex.submit(testing.square, 7).result(timeout=60)
+                mapped = list(ex.map(testing.square, range(20), buffersize=8))
+                pids = set(ex.map(pid_after, [0.1] * 12))
+                return {"one": one, "mapped": mapped, "pids": sorted(pids)}
+
+        got = net.client.call(body, net.address)
+        assert got["one"] == 49
+        assert got["mapped"] == [x * x for x in range(20)]
+        hosts = {host_of(net.topology, pid) for pid in got["pids"]}
+        assert hosts == {"w1", "w2"}, "the tasks should have run on both hosts"
+
+    def test_cancel_kills_the_task_process_on_its_host(
+        self, net: netcluster.NetCluster, tmp_path: Any
+    ) -> None:
+        def body(address: str, path: str) -> int:
+            with corral.DaskExecutor(address) as ex:
+                fut = ex.submit(testing.write_pids_and_hang, path)
+                inner = read_pid(path)
+                assert fut.cancel()
+                testing.wait_until(lambda: gone(inner), testing.slack(10), 0.005, "the task's end")
+                assert ex.submit(testing.square, 3).result(timeout=60) == 9
+                return inner
+
+        inner = net.client.call(body, net.address, str(tmp_path / "pid"))
+        assert gone(inner)
+
+    def test_task_timeout_kills_the_task_process(
+        self, net: netcluster.NetCluster, tmp_path: Any
+    ) -> None:
+        def body(address: str, path: str) -> int:
+            with corral.DaskExecutor(address, task_timeout=testing.slack(3)) as ex:
+                fut = ex.submit(testing.write_pids_and_hang, path)
+                inner = read_pid(path)
+                try:
+                    fut.result(timeout=testing.slack(60))
+                except corral.TaskTimeout:
+                    pass
+                else:
+                    raise AssertionError("no TaskTimeout")
+                testing.wait_until(lambda: gone(inner), testing.slack(10), 0.005, "the task's end")
+                assert ex.statistics().timed_out == 1
+                return inner
+
+        assert gone(net.client.call(body, net.address, str(tmp_path / "pid")))
+
+    def test_an_exception_comes_back_with_the_worker_traceback(
+        self, net: netcluster.NetCluster
+    ) -> None:
+        def body(address: str) -> BaseException:
+            with corral.DaskExecutor(address) as ex:
+                error = ex.submit(testing.fail, "broken on the host").exception(timeout=60)
+                assert error is not None
+                return error
+
+        error = net.client.call(body, net.address)
+        assert isinstance(error, ValueError) and str(error) == "broken on the host"
+        cause = error.__cause__
+        assert isinstance(cause, corral.WorkerTraceback), cause
+        assert "in fail" in cause.tb and "corral/testing.py" in cause.tb, cause.tb
+
+    def test_retries_run_a_crashed_task_again(
+        self, net: netcluster.NetCluster, tmp_path: Any
+    ) -> None:
+        def body(address: str, counter: str) -> tuple[int, int]:
+            with corral.DaskExecutor(address, retries=2) as ex:
+                fut = ex.submit(testing.crash_times, counter, 2)
+                return fut.result(timeout=testing.slack(60)), fut.attempts
+
+        assert net.client.call(body, net.address, str(tmp_path / "count")) == (3, 3)
+
+    # --------------------------------------------------------------------- a host cut off
+
+    # last: it takes w1 out of the class's cluster
+    def test_a_cut_host_fails_only_its_tasks_which_stop_when_it_is_back(
+        self, net: netcluster.NetCluster, tmp_path: Any
+    ) -> None:
+        def body(address: str, topology: netcluster.Topology, folder: str) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            ex = corral.DaskExecutor(address)
+            try:
+                with testing.Gate() as gate:
+                    futs, pids, hosts = tasks_on_both_hosts(ex, topology, folder, gate)
+                    cut = [f for f, h in zip(futs, hosts, strict=True) if h == "w1"]
+                    kept = [f for f, h in zip(futs, hosts, strict=True) if h == "w2"]
+                    begin = time.monotonic()
+                    topology.cut("w1")
+                    done, _ = corral.wait(cut, timeout=testing.slack(60))
+                    out["failed_after"] = time.monotonic() - begin
+                    out["errors"] = [type(f.exception()).__name__ for f in done]
+                    out["messages"] = [str(f.exception()) for f in done]
+                    out["kept_running"] = [not f.done() for f in kept]
+                    # the cut host's task processes still run: nothing can reach them
+                    out["orphans"] = [p for p, h in zip(pids, hosts, strict=True) if h == "w1"]
+                    out["orphans_alive"] = [not gone(p) for p in out["orphans"]]
+                    gate.open()
+                    out["kept"] = [f.result(timeout=testing.slack(30))[0] for f in kept]
+                    out["more"] = ex.submit(testing.square, 6).result(timeout=testing.slack(30))
+                    begin = time.monotonic()
+                    topology.restore("w1")
+                    testing.wait_until(
+                        lambda: all(gone(p) for p in out["orphans"]),
+                        testing.slack(30),
+                        0.01,
+                        "the cut host's task processes to end once it is back",
+                    )
+                    out["orphans_gone_after"] = time.monotonic() - begin
+                    out["stats"] = ex.statistics()
+                    out["hosts"] = hosts
+            finally:
+                begin = time.monotonic()
+                ex.shutdown(wait=True, kill=True)
+                out["shutdown"] = time.monotonic() - begin
+            return out
+
+        got = net.client.call(body, net.address, net.topology, str(tmp_path), timeout=100)
+        print(f"\n{got}")
+        assert got["errors"] == ["WorkerCrashed", "WorkerCrashed"], got["messages"]
+        assert all("left the cluster" in m for m in got["messages"]), got["messages"]
+        assert got["failed_after"] < testing.slack(SILENT_HOST_DROPPED + 5), got["failed_after"]
+        assert got["kept_running"] == [True, True]  # the other host's tasks went on
+        assert got["orphans_alive"] == [True, True]  # (nothing can reach them yet)
+        assert sorted(got["kept"]) == [i for i, h in enumerate(got["hosts"]) if h == "w2"]
+        assert got["more"] == 36
+        stats = got["stats"]
+        assert (stats.crashed, stats.failed, stats.completed) == (2, 2, 3)
+        assert got["shutdown"] < testing.slack(5)
+
+
+# --------------------------------------------------------------------- a host cut off (more)
+
+
+def test_a_cut_hosts_tasks_run_again_elsewhere_with_retries(
+    fresh_net: netcluster.NetCluster, tmp_path: Any
+) -> None:
+    def body(address: str, topology: netcluster.Topology, folder: str) -> dict[str, Any]:
+        with corral.DaskExecutor(address, retries=1) as ex, testing.Gate() as gate:
+            futs, _, hosts = tasks_on_both_hosts(ex, topology, folder, gate)
+            topology.cut("w1")
+            gate.open()  # the runs on w2 end; the reruns of w1's tasks pass at once
+            values = [f.result(timeout=testing.slack(60)) for f in futs]
+            return {
+                "hosts": hosts,
+                "values": [v for v, _ in values],
+                "ran_on": [host_of(topology, pid) for _, pid in values],
+                "attempts": [f.attempts for f in futs],
+                "stats": ex.statistics(),
+            }
+
+    net = fresh_net
+    got = net.client.call(body, net.address, net.topology, str(tmp_path), timeout=100)
+    assert got["values"] == [0, 1, 2, 3]
+    assert got["ran_on"] == ["w2"] * 4
+    assert got["attempts"] == [2 if h == "w1" else 1 for h in got["hosts"]]
+    stats = got["stats"]
+    assert (stats.crashed, stats.retried, stats.failed, stats.completed) == (2, 2, 0, 4)
+
+
+def test_shutdown_with_a_host_cut_off_returns_and_its_tasks_stop_when_it_is_back(
+    fresh_net: netcluster.NetCluster, tmp_path: Any
+) -> None:
+    """shutdown(kill=True) cannot reach the cut host: it returns anyway, after corral's
+    bounded wait for its stop messages; the host's tasks stop once it is back (its Dask
+    worker learns that the scheduler dropped it and exits)."""
+
+    def body(address: str, topology: netcluster.Topology, folder: str) -> dict[str, Any]:
+        ex = corral.DaskExecutor(address)
+        with testing.Gate() as gate:
+            futs, pids, hosts = tasks_on_both_hosts(ex, topology, folder, gate)
+            topology.cut("w1")
+            begin = time.monotonic()
+            ex.shutdown(wait=True, kill=True)
+            took = time.monotonic() - begin
+            assert all(f.cancelled() for f in futs)
+            orphans = [p for p, h in zip(pids, hosts, strict=True) if h == "w1"]
+            stopped = [p for p, h in zip(pids, hosts, strict=True) if h == "w2"]
+            testing.wait_until(
+                lambda: all(map(gone, stopped)), testing.slack(10), 0.01, "w2's tasks to end"
+            )
+            alive = [not gone(p) for p in orphans]
+            topology.restore("w1")
+            begin = time.monotonic()
+            testing.wait_until(
+                lambda: all(map(gone, orphans)),
+                testing.slack(60),
+                0.01,
+                "the cut host's task processes to end once it is back",
+            )
+            return {"shutdown": took, "alive": alive, "gone_after": time.monotonic() - begin}
+
+    net = fresh_net
+    got = net.client.call(body, net.address, net.topology, str(tmp_path), timeout=100)
+    print(f"\n{got}")
+    assert got["alive"] == [True, True]
+    # corral waits at most STOP_TIMEOUT (5 s) for its stop messages
+    assert got["shutdown"] < testing.slack(8), got
