@@ -88,3 +88,28 @@ def test_a_local_cluster_with_temporary_credentials(tmp_path: Path) -> None:
         assert running.cancel()
         testing.wait_until(lambda: gone(inner), testing.slack(10), 0.005, "the task's end")
         assert ex.submit(testing.add, 2, 3).result(timeout=60) == 5
+
+
+def test_no_credentials_for_a_tls_address_is_a_clear_error(tls_cluster: DaskCluster) -> None:
+    with pytest.raises(ValueError, match=r"TLS address.*no TLS credentials.*security="):
+        corral.DaskExecutor(tls_cluster.address, connect_timeout=10)
+    # the autouse leak check: no thread (the Dask client's event loop) left behind
+
+
+def test_a_certificate_from_another_ca_is_refused(tls_cluster: DaskCluster, tmp_path: Path) -> None:
+    stranger = TLSFiles.temporary(str(tmp_path))
+    with pytest.raises(OSError, match="TLS certificate does not match"):
+        corral.DaskExecutor(tls_cluster.address, security=stranger.security(), connect_timeout=10)
+
+
+def test_plain_tcp_with_encryption_required_is_refused(
+    tls_cluster: DaskCluster, credentials: TLSFiles
+) -> None:
+    address = tls_cluster.address.replace("tls://", "tcp://")
+    with pytest.raises(RuntimeError, match="encryption required"):
+        corral.DaskExecutor(address, security=credentials.security(), connect_timeout=10)
+
+
+def test_an_unreachable_scheduler_is_an_error_and_leaves_nothing() -> None:
+    with pytest.raises(OSError):  # (TimeoutError is an OSError)
+        corral.DaskExecutor("tcp://127.0.0.1:1", connect_timeout=2)
