@@ -115,26 +115,39 @@ class TestAcrossHosts:
     """The contract's key cases, the client and the workers on different hosts."""
 
     def test_the_cluster_is_separate_hosts(self, net: netcluster.NetCluster) -> None:
-        def body(address: str) -> dict[str, Any]:
+        def body(address: str, outside: str | None) -> dict[str, Any]:
+            import errno
             import socket
+            import subprocess
 
             import distributed
 
             with distributed.Client(address, set_as_default=False) as client:
                 workers = sorted(client.scheduler_info()["workers"])
-            # from the client's namespace, only the switch's hosts answer
-            probe = socket.socket()
-            probe.settimeout(2)
-            try:
-                outside = probe.connect_ex(("127.0.0.53", 53)) == 0
-            finally:
-                probe.close()
-            return {"workers": workers, "outside": outside}
+            own = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True)
+            routes = subprocess.run(["ip", "route"], capture_output=True, text=True)
+            reach = None
+            if outside is not None:  # this machine's own address, outside the switch
+                with socket.socket() as probe:
+                    probe.settimeout(5)
+                    reach = errno.errorcode.get(probe.connect_ex((outside, 22)), "connected")
+            return {
+                "workers": workers,
+                "addresses": sorted(line.split()[3] for line in own.stdout.splitlines()),
+                "routes": routes.stdout.strip(),
+                "outside": reach,
+            }
 
-        seen = net.client.call(body, net.address)
+        found = netcluster._ip("-4", "-o", "addr", "show", "scope", "global").stdout.split()
+        outside = found[3].split("/")[0] if len(found) > 3 else None
+        seen = net.client.call(body, net.address, outside)
         assert net.address.startswith("tcp://10.77.0.1:")
         assert [w.split(":")[1] for w in seen["workers"]] == ["//10.77.0.11", "//10.77.0.12"]
-        assert not seen["outside"]
+        assert seen["addresses"] == ["10.77.0.100/24", "127.0.0.1/8"]
+        assert seen["routes"].splitlines() == [
+            "10.77.0.0/24 dev eth0 proto kernel scope link src 10.77.0.100"
+        ]
+        assert seen["outside"] in (None, "ENETUNREACH"), seen["outside"]
 
     def test_submit_and_map_across_hosts(self, net: netcluster.NetCluster) -> None:
         def body(address: str) -> dict[str, Any]:
@@ -211,6 +224,48 @@ class TestAcrossHosts:
 
     # --------------------------------------------------------------------- a host cut off
 
+    def test_the_client_cut_off_ends_its_futures_and_its_tasks(
+        self, net: netcluster.NetCluster, tmp_path: Any
+    ) -> None:
+        """The client's own link goes down: every future fails with BrokenExecutor once
+        Dask gives up on the scheduler, and the scheduler, which lost the client, has
+        its tasks stopped on the workers; back online, a new executor works."""
+
+        def body(address: str, topology: netcluster.Topology, folder: str) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            ex = corral.DaskExecutor(address, connect_timeout=5)
+            try:
+                paths = [os.path.join(folder, f"task{i}") for i in range(2)]
+                futs = [ex.submit(testing.write_pids_and_hang, p) for p in paths]
+                pids = [read_pid(p) for p in paths]
+                begin = time.monotonic()
+                topology.cut("client")
+                done, _ = corral.wait(futs, timeout=testing.slack(60))
+                out["failed_after"] = time.monotonic() - begin
+                out["errors"] = [repr(f.exception()) for f in done]
+                testing.wait_until(
+                    lambda: all(map(gone, pids)),
+                    testing.slack(60),
+                    0.05,
+                    "the tasks of the lost client to end",
+                )
+                out["tasks_gone_after"] = time.monotonic() - begin
+            finally:
+                topology.restore("client")
+                begin = time.monotonic()
+                ex.shutdown(wait=True, kill=True)
+                out["shutdown"] = time.monotonic() - begin
+            with corral.DaskExecutor(address) as again:
+                out["again"] = again.submit(testing.square, 4).result(timeout=60)
+            return out
+
+        got = net.client.call(body, net.address, net.topology, str(tmp_path), timeout=110)
+        print(f"\n{got}")
+        assert len(got["errors"]) == 2, got
+        assert all("BrokenExecutor" in e and "lost the scheduler" in e for e in got["errors"])
+        assert got["shutdown"] < testing.slack(10)
+        assert got["again"] == 16
+
     # last: it takes w1 out of the class's cluster
     def test_a_cut_host_fails_only_its_tasks_which_stop_when_it_is_back(
         self, net: netcluster.NetCluster, tmp_path: Any
@@ -275,20 +330,33 @@ def test_a_cut_hosts_tasks_run_again_elsewhere_with_retries(
 ) -> None:
     def body(address: str, topology: netcluster.Topology, folder: str) -> dict[str, Any]:
         with corral.DaskExecutor(address, retries=1) as ex, testing.Gate() as gate:
-            futs, _, hosts = tasks_on_both_hosts(ex, topology, folder, gate)
+            futs, pids, hosts = tasks_on_both_hosts(ex, topology, folder, gate)
+            begin = time.monotonic()
             topology.cut("w1")
             gate.open()  # the runs on w2 end; the reruns of w1's tasks pass at once
             values = [f.result(timeout=testing.slack(60)) for f in futs]
-            return {
-                "hosts": hosts,
-                "values": [v for v, _ in values],
-                "ran_on": [host_of(topology, pid) for _, pid in values],
-                "attempts": [f.attempts for f in futs],
-                "stats": ex.statistics(),
-            }
+            stats = ex.statistics()
+        # w1 never comes back: its Dask worker gives up on the scheduler by itself
+        # (distributed.comm.timeouts.tcp) and takes the first runs with it
+        orphans = [p for p, h in zip(pids, hosts, strict=True) if h == "w1"]
+        testing.wait_until(
+            lambda: all(map(gone, orphans)),
+            testing.slack(60),
+            0.05,
+            "the cut host's task processes to end on their own",
+        )
+        return {
+            "hosts": hosts,
+            "values": [v for v, _ in values],
+            "ran_on": [host_of(topology, pid) for _, pid in values],
+            "attempts": [f.attempts for f in futs],
+            "stats": stats,
+            "orphans_gone_after": time.monotonic() - begin,
+        }
 
     net = fresh_net
     got = net.client.call(body, net.address, net.topology, str(tmp_path), timeout=100)
+    print(f"\n{got}")
     assert got["values"] == [0, 1, 2, 3]
     assert got["ran_on"] == ["w2"] * 4
     assert got["attempts"] == [2 if h == "w1" else 1 for h in got["hosts"]]
