@@ -50,8 +50,16 @@ from tests.conftest import DaskCluster, _die_with_parent
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "corral"
 SUBNET = "10.77.0"
-ADDRESSES = {"sched": f"{SUBNET}.1", "w1": f"{SUBNET}.11", "w2": f"{SUBNET}.12"}
-CLIENT_ADDRESS = f"{SUBNET}.100"
+
+
+def address_of(host: str) -> str:
+    """The host's address: sched .1, worker host wN .(10+N), client .100."""
+    if host == "sched":
+        return f"{SUBNET}.1"
+    if host == "client":
+        return f"{SUBNET}.100"
+    return f"{SUBNET}.{10 + int(host[1:])}"
+
 
 #: Dask settings for a cluster whose failures show within seconds, not minutes: the
 #: scheduler checks heartbeats every second (a worker is declared gone after 5 s without
@@ -75,7 +83,7 @@ def unavailable() -> str | None:
         return "making network namespaces needs root (ip netns add)"
     if shutil.which("ip") is None:
         return "the `ip` command (iproute2) is not installed"
-    name = f"{PREFIX}{os.getpid()}probe"
+    name = f"{PREFIX}{os.getpid()}x{next(_serial)}-probe"
     made = _ip("netns", "add", name, check=False)
     if made.returncode != 0:
         return f"`ip netns add` failed: {made.stderr.strip()}"
@@ -142,7 +150,7 @@ class Topology:
     def all_namespaces(self) -> list[str]:
         return [self.ns(h) for h in self.hosts] + [self.switch]
 
-    def build(self, addresses: dict[str, str]) -> None:
+    def build(self) -> None:
         _ip("netns", "add", self.switch)
         _ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
         _ip("-n", self.switch, "link", "set", "br0", "up")
@@ -153,7 +161,7 @@ class Topology:
             # created straight in the namespaces: no name ever appears on the host
             _ip("link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", host,
                 "netns", self.switch)  # fmt: skip
-            _ip("-n", ns, "addr", "add", f"{addresses[host]}/24", "dev", "eth0")
+            _ip("-n", ns, "addr", "add", f"{address_of(host)}/24", "dev", "eth0")
             _ip("-n", ns, "link", "set", "eth0", "up")
             _ip("-n", self.switch, "link", "set", host, "master", "br0")
             _ip("-n", self.switch, "link", "set", host, "up")
@@ -185,8 +193,9 @@ class NetCluster:
     """A scheduler, ``workers`` worker hosts and a client host, each its own namespace.
 
     ``env``: extra environment of every process (Dask settings, e.g.
-    :data:`FAST_FAILURE_ENV`); ``worker_args``: more ``dask worker`` options. While it
-    runs, the leak check of tests/conftest.py ignores its processes.
+    :data:`FAST_FAILURE_ENV`). ``client`` is the driver in the client host (see
+    :class:`Driver`), ``address`` the scheduler's. While it runs, the leak check of
+    tests/conftest.py ignores its processes.
     """
 
     def __init__(
@@ -194,7 +203,6 @@ class NetCluster:
         workers: int = 2,
         nthreads: int = 2,
         env: dict[str, str] | None = None,
-        worker_args: tuple[str, ...] = (),
     ) -> None:
         self._registry = DaskCluster.live  # the leak check's registry
         clean_stale()
@@ -203,29 +211,31 @@ class NetCluster:
         self.nthreads = nthreads
         self._dir = tempfile.mkdtemp(prefix="corral-netcluster-")
         self._env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-        self._worker_args = worker_args
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._drivers: list[Driver] = []
         self._registry.add(self)
         try:
-            self.topology.build({**ADDRESSES, "client": CLIENT_ADDRESS})
+            self.topology.build()
             self._scheduler_file = os.path.join(self._dir, "scheduler.json")
             # everything starts at once (the workers wait for the scheduler's file)
             self.client = self.driver()
             self._spawn(
                 "sched",
                 "distributed.cli.dask_scheduler",
-                f"--host={ADDRESSES['sched']}",
+                f"--host={address_of('sched')}",
                 "--port=0",
                 "--no-dashboard",
-                f"--dashboard-address={ADDRESSES['sched']}:0",
+                f"--dashboard-address={address_of('sched')}:0",
                 f"--scheduler-file={self._scheduler_file}",
             )
             for host in self.worker_hosts:
                 self.start_worker(host)
             self.address = self._wait_for_address(self._scheduler_file)
             self.client.call(_wait_for_workers, self.address, workers, timeout=120)
-        except BaseException:
+        except BaseException as error:
+            if hasattr(error, "add_note"):  # Python 3.11+
+                for host in ["sched", *self.worker_hosts]:
+                    error.add_note(f"--- {host}'s log:\n{self.log(host)}")
             self.stop()
             raise
 
@@ -263,12 +273,11 @@ class NetCluster:
             host,
             "distributed.cli.dask_worker",
             f"--scheduler-file={self._scheduler_file}",
-            f"--host={ADDRESSES[host]}",
+            f"--host={address_of(host)}",
             "--no-dashboard",
-            f"--dashboard-address={ADDRESSES[host]}:0",
+            f"--dashboard-address={address_of(host)}:0",
             f"--nthreads={self.nthreads}",
             f"--name={host}",
-            *self._worker_args,
         )
 
     def log(self, host: str) -> str:
@@ -297,8 +306,12 @@ class NetCluster:
         """Kills every process of the cluster, deletes its namespaces; never raises."""
         try:
             for proc in [*self.procs.values(), *(d.proc for d in self._drivers)]:
-                if proc.poll() is None:
+                if proc.poll() is not None:
+                    continue  # reaped: its pid may be another process's now
+                try:
                     os.killpg(proc.pid, signal.SIGKILL)  # (the rest: by namespace below)
+                except ProcessLookupError:
+                    pass
             self.topology.teardown()
             for drv in self._drivers:
                 drv.close()
