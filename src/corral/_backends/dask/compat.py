@@ -38,14 +38,19 @@ def stop_failed_client(distributed: Any, error: BaseException) -> None:
     A Client that fails to connect marks itself closed, but ``Client.close()`` then
     returns at once and its loop thread is never stopped (distributed 2023.1 to 2026.8):
     each failed connection would leave a thread behind for good. The caller never got
-    the object; the constructor's frames in the traceback hold it.
+    the object; the constructor's frames in the traceback hold it. Best effort: never
+    raises, so that ``error`` is what the caller sees.
     """
+    client_class = getattr(getattr(distributed, "client", None), "Client", None)
+    if not isinstance(client_class, type):
+        return
     tb = error.__traceback__
     while tb is not None:
-        client = tb.tb_frame.f_locals.get("self")
+        found = tb.tb_frame.f_locals.get("self")
         tb = tb.tb_next
-        if not isinstance(client, distributed.Client):
+        if not isinstance(found, client_class):
             continue
+        client: Any = found
         try:
             if client.status not in ("closed", "newly-created"):
                 client.close(timeout=5)  # interrupted while connecting
