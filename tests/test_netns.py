@@ -221,6 +221,30 @@ class TestAcrossHosts:
 
     # --------------------------------------------------------------------- a host cut off
 
+    def test_a_short_cut_fails_nothing(self, net: netcluster.NetCluster, tmp_path: Any) -> None:
+        """A host's link down for less than the TCP timeout: TCP resends what was lost,
+        and its tasks end as if nothing had happened."""
+
+        def body(address: str, topology: netcluster.Topology, folder: str) -> dict[str, Any]:
+            with corral.DaskExecutor(address) as ex, testing.Gate() as gate:
+                futs, _, hosts = tasks_on_both_hosts(ex, topology, folder, gate)
+                topology.cut("w1")
+                gate.open()  # w1's tasks end and send their results into the cut
+                time.sleep(1)  # (the outage itself, not a synchronisation)
+                topology.restore("w1")
+                values = [f.result(timeout=testing.slack(30))[0] for f in futs]
+                return {
+                    "values": values,
+                    "attempts": [f.attempts for f in futs],
+                    "hosts": hosts,
+                    "stats": ex.statistics(),
+                }
+
+        got = net.client.call(body, net.address, net.topology, str(tmp_path))
+        assert got["values"] == [0, 1, 2, 3]
+        assert got["attempts"] == [1, 1, 1, 1]
+        assert (got["stats"].crashed, got["stats"].workers) == (0, 2)
+
     def test_the_client_cut_off_ends_its_futures_and_its_tasks(
         self, net: netcluster.NetCluster, tmp_path: Any
     ) -> None:
