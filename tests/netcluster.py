@@ -119,17 +119,18 @@ def _kill_namespaces(names: list[str]) -> None:
 
 
 def clean_stale() -> list[str]:
-    """Removes the namespaces (and their processes) of runs whose process is gone."""
-    removed = []
-    for name in _namespaces():
-        found = re.fullmatch(rf"{PREFIX}(\d+)x\d+-\w+", name)
-        if found is None:
-            continue
-        pid = int(found.group(1))
-        if pid != os.getpid() and psutil.pid_exists(pid):
-            continue  # a run in progress
-        removed.append(name)
+    """Removes the namespaces (and their processes) and the folders that runs whose
+    process is gone left behind; returns the namespaces removed."""
+
+    def stale(name: str) -> bool:  # named "corral<pid>x<n>-...": is that run gone?
+        found = re.match(rf"{PREFIX}(\d+)x\d+-", name)
+        return found is not None and not psutil.pid_exists(int(found.group(1)))
+
+    removed = [name for name in _namespaces() if stale(name)]
     _kill_namespaces(removed)
+    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*-netcluster*"):
+        if stale(folder.name):
+            shutil.rmtree(folder, ignore_errors=True)
     return removed
 
 
@@ -206,7 +207,7 @@ class NetCluster:
         self.worker_hosts = [f"w{i + 1}" for i in range(workers)]
         self.topology = Topology(["sched", *self.worker_hosts, "client"])
         self.nthreads = nthreads
-        self._dir = tempfile.mkdtemp(prefix="corral-netcluster-")
+        self._dir = tempfile.mkdtemp(prefix=f"{self.topology.tag}-netcluster")
         self._env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._drivers: list[Driver] = []
