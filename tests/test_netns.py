@@ -58,20 +58,25 @@ def gone(pid: int) -> bool:
         return True
 
 
-def report_and_wait(path: str, gate: testing.Gate, value: Any) -> tuple[Any, int]:
-    """Writes its pid to ``path``, waits for the gate; returns ``(value, pid)``."""
+def my_network() -> str:
+    """The network namespace of this process (``net:[inode]``): which host it is on."""
+    return os.readlink("/proc/self/ns/net")
+
+
+def report_and_wait(path: str, gate: testing.Gate, value: Any) -> tuple[Any, str]:
+    """Writes its pid to ``path``, waits for the gate; returns ``(value, my_network())``."""
     with open(path + ".tmp", "w") as f:
         f.write(str(os.getpid()))
     os.replace(path + ".tmp", path)
     if not gate.wait(120):
         raise TimeoutError("the test never opened the gate")
-    return value, os.getpid()
+    return value, my_network()
 
 
-def pid_after(seconds: float) -> int:
-    """Its process's pid, after ``seconds`` (so that a burst spreads over the hosts)."""
+def network_after(seconds: float) -> str:
+    """``my_network()``, after ``seconds`` (so that a burst spreads over the hosts)."""
     time.sleep(seconds)
-    return os.getpid()
+    return my_network()
 
 
 def read_pid(path: str) -> int:
@@ -81,11 +86,19 @@ def read_pid(path: str) -> int:
 
 
 def host_of(topology: netcluster.Topology, pid: int) -> str:
-    """The worker host (w1, w2) whose namespace the process ``pid`` runs in."""
+    """The worker host (w1, w2) whose namespace the live process ``pid`` runs in."""
     for host in ("w1", "w2"):
         if pid in topology.host_pids(host):
             return host
     raise AssertionError(f"process {pid} is in no worker host's namespace")
+
+
+def host_named(topology: netcluster.Topology, network: str) -> str:
+    """The host whose network namespace is ``network`` (from ``my_network()``)."""
+    for host in topology.hosts:
+        if f"net:[{os.stat(f'/run/netns/{topology.ns(host)}').st_ino}]" == network:
+            return host
+    raise AssertionError(f"{network} is no host's network namespace")
 
 
 def tasks_on_both_hosts(
@@ -151,13 +164,13 @@ class TestAcrossHosts:
             with corral.DaskExecutor(address) as ex:
                 one = ex.submit(testing.square, 7).result(timeout=60)
                 mapped = list(ex.map(testing.square, range(20), buffersize=8))
-                pids = set(ex.map(pid_after, [0.1] * 12))
-                return {"one": one, "mapped": mapped, "pids": sorted(pids)}
+                networks = set(ex.map(network_after, [0.1] * 12))
+                return {"one": one, "mapped": mapped, "networks": sorted(networks)}
 
         got = net.client.call(body, net.address)
         assert got["one"] == 49
         assert got["mapped"] == [x * x for x in range(20)]
-        hosts = {host_of(net.topology, pid) for pid in got["pids"]}
+        hosts = {host_named(net.topology, network) for network in got["networks"]}
         assert hosts == {"w1", "w2"}, "the tasks should have run on both hosts"
 
     def test_cancel_kills_the_task_process_on_its_host(
@@ -369,7 +382,7 @@ def test_a_cut_hosts_tasks_run_again_elsewhere_with_retries(
         return {
             "hosts": hosts,
             "values": [v for v, _ in values],
-            "ran_on": [host_of(topology, pid) for _, pid in values],
+            "ran_on": [host_named(topology, network) for _, network in values],
             "attempts": [f.attempts for f in futs],
             "stats": stats,
             "orphans_gone_after": time.monotonic() - begin,
