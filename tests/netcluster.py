@@ -191,9 +191,9 @@ class NetCluster:
     """A scheduler, ``workers`` worker hosts and a client host, each its own namespace.
 
     ``env``: extra environment of every process (Dask settings, e.g.
-    :data:`FAST_FAILURE_ENV`). ``client`` is the driver in the client host (see
-    :class:`Driver`), ``address`` the scheduler's. While it runs, the leak check of
-    tests/conftest.py ignores its processes.
+    :data:`FAST_FAILURE_ENV`); ``worker_env``: more, for the worker hosts' processes.
+    ``client`` is the driver in the client host (see :class:`Driver`), ``address`` the
+    scheduler's. While it runs, the leak check of tests/conftest.py ignores its processes.
     """
 
     def __init__(
@@ -201,6 +201,7 @@ class NetCluster:
         workers: int = 2,
         nthreads: int = 2,
         env: dict[str, str] | None = None,
+        worker_env: dict[str, str] | None = None,
     ) -> None:
         self._registry = DaskCluster.live  # the leak check's registry
         clean_stale()
@@ -209,6 +210,7 @@ class NetCluster:
         self.nthreads = nthreads
         self._dir = tempfile.mkdtemp(prefix=f"{self.topology.tag}-netcluster")
         self._env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        self._worker_env = {**self._env, **(worker_env or {})}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._drivers: list[Driver] = []
         self._registry.add(self)
@@ -253,11 +255,11 @@ class NetCluster:
         testing.wait_until(written, testing.slack(60), 0.01, "the scheduler file")
         return found[-1]
 
-    def _spawn(self, host: str, module: str, *args: str) -> None:
+    def _spawn(self, host: str, module: str, *args: str, env: dict[str, str] | None = None) -> None:
         with open(os.path.join(self._dir, f"{host}.log"), "wb") as log:
             self.procs[host] = subprocess.Popen(
                 [*self.topology.exec_prefix(host), sys.executable, "-m", module, *args],
-                env=self._env,
+                env=env or self._env,
                 cwd=ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -276,6 +278,7 @@ class NetCluster:
             f"--dashboard-address={address_of(host)}:0",
             f"--nthreads={self.nthreads}",
             f"--name={host}",
+            env=self._worker_env,
         )
 
     def log(self, host: str) -> str:

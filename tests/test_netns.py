@@ -34,21 +34,32 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-def _cluster() -> Iterator[netcluster.NetCluster]:
+def _cluster(**worker_env: str) -> Iterator[netcluster.NetCluster]:
     why_not = netcluster.unavailable()  # here, not at collection: `make quick` makes none
     if why_not is not None:
         pytest.skip(f"no network namespaces: {why_not}")
-    cluster = netcluster.NetCluster(workers=2, nthreads=2, env=netcluster.FAST_FAILURE_ENV)
+    cluster = netcluster.NetCluster(
+        workers=2, nthreads=2, env=netcluster.FAST_FAILURE_ENV, worker_env=worker_env
+    )
     try:
         yield cluster
     finally:
         cluster.stop()
 
 
-#: One cluster for the tests of TestAcrossHosts (stopped at the class's end, so that two
-#: clusters never share the CPUs); a new one for each test that takes a host away.
-shared_net = pytest.fixture(scope="class", name="net")(_cluster)
-fresh_net = pytest.fixture(name="fresh_net")(_cluster)
+@pytest.fixture(scope="class")
+def net() -> Iterator[netcluster.NetCluster]:
+    """The cluster of TestAcrossHosts (stopped at the class's end: two clusters never
+    share the CPUs). Its workers keep Dask's TCP timeout (30 s): a cut worker host is
+    dropped by the scheduler (11 s) well before it gives up on the scheduler itself, so
+    its tasks are still running when its link comes back."""
+    yield from _cluster(DASK_DISTRIBUTED__COMM__TIMEOUTS__TCP="30s")
+
+
+@pytest.fixture
+def fresh_net() -> Iterator[netcluster.NetCluster]:
+    """A cluster for one test that takes a host away."""
+    yield from _cluster()
 
 
 def gone(pid: int) -> bool:
