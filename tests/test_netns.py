@@ -47,18 +47,28 @@ def _cluster(**worker_env: str) -> Iterator[netcluster.NetCluster]:
         cluster.stop()
 
 
+#: For the worker hosts, Dask's default TCP timeout: a cut host is dropped by the
+#: scheduler (11 s) well before it would give up on the scheduler itself, so its tasks
+#: are still running when its link comes back.
+PATIENT_WORKERS = {"DASK_DISTRIBUTED__COMM__TIMEOUTS__TCP": "30s"}
+
+
 @pytest.fixture(scope="class")
 def net() -> Iterator[netcluster.NetCluster]:
     """The cluster of TestAcrossHosts (stopped at the class's end: two clusters never
-    share the CPUs). Its workers keep Dask's TCP timeout (30 s): a cut worker host is
-    dropped by the scheduler (11 s) well before it gives up on the scheduler itself, so
-    its tasks are still running when its link comes back."""
-    yield from _cluster(DASK_DISTRIBUTED__COMM__TIMEOUTS__TCP="30s")
+    share the CPUs)."""
+    yield from _cluster(**PATIENT_WORKERS)
 
 
 @pytest.fixture
 def fresh_net() -> Iterator[netcluster.NetCluster]:
     """A cluster for one test that takes a host away."""
+    yield from _cluster(**PATIENT_WORKERS)
+
+
+@pytest.fixture
+def impatient_net() -> Iterator[netcluster.NetCluster]:
+    """A cluster whose workers too give up on a silent scheduler after 11 s."""
     yield from _cluster()
 
 
@@ -371,7 +381,7 @@ class TestAcrossHosts:
 
 
 def test_a_cut_hosts_tasks_run_again_elsewhere_with_retries(
-    fresh_net: netcluster.NetCluster, tmp_path: Any
+    impatient_net: netcluster.NetCluster, tmp_path: Any
 ) -> None:
     def body(address: str, topology: netcluster.Topology, folder: str) -> dict[str, Any]:
         with corral.DaskExecutor(address, retries=1) as ex, testing.Gate() as gate:
@@ -399,7 +409,7 @@ def test_a_cut_hosts_tasks_run_again_elsewhere_with_retries(
             "orphans_gone_after": time.monotonic() - begin,
         }
 
-    net = fresh_net
+    net = impatient_net
     got = net.client.call(body, net.address, net.topology, str(tmp_path), timeout=100)
     print(f"\n{got}")
     assert got["values"] == [0, 1, 2, 3]
