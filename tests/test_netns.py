@@ -135,7 +135,7 @@ def tasks_on_both_hosts(
 
 
 #: Seconds after which the scheduler gives up on a silent host under FAST_FAILURE_ENV:
-#: its connection to the worker times out (measured 10.7 s).
+#: its connection to the worker times out (measured 10.7-11.2 s).
 SILENT_HOST_DROPPED = 11.0
 
 
@@ -367,7 +367,8 @@ class TestAcrossHosts:
         print(f"\n{got}")
         assert got["errors"] == ["WorkerCrashed", "WorkerCrashed"], got["messages"]
         assert all("left the cluster" in m for m in got["messages"]), got["messages"]
-        assert got["failed_after"] < testing.slack(SILENT_HOST_DROPPED + 5), got["failed_after"]
+        # (11 s after the last answer, or after the first message that got none: up to 16)
+        assert got["failed_after"] < testing.slack(2 * SILENT_HOST_DROPPED), got["failed_after"]
         assert got["kept_running"] == [True, True]  # the other host's tasks went on
         assert got["orphans_alive"] == [True, True]  # (nothing can reach them yet)
         assert sorted(got["kept"]) == [i for i, h in enumerate(got["hosts"]) if h == "w2"]
