@@ -38,6 +38,14 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def gone(pid: int) -> bool:
+    """True once the process ``pid`` has ended (a zombie not yet reaped counts as ended)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 @dataclasses.dataclass(frozen=True)
 class TLSFiles:
     """TLS credentials as files, as the Dask command-line tools take them."""

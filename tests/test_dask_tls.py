@@ -20,9 +20,8 @@ from corral import testing
 
 distributed = pytest.importorskip("distributed")
 pytest.importorskip("cryptography", reason="TLS credentials need the cryptography package")
-psutil = pytest.importorskip("psutil")
 
-from tests.conftest import DaskCluster, TLSFiles  # noqa: E402
+from tests.conftest import DaskCluster, TLSFiles, gone  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
@@ -39,13 +38,6 @@ def tls_cluster(credentials: TLSFiles) -> Iterator[DaskCluster]:
         yield cluster
     finally:
         cluster.stop()
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def read_pid(path: Path) -> int:

@@ -24,9 +24,9 @@ from corral import testing
 
 pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
-psutil = pytest.importorskip("psutil")
 
 from tests import netcluster  # noqa: E402
+from tests.conftest import gone  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -70,13 +70,6 @@ def fresh_net() -> Iterator[netcluster.NetCluster]:
 def impatient_net() -> Iterator[netcluster.NetCluster]:
     """A cluster whose workers too give up on a silent scheduler after 11 s."""
     yield from _cluster()
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def my_network() -> str:
