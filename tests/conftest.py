@@ -38,6 +38,55 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def gone(pid: int) -> bool:
+    """True once the process ``pid`` has ended (a zombie not yet reaped counts as ended)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@dataclasses.dataclass(frozen=True)
+class TLSFiles:
+    """TLS credentials as files, as the Dask command-line tools take them."""
+
+    ca_file: str
+    cert: str
+    key: str
+
+    @classmethod
+    def temporary(cls, folder: str) -> TLSFiles:
+        """A new self-signed certificate (its own CA) and key, written to ``folder``.
+
+        Made by ``distributed.security.Security.temporary()`` (needs ``cryptography``).
+        """
+        from distributed.security import Security
+
+        made = Security.temporary()
+        paths = []
+        for name, text in [("ca.pem", made.tls_ca_file), ("cert.pem", made.tls_client_cert),
+                           ("key.pem", made.tls_client_key)]:  # fmt: skip
+            path = os.path.join(folder, name)
+            with open(path, "w") as f:
+                f.write(text)
+            paths.append(path)
+        return cls(*paths)
+
+    def options(self) -> list[str]:
+        return [f"--tls-ca-file={self.ca_file}", f"--tls-cert={self.cert}", f"--tls-key={self.key}"]
+
+    def security(self) -> Any:
+        """The client's ``distributed.security.Security`` for these files."""
+        from distributed.security import Security
+
+        return Security(
+            tls_ca_file=self.ca_file,
+            tls_client_cert=self.cert,
+            tls_client_key=self.key,
+            require_encryption=True,
+        )
+
+
 class DaskCluster:
     """A Dask scheduler and workers, each its own process, listening on 127.0.0.1 only.
 
@@ -49,8 +98,13 @@ class DaskCluster:
 
     live: set[DaskCluster] = set()  # noqa: RUF012 - the registry the leak check reads
 
-    def __init__(self, workers: int = 2, nthreads: int = 2, **env: str) -> None:
+    def __init__(
+        self, workers: int = 2, nthreads: int = 2, tls: TLSFiles | None = None, **env: str
+    ) -> None:
         self._dir = tempfile.mkdtemp(prefix="corral-dask-")
+        # TLS: every process gets the CA and the one certificate (all must present one)
+        self._tls = [] if tls is None else tls.options()
+        self.security = None if tls is None else tls.security()
         self.scheduler_file = os.path.join(self._dir, "scheduler.json")
         self.nthreads = nthreads
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -66,6 +120,7 @@ class DaskCluster:
                 "--no-dashboard",
                 "--dashboard-address=127.0.0.1:0",  # its HTTP server (health) too
                 f"--scheduler-file={self.scheduler_file}",
+                *(["--protocol=tls", *self._tls] if self._tls else []),
             )
             testing.wait_until(self._read_address, 60, 0.01, "the scheduler file")
             for i in range(workers):
@@ -108,12 +163,15 @@ class DaskCluster:
             "--dashboard-address=127.0.0.1:0",
             f"--nthreads={self.nthreads}",
             f"--name={name}",
+            *self._tls,
         )
 
     def wait_for_workers(self, count: int, timeout: float = 60.0) -> None:
         import distributed
 
-        with distributed.Client(self.address, set_as_default=False) as client:
+        with distributed.Client(
+            self.address, set_as_default=False, security=self.security
+        ) as client:
             client.wait_for_workers(count, timeout=timeout)
 
     def pids(self) -> set[int]:

@@ -503,8 +503,6 @@ def test_executor_ids_are_unique_across_processes() -> None:
 
 
 def test_a_constructor_that_fails_leaves_no_hooks_thread() -> None:
-    # (a scheduler that cannot be reached is not tried here: distributed's own client
-    # leaves its IO loop thread behind then, which the leak check would report)
     with pytest.raises(ValueError):
         corral.DaskExecutor("tcp://127.0.0.1:1", prefetch=-1, hooks=corral.Hooks(on_task_end=print))
     # the autouse leak check fails the test if a corral-hooks thread is left

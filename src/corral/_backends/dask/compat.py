@@ -30,3 +30,33 @@ def event_handler(client: Any, topic: str) -> Any:
     """The handler a Client has for a scheduler event topic, or None: corral keeps the
     user's own handler working when it subscribes the client to that topic too."""
     return getattr(client, "_event_handlers", {}).get(topic)
+
+
+def stop_failed_client(distributed: Any, error: BaseException) -> None:
+    """Stops the event-loop thread of the Client whose constructor raised ``error``.
+
+    A Client that fails to connect marks itself closed, but ``Client.close()`` then
+    returns at once and its loop thread is never stopped (distributed 2023.1 to 2026.8):
+    each failed connection would leave a thread behind for good. The caller never got
+    the object; the constructor's frames in the traceback hold it. Best effort: never
+    raises, so that ``error`` is what the caller sees.
+    """
+    client_class = getattr(getattr(distributed, "client", None), "Client", None)
+    if not isinstance(client_class, type):
+        return
+    tb = error.__traceback__
+    while tb is not None:
+        found = tb.tb_frame.f_locals.get("self")
+        tb = tb.tb_next
+        if not isinstance(found, client_class):
+            continue
+        client: Any = found
+        try:
+            if client.status not in ("closed", "newly-created"):
+                client.close(timeout=5)  # interrupted while connecting
+            runner = getattr(client, "_loop_runner", None)
+            if runner is not None:
+                runner.stop()
+        except Exception:  # pragma: no cover - best effort: the error is what matters
+            pass
+        return

@@ -219,11 +219,13 @@ class DaskExecutor(BaseExecutor):
     Raises:
         ImportError: ``distributed`` is not installed (the message names the extra).
         ValueError: both ``address`` and ``client`` were given, an asynchronous
-            client, a bad count or an unknown start method.
+            client, a bad count, an unknown start method, or a ``tls://`` address
+            without TLS credentials.
         TypeError: an argument of the wrong type (a ``client`` that is not a
             ``distributed.Client``, a ``security`` that is not a ``Security``).
             Every argument is checked before a cluster starts or anything connects.
-        OSError / TimeoutError: the scheduler could not be reached in time.
+        OSError / TimeoutError: the scheduler could not be reached in time, or refused
+            the TLS certificate. A failed connection leaves no thread behind.
 
     The constructor blocks while it starts a local cluster or connects (up to
     ``connect_timeout``, then OSError/TimeoutError); Ctrl+C meanwhile raises
@@ -363,9 +365,18 @@ class DaskBackend:
                 client = distributed.Client(
                     address, security=security, timeout=connect_timeout, set_as_default=False
                 )
-            except BaseException:
+            except BaseException as error:
+                compat.stop_failed_client(distributed, error)
                 if self._cluster is not None:
                     _close_cluster(self._cluster)
+                if isinstance(error, TypeError) and "ssl_context" in str(error):
+                    raise ValueError(
+                        f"{address} is a TLS address, but no TLS credentials were given "
+                        "(security=None and none in the Dask configuration): pass "
+                        "security=distributed.security.Security(tls_ca_file=..., "
+                        "tls_client_cert=..., tls_client_key=..., require_encryption=True)"
+                        " with the cluster's CA and a certificate it trusts"
+                    ) from error
                 raise
         self.client = client
         self._loop = client.loop
