@@ -114,7 +114,7 @@ def _grandchild_pid(path: str) -> int:
 
 @pytest.mark.parametrize("new_session", [False, True], ids=["in-group", "setsid"])
 @pytest.mark.parametrize(
-    "how", ["shutdown", "max_tasks_per_child", "idle_timeout"], ids=lambda h: str(h)
+    "how", ["shutdown", "max_tasks_per_child", "idle_timeout", "crash"], ids=lambda h: str(h)
 )
 def test_grandchildren_end_with_their_worker(how: str, new_session: bool, tmp_path: Any) -> None:
     path = str(tmp_path / "pid")
@@ -130,6 +130,9 @@ def test_grandchildren_end_with_their_worker(how: str, new_session: bool, tmp_pa
             assert os.getpgid(pid) == pid  # it left the worker's group
         if how == "shutdown":
             ex.shutdown(wait=True)
+        elif how == "crash":  # a later task on that worker crashes it
+            with pytest.raises(corral.WorkerCrashed):
+                ex.submit(testing.exit_now, 3).result(timeout=30)
         # before: the grandchild (a `sleep` the task started and left) outlived its worker
         testing.wait_until(lambda: not _alive(pid), 10, message="the grandchild to end")
     finally:

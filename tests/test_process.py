@@ -656,6 +656,7 @@ def test_every_wire_message_travels_as_itself() -> None:
         wire.Error(8, b"exc", 0.5, 0),
         wire.Skipped(9),
         wire.Started(10),
+        wire.Escaped([12, 13]),
         wire.Log(11, {"msg": "hello", "levelno": 20}),
     ]
     assert {type(m) for m in samples} == set(wire._KINDS.values())

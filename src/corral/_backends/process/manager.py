@@ -130,6 +130,7 @@ class ProcessManager:
             wire.InitFailed: self._on_init_failed,
             wire.Started: self._on_started,
             wire.Skipped: self._on_skipped,
+            wire.Escaped: self._on_escaped,
             wire.Ok: self._on_outcome,
             wire.Error: self._on_outcome,
         }
@@ -529,6 +530,10 @@ class ProcessManager:
     def _on_init_failed(self, proc: Proc, message: wire.InitFailed) -> None:
         proc.init_error = _pickling.load_exception(message.error)
 
+    def _on_escaped(self, proc: Proc, message: wire.Escaped) -> None:
+        """Processes its tasks started outside its group: they end when it ends."""
+        proc.hold_escaped(tree.hold(message.pids))
+
     def _on_started(self, proc: Proc, message: wire.Started) -> None:
         """A run revoked too late: it had started (and runs, or ran)."""
         proc.revoked.discard(message.run_id)
@@ -696,13 +701,13 @@ class ProcessManager:
         proc.state = EXITING
         if proc in self._idle:
             self._idle.remove(proc)
-        proc.escaped = tree.escaped(proc.pid)  # while the worker still holds them
+        proc.hold_escaped(tree.escaped(proc.pid))  # while the worker still holds them
         signal_group(proc.pid, signal.SIGTERM)
-        tree.signal_all(proc.escaped, signal.SIGTERM)
+        tree.signal_all(proc.escaped.values(), signal.SIGTERM)
 
         def escalate() -> None:
             signal_group(proc.pid, signal.SIGKILL)
-            tree.signal_all(proc.escaped, signal.SIGKILL)
+            tree.signal_all(proc.escaped.values(), signal.SIGKILL)
 
         self._loop.call_at(now() + self.kill_grace, escalate)
 

@@ -102,16 +102,29 @@ class Proc:
         self.init_error: BaseException | None = None
         self.reason: str | None = None  # why the pool ended it (for on_worker_exit)
         self.ready = False  # on_worker_start was announced
-        # pidfds of what its tasks started outside its process group, collected when
-        # the pool kills it (tree.py); killed and closed once it has ended
-        self.escaped: list[int] = []
+        # {pid: pidfd} of what its tasks started outside its process group, as the
+        # worker reported them or a kill found them (tree.py); killed once it has ended
+        self.escaped: dict[int, int] = {}
         self.last_end = 0.0  # when its last run ended (hooks: runs never overlap)
 
+    def hold_escaped(self, found: dict[int, int]) -> None:
+        """Keeps the pidfds of ``found`` (what its tasks started outside its group),
+        letting go of those of processes that have ended since."""
+        for pid, fd in found.items():
+            if pid in self.escaped:
+                os.close(fd)  # held already
+            else:
+                self.escaped[pid] = fd
+        if len(self.escaped) > 32:  # a worker whose tasks start many that end by themselves
+            for pid, fd in list(self.escaped.items()):
+                if tree.ended(fd):
+                    os.close(self.escaped.pop(pid))
+
     def kill_escaped(self) -> None:
-        """Kills what its tasks started outside its group, as collected by a kill."""
-        fds, self.escaped = self.escaped, []
-        tree.signal_all(fds, signal.SIGKILL)
-        tree.close_all(fds)
+        """Kills what its tasks started outside its group (reported or found by a kill)."""
+        fds, self.escaped = self.escaped, {}
+        tree.signal_all(fds.values(), signal.SIGKILL)
+        tree.close_all(fds.values())
 
     def close_exit_fd(self) -> None:
         if self.pidfd:

@@ -9,15 +9,20 @@ to init and nothing ties it to the pool anymore, so it is found before:
 
 * the worker kills its escaped descendants itself as it exits normally (retired,
   shut down, its initializer failed);
-* the parent collects them when it kills a worker (cancel, ``task_timeout``,
-  ``shutdown(kill=True)``), sends them the worker's signals and kills them when the
-  worker has ended.
+* after a task that ran ``CHECK_AFTER`` or longer (starting a process takes longer
+  than that), the worker looks for new ones and reports their pids (``wire.Escaped``);
+  the parent holds each by a pidfd, so that they end with the worker however it ends,
+  a crash included;
+* the parent also collects them when it kills a worker (cancel, ``task_timeout``,
+  ``shutdown(kill=True)``), sends them the worker's signals, and kills them all once
+  the worker has ended.
 
-Each process is held by a pidfd, opened while it is still a child of the process it
-was found under, so a signal never reaches a process that merely reused a pid. A
-worker that dies by itself (a crash, ``os._exit``) takes its group with it, but the
-processes that had left the group are not reached. Where pidfds or the children files
-are missing (not Linux, or a kernel before 5.3) nothing is collected.
+A process found by walking the tree is held by a pidfd opened while it is still a
+child of the process it was found under, so a signal never reaches a process that
+merely reused a pid; a reported one is opened a moment after the worker saw it (a pid
+is not reused that fast). What a task starts in a session of its own and a crash kills
+before the worker could report it (the same task) is not reached. Where pidfds or the
+children files are missing (not Linux, or a kernel before 5.3) nothing is collected.
 
 (Imported by worker processes: no typing.)
 """
@@ -26,9 +31,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
+from collections.abc import Iterable
 
 SUPPORTED = hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
+
+#: Seconds a task must have run before its worker looks for processes it left: less
+#: than starting a process takes, so that no-op tasks pay nothing for the check.
+CHECK_AFTER = 0.0002
 
 
 def _children(pid: int) -> list[int]:
@@ -54,12 +65,12 @@ def _parent(pid: int) -> int:
         return 0
 
 
-def escaped(root: int) -> list[int]:
-    """pidfds of the descendants of ``root`` outside its process group (``root`` leads
-    one); the caller signals them with :func:`signal_all` and closes them."""
+def escaped(root: int) -> dict[int, int]:
+    """{pid: pidfd} of the descendants of ``root`` outside its process group (``root``
+    leads one); the caller signals them with :func:`signal_all` and closes them."""
     if not SUPPORTED:
-        return []
-    fds: list[int] = []
+        return {}
+    fds: dict[int, int] = {}
     parents = [root]
     while parents:
         parent = parents.pop()
@@ -77,19 +88,42 @@ def escaped(root: int) -> list[int]:
             except OSError:
                 outside = False
             if outside:
-                fds.append(fd)
+                fds[pid] = fd
             else:
                 os.close(fd)  # in the group: killpg reaches it
     return fds
 
 
-def signal_all(fds: list[int], signum: int) -> None:
+def escaped_pids(root: int) -> set[int]:
+    """The pids of what :func:`escaped` finds (a worker reports them to its parent)."""
+    fds = escaped(root)
+    close_all(fds.values())
+    return set(fds)
+
+
+def hold(pids: Iterable[int]) -> dict[int, int]:
+    """{pid: pidfd} of the processes of ``pids`` still running (a worker's report)."""
+    fds: dict[int, int] = {}
+    if SUPPORTED:
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                fds[pid] = os.pidfd_open(pid)
+    return fds
+
+
+def ended(fd: int) -> bool:
+    """True once the process of the pidfd ``fd`` has exited (the pidfd is readable)."""
+    readable, _, _ = select.select([fd], [], [], 0)
+    return bool(readable)
+
+
+def signal_all(fds: Iterable[int], signum: int) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
             signal.pidfd_send_signal(fd, signum)
 
 
-def close_all(fds: list[int]) -> None:
+def close_all(fds: Iterable[int]) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -97,6 +131,6 @@ def close_all(fds: list[int]) -> None:
 
 def kill_escaped(root: int) -> None:
     """Kills the descendants of ``root`` that left its process group, at once."""
-    fds = escaped(root)
+    fds = escaped(root).values()
     signal_all(fds, signal.SIGKILL)
     close_all(fds)

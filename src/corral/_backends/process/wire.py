@@ -370,6 +370,17 @@ class Started(Message):
         self.run_id = run_id
 
 
+class Escaped(Message):
+    """Processes the worker's tasks started that left its process group (still
+    running when it looked): the parent ends them with the worker (``tree.py``)."""
+
+    __slots__ = FIELDS = ("pids",)
+    KIND = "escaped"
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+
+
 class Log(Message):
     """A logging record of the worker (its fields), from any thread; ``run_id`` is the
     run going on then (0: none)."""
@@ -384,7 +395,20 @@ class Log(Message):
 
 _KINDS: dict[str, type[Message]] = {
     kind.KIND: kind
-    for kind in (RunCalls, Revoke, Free, Exit, Ready, InitFailed, Ok, Error, Skipped, Started, Log)
+    for kind in (
+        RunCalls,
+        Revoke,
+        Free,
+        Exit,
+        Ready,
+        InitFailed,
+        Ok,
+        Error,
+        Skipped,
+        Started,
+        Escaped,
+        Log,
+    )
 }
 
 

@@ -231,6 +231,8 @@ def worker_main(
 
         functions: dict[bytes, Any] = {}
         queue = inbox.queue
+        me = os.getpid()
+        reported: set[int] = set()  # escaped processes the parent was told of
         while True:
             inbox.receive(block=not queue)
             if inbox.exiting:
@@ -239,8 +241,17 @@ def worker_main(
                 continue
             task_id, fn_data, call, segments = queue.popleft()
             inbox.task_id = task_id
+            begin = perf_counter()
             _run_one(task_id, fn_data, call, segments, functions, pool, reader, send, report_memory)
             inbox.task_id = 0
+            if perf_counter() - begin >= tree.CHECK_AFTER and tree.SUPPORTED:
+                # what the task started outside this group ends with this worker even
+                # if it crashes: the parent holds them (a no-op task is not checked)
+                found = tree.escaped_pids(me)
+                new = found - reported
+                reported = found
+                if new:
+                    send(wire.Escaped(sorted(new)))
             _flush_std()
             # a result went through shared memory: nothing runs until the parent has
             # copied it out and said "free", so a later task that kills this process
