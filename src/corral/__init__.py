@@ -160,9 +160,8 @@ def __getattr__(name: str) -> Any:
         module, attr = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'corral' has no attribute {name!r}") from None
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), attr)
+    # (__import__, not importlib.import_module: importlib is not imported otherwise)
+    value = getattr(__import__(module[1:], globals(), None, [attr], 1), attr)
     globals()[name] = value
     return value
 

@@ -4,7 +4,6 @@ work is queued and the message says what to pass instead."""
 from __future__ import annotations
 
 import math
-import numbers
 import operator
 import os
 from collections.abc import Iterable
@@ -68,6 +67,8 @@ def _seconds(name: str, value: object, allowed: str | None = None) -> float:
         index = _index_of(value)  # numpy's ints
         if index is not None:
             return _float(index)
+        import numbers  # (here: its ABCs cost a pool's start-up 0.5 ms, for a rare case)
+
         if isinstance(value, numbers.Real):  # Fraction
             return _float(value)
     allowed = allowed or "a number of seconds"

@@ -48,8 +48,8 @@ else:
     def __getattr__(name: str) -> object:
         if name not in _LAZY:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        import importlib
-
-        value = getattr(importlib.import_module(f"concurrent.futures.{_LAZY[name]}"), name)
+        # (__import__, not importlib.import_module: importlib is not imported otherwise)
+        module = __import__(f"concurrent.futures.{_LAZY[name]}", None, None, [name])
+        value = getattr(module, name)
         globals()[name] = value
         return value
