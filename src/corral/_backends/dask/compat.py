@@ -30,3 +30,25 @@ def event_handler(client: Any, topic: str) -> Any:
     """The handler a Client has for a scheduler event topic, or None: corral keeps the
     user's own handler working when it subscribes the client to that topic too."""
     return getattr(client, "_event_handlers", {}).get(topic)
+
+
+def scheduler_id(client: Any) -> Any:
+    """The id of the scheduler the Client last (re)connected to: it changes when the
+    Client reconnects to a restarted scheduler, which holds none of the old
+    subscriptions to its events."""
+    identity = getattr(client, "_scheduler_identity", None) or {}
+    try:
+        return identity.get("id")
+    except AttributeError:  # pragma: no cover - another shape
+        return None
+
+
+async def running_threads(client: Any) -> dict[str, int]:
+    """Threads of each worker the scheduler counts as running (not paused nor closing),
+    asked on the client's loop; the scheduler's own handler, which
+    ``Client.nthreads`` reaches only for every worker (paused ones included)."""
+    try:
+        found = await client.scheduler.ncores_running()
+    except Exception:  # a scheduler without that handler: every worker
+        found = await client.scheduler.ncores()
+    return {str(address): int(n) for address, n in found.items()}
