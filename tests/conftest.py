@@ -70,7 +70,8 @@ class DaskCluster:
             testing.wait_until(self._read_address, 60, 0.01, "the scheduler file")
             for i in range(workers):
                 self.add_worker(f"w{i}")
-            self.wait_for_workers(workers)
+            if workers:
+                self.wait_for_workers(workers)
         except BaseException:
             self.stop()
             raise
