@@ -25,6 +25,7 @@ import pytest
 
 import corral
 from corral import testing
+from corral._backends.dask import compat
 from corral._backends.dask import worker as dask_worker
 from corral._backends.dask.executor import DaskBackend
 
@@ -862,5 +863,54 @@ def test_tasks_queued_on_a_dead_worker_are_sent_again(
             assert [f.attempts for f in ahead] == [1] * 6
             stats = ex.statistics()
             assert (stats.crashed, stats.failed, stats.completed) == (1, 1, 7), stats
+    finally:
+        cluster.stop()
+
+
+# --------------------------------------------------------------------- a scheduler restarts
+
+
+def test_events_are_subscribed_again_after_a_scheduler_restart() -> None:
+    """The Client reconnects to a scheduler restarted at the same address, which knows
+    nothing of corral's subscriptions: corral subscribes again, so tasks sent ahead
+    still say when they start, and a worker that leaves still fails its task."""
+    cluster = DaskCluster(workers=1, nthreads=1)
+    try:
+        ex = corral.DaskExecutor(cluster.address, connect_timeout=testing.slack(60))
+        try:
+            assert ex.submit(testing.square, 2).result(timeout=60) == 4
+            before = compat.scheduler_id(ex.client)
+            cluster.restart_scheduler()
+            testing.wait_until(
+                lambda: (
+                    compat.scheduler_id(ex.client) not in (before, None)
+                    and ex.client.status == "running"
+                ),
+                testing.slack(60),
+                message="the client to reconnect",
+            )
+            cluster.add_worker("after")
+            with testing.Gate() as first, testing.Gate() as second:
+                running = ex.submit(testing.wait_for_gate, first, 1)
+                testing.wait_until(
+                    lambda: ex.statistics().workers >= 1, 60, message="a worker, for corral"
+                )
+                ahead = ex.submit(testing.wait_for_gate, second, 2)
+                first.open()
+                assert running.result(timeout=60) == 1
+                # the second starts on the thread the first left: only its start event
+                # (on the new scheduler) tells corral
+                testing.wait_until(
+                    lambda: (ex.statistics().running, ex.statistics().pending) == (1, 0),
+                    60,
+                    message="the start of the task sent ahead",
+                )
+                addresses = ex.client.run(os.getpid)
+                for pid in addresses.values():
+                    os.kill(pid, signal.SIGKILL)
+                with pytest.raises(corral.WorkerCrashed, match="left the cluster"):
+                    ahead.result(timeout=60)
+        finally:
+            ex.shutdown(wait=True, kill=True)
     finally:
         cluster.stop()
