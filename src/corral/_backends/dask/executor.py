@@ -4,30 +4,43 @@ Data flow::
 
     submit() --pickle the call (at the call site)--push--> front queue (the same as the
        |          local pools: max_pending, priority, retries, task_timeout are the front's)
-       +--dispatch: while fewer than max_workers (+ prefetch) tasks are out, pop one and
-          Client.submit(run_task, key, fn_bytes, call_bytes, key=key, pure=False)
+       +--dispatch: while fewer than the window are out (a task per live thread of the
+          cluster, and a send-ahead sized by the measured run time), pop them and
+          Client.map(run_task, keys, ..., key=keys, pure=False), one call per batch
                          |
           Dask scheduler --> Dask worker thread: run_task (worker.py)
-                         |      submits the call to the worker's own corral
-                         |      ProcessPoolExecutor and waits for it
-          Client event loop: a watcher coroutine per task awaits its Dask future,
-          gathers the result and resolves the corral Future (then dispatches more)
+                         |      logs "started" on the executor's event topic, submits
+                         |      the call to the worker's own corral ProcessPoolExecutor
+                         |      and waits for it
+          Client event loop: a watcher per task awaits its Dask future; the futures
+          done together are gathered in one call and resolve the corral Futures
+          (then dispatch more)
+
+A task sent to a free thread runs (for statistics, task_timeout and hooks) from when
+it is sent, as on the local pools; one sent ahead is pending until its start event
+comes back (``Core.hand_ahead_locked``), so that ``max_pending`` and statistics stay
+exact and its task_timeout clock starts only then.
 
 Stopping running work (cancel, task_timeout, shutdown(kill=True), Ctrl+C): the corral
 future is resolved at once by the front; then, on the client's event loop, the Dask
-future is cancelled (so a task not started yet never starts) and ``stop_tasks(key)``
-runs on every worker through ``Client.run``: the worker that runs the task kills the
-inner process running it (docs/dask.md has the measured delay). Dask alone would
-only forget the task and leave its thread running.
+future is cancelled (a task not started yet never starts) and ``stop_tasks(key)``
+runs, through ``Client.run``, on the worker whose start event named it: that worker
+kills the inner process running it (docs/dask.md has the measured delay). A task
+stopped before its start event came is remembered: if the event comes after all, the
+stop goes to that worker then. Dask alone would only forget the task and leave its
+thread running.
 
 Worker deaths. An inner process that dies fails its task with corral's WorkerCrashed
-(the Dask worker survives). A Dask worker process that dies takes the tasks it was
-processing with it: the scheduler either fails them with KilledWorker (after
+(the Dask worker survives). A Dask worker process that dies takes the tasks it held
+with it: the scheduler either fails them with KilledWorker (after
 ``distributed.scheduler.allowed-failures`` deaths; a cluster that DaskExecutor starts
 sets it to 0) or re-runs them elsewhere. corral subscribes to the scheduler's
-``remove-worker`` events and fails exactly those tasks with WorkerCrashed (stopping a
-re-run Dask may already have started), and maps KilledWorker to WorkerCrashed too, so
-corral's ``retries`` decide what runs again; tasks on other workers are untouched.
+``remove-worker`` events: the task that had started there fails with WorkerCrashed
+(corral stops a re-run Dask may already have started, so that corral's ``retries``
+decide), and the tasks it held without starting them are sent again, as the same
+attempt (DESIGN §3.4). KilledWorker maps the same way. Workers joining and leaving
+(the same events) resize the window; a client that reconnected to a restarted
+scheduler is subscribed again before the next task is sent.
 
 (Longer than corral's usual 500 lines: the front's docstring is the user's reference
 for the contract on a cluster, and the backend's dispatch, watchers, stops and cluster
@@ -143,8 +156,10 @@ class DaskExecutor(BaseExecutor):
         address: a scheduler address (``tcp://host:port``, ``tls://host:port``).
             A scheduler file is not accepted: pass the address it contains.
         client: a ``distributed.Client`` to use instead of ``address``.
-        max_workers: most tasks running at once; default: the cluster's thread count
-            when the executor starts (at least 1).
+        max_workers: most tasks running at once. Default None: the cluster's live
+            thread count, followed as workers join and leave (``cluster.adapt()``,
+            ``dask worker`` started later); a number caps it (and then no more than
+            that many tasks are out on the cluster at once).
         max_pending: most tasks waiting to start; submit() blocks beyond it and
             submit_nowait() raises QueueFull. None: unbounded.
         task_timeout: default seconds a task may run; on overrun its future fails
@@ -158,17 +173,21 @@ class DaskExecutor(BaseExecutor):
         threads_per_worker: threads (hence inner processes) of each local worker.
         connect_timeout: seconds to wait for the scheduler when connecting.
         mp_context: start method of the inner process pools (default: corral's).
-        prefetch: tasks sent to Dask beyond ``max_workers``, so that a worker finds
-            its next task already there instead of waiting a round trip to the client
-            (more throughput for short tasks). Such tasks count as running for corral
-            (statistics, ``running()``) while they wait on the cluster, and corral's
-            priorities no longer order them; cancelling one kills nothing. Default 0:
-            at most max_workers tasks are out of corral's queue.
+        prefetch: tasks sent to the cluster beyond one per thread, so that a thread
+            that ends a task finds the next one there instead of waiting a round trip
+            to this client. Default None: sized by the measured run time (about 0.1 s
+            of work per thread, at most 32 tasks per thread, none for slow tasks) and
+            by the size of the calls (16 MB at most wait on the cluster). 0: never
+            more tasks out than threads. A task sent ahead is pending (statistics,
+            ``max_pending``) until it starts on a worker; its task_timeout clock starts
+            then; cancelling it takes it back from Dask before it runs. Dask's own
+            queue orders what was sent ahead (by the same priorities); corral's
+            priorities order what is still in its queue.
         hooks: observers of task events, as for the local pools (docs/observability.md).
-            A run starts, for hooks, when corral sends it to the cluster, and its
-            ``worker`` is a lane ("dask lane 0", ...): one of the runs corral has in
-            flight, not a Dask worker (the client does not learn which worker runs a
-            task). No worker events: the cluster's workers are not corral's.
+            A run starts, for hooks, when corral sends it to a free thread of the
+            cluster, or when a task sent ahead starts there; its ``worker`` is a lane
+            ("dask lane 0", ...): one of the runs under way, not a Dask worker. No
+            worker events: the cluster's workers are not corral's.
 
     Raises:
         ImportError: ``distributed`` is not installed (the message names the extra).
@@ -182,7 +201,11 @@ class DaskExecutor(BaseExecutor):
 
     Once running, Ctrl+C cancels pending tasks and kills running ones, as for the
     local pools; ``shutdown(wait=True)`` waits for queued and running work, then
-    closes the Client (and the cluster it started). To learn of dead Dask workers,
+    closes the Client (and the cluster it started). A cluster with no running worker
+    runs nothing: the tasks wait in corral's queue, a warning on the "corral" logger
+    says so (once, until a worker joins), and they start when one joins;
+    ``shutdown(wait=True)`` then waits for that, and Ctrl+C or
+    ``shutdown(cancel_futures=True)`` cancels them. To learn of dead Dask workers,
     the executor subscribes the Client to the scheduler's "all" events; a handler you
     set for that topic *before* making the executor keeps being called, one you set
     after replaces corral's (and dead workers are then seen only through KilledWorker).
@@ -301,6 +324,8 @@ class DaskBackend:
         self._polling = False
         self._watchers: set[asyncio.Future[Any]] = set()
         self._done: list[tuple[Run, str, Any]] = []  # Dask futures done, to book (loop)
+        self._unwatched: list[tuple[Run, str, Any]] = []  # sent, no watcher yet
+        self._sent_lock = threading.Lock()
         # the send-ahead's measures: mean seconds of a run, mean bytes of a call
         self._mean_run: float | None = None
         self._mean_bytes = 0.0
@@ -633,8 +658,12 @@ class DaskBackend:
                     self._send_stop(key, dfut, None)
                 del dfuts, stops
         finally:
-            if sent:  # one hop to the loop for all of them
-                self._loop.add_callback(self._watch_all, sent)
+            if sent:
+                with self._sent_lock:  # one hop to the loop for what is sent meanwhile
+                    hop = not self._unwatched
+                    self._unwatched.extend(sent)
+                if hop:
+                    self._loop.add_callback(self._watch_all)
 
     def _not_sent(self, tasks: list[tuple[Task, Run, str]], error: BaseException | None) -> None:
         """Tasks Client.map did not take: they fail with ``error``, or (None: Ctrl+C in
@@ -692,22 +721,23 @@ class DaskBackend:
     # ------------------------------------------------------------------ runs
 
     def _on_started(self, event: Any) -> None:
-        """A task of this executor started on a worker (its event, on the client's loop)."""
+        """Tasks of this executor started on a worker (its event, on the client's loop)."""
         try:
             _, msg = event
-            key, worker = msg["key"], msg.get("worker")
+            keys, worker = list(msg["keys"]), msg.get("worker")
         except Exception:  # pragma: no cover - an event of another shape
             return
+        late = []
         with self.core.lock:
-            run = self._by_key.get(key)
-            if run is not None and run.task.is_current(run):
-                self._began_locked(run, key, worker)
-                return
-            # stopped before corral knew where it runs: that worker must kill it
-            late = self._revoked.pop(key, None) is not None and worker is not None
-            if late:
-                self._stops += 1
-        if late:
+            for key in keys:
+                run = self._by_key.get(key)
+                if run is not None and run.task.is_current(run):
+                    self._began_locked(run, key, worker)
+                # stopped before corral knew where it runs: that worker must kill it
+                elif self._revoked.pop(key, None) is not None and worker is not None:
+                    self._stops += 1
+                    late.append(key)
+        for key in late:
             self._send_stop(key, None, worker)
 
     def _began_locked(self, run: Run, key: str, worker: str | None) -> None:
@@ -722,7 +752,9 @@ class DaskBackend:
         if self.core.hooks is not None:
             self.core.task_started(task, f"dask lane {self._take_lane(task)}")
 
-    async def _watch_all(self, sent: list[tuple[Run, str, Any]]) -> None:
+    async def _watch_all(self) -> None:
+        with self._sent_lock:
+            sent, self._unwatched = self._unwatched, []
         for run, key, dfut in sent:
             watcher = asyncio.ensure_future(self._watch(run, key, dfut))
             self._watchers.add(watcher)

@@ -81,9 +81,9 @@ def run_task(key: str, mp_context: str | None, topic: str, fn_data: bytes, call_
 
     ``fn_data`` is the pickled function, ``call_data`` the pickled ``(args, kwargs)``
     (see DaskBackend.prepare). As it starts, the task says so on the scheduler's event
-    ``topic`` (``{"key": key}``, to which the scheduler adds this worker's address): the
-    client counts a task sent ahead as pending until then, starts its task_timeout clock
-    then, and learns which worker to send a stop to.
+    ``topic`` (see :func:`_note_start`): the client counts a task sent ahead as pending
+    until then, starts its task_timeout clock then, and learns which worker to send a
+    stop to.
 
     Returns ``(True, result, seconds)``, or ``(False, pickled exception, seconds)``
     (WorkerCrashed if the inner process died), ``seconds`` the time it ran (the
@@ -106,10 +106,7 @@ def run_task(key: str, mp_context: str | None, topic: str, fn_data: bytes, call_
         if _stopped_early.pop(key, None) is not None:
             return True, None, 0.0
     if worker is not None and topic:
-        try:
-            worker.log_event(topic, {"key": key})
-        except Exception:  # pragma: no cover - a worker shutting down: no client to tell
-            pass
+        _note_start(worker, topic, key)
     began = time.perf_counter()
     ok, value = _run_call(worker, key, size, mp_context, fn_data, call_data)
     return ok, value, time.perf_counter() - began
@@ -149,6 +146,54 @@ def _run_call(
     finally:
         with _lock:
             _running.pop(key, None)
+
+
+#: Seconds the start notes of tasks wait to go out together (one event per topic).
+START_NOTE_DELAY = 0.004
+
+_starts: dict[str, list[str]] = {}  # topic -> keys of the tasks started, not yet told
+_noting = False  # a _send_start_notes runs on the worker's loop
+
+
+def _note_start(worker: Any, topic: str, key: str) -> None:
+    """Tells the client (through the scheduler's events) that task ``key`` starts.
+
+    The starts of a few milliseconds go out together, ``{"keys": [...]}`` on each
+    topic (the scheduler adds this worker's address): a burst of small tasks costs the
+    worker, the scheduler and the client one event per batch, not one per task, and
+    the worker's loop is woken once per batch, not once per task.
+    """
+    global _noting
+    with _lock:
+        _starts.setdefault(topic, []).append(key)
+        if _noting:
+            return
+        _noting = True
+    try:
+        worker.loop.add_callback(_send_start_notes, worker)
+    except Exception:  # pragma: no cover - the worker is closing: nobody to tell
+        with _lock:
+            _noting = False
+
+
+async def _send_start_notes(worker: Any) -> None:
+    """On the worker's loop: sends the start notes, while tasks keep starting."""
+    global _noting
+    import asyncio
+
+    while True:
+        await asyncio.sleep(START_NOTE_DELAY)
+        with _lock:
+            starts = dict(_starts)
+            _starts.clear()
+            if not starts:
+                _noting = False
+                return
+        for topic, keys in starts.items():
+            try:
+                worker.log_event(topic, {"keys": keys})
+            except Exception:  # pragma: no cover - the worker is closing
+                pass
 
 
 #: Seconds between two checks, while a task runs, that Dask still wants its result.
