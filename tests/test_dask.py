@@ -688,7 +688,8 @@ def test_priorities_order_what_is_still_in_corrals_queue(
         testing.wait_until(lambda: started_on_cluster(ex, 4), 60, message="4 running")
         low = [ex.submit(record_start, log, f"low{i}") for i in range(8)]
         urgent = ex.options(priority=10).submit(record_start, log, "urgent")
-        assert len(ex._backend._by_key) == 6  # 4 running, 2 sent ahead: the window
+        # 4 running, 2 sent ahead: the window; the others wait in corral's queue
+        testing.wait_until(lambda: len(ex._backend._by_key) == 6, 30, message="the window")
         assert ex.statistics().pending == 9
         gate.open()
         corral.wait([*busy, *low, urgent], timeout=60)

@@ -95,7 +95,7 @@ _DASK_CANCELLED = _stdlib.CancelledError("the Dask future was cancelled")
 #: measured so far), START_AHEAD before any measure, at most MAX_AHEAD; slow tasks get
 #: none, so that none waits behind a long one while a thread is free. AHEAD_BYTES
 #: bounds the arguments waiting on the cluster (they sit in the scheduler's memory).
-AHEAD_SECONDS = 0.1
+AHEAD_SECONDS = 0.5
 START_AHEAD = 4
 MAX_AHEAD = 32
 AHEAD_BYTES = 16 * 1024 * 1024
@@ -326,6 +326,7 @@ class DaskBackend:
         self._done: list[tuple[Run, str, Any]] = []  # Dask futures done, to book (loop)
         self._unwatched: list[tuple[Run, str, Any]] = []  # sent, no watcher yet
         self._sent_lock = threading.Lock()
+        self._dispatching = False  # a _dispatch_on_loop is on its way to the loop
         # the send-ahead's measures: mean seconds of a run, mean bytes of a call
         self._mean_run: float | None = None
         self._mean_bytes = 0.0
@@ -407,7 +408,7 @@ class DaskBackend:
             # a retry requeued once shutdown began still runs (the closer waits for it)
         if self.core.pending and self.core.broken is None:
             if len(self.core.running) < self._window_locked():
-                return self._dispatch
+                return self._dispatch_soon
             if not self._threads and not self._polling:
                 return self._no_workers  # nothing can run: say so, and watch for workers
         return None
@@ -573,6 +574,33 @@ class DaskBackend:
         task.payload = (fn_data, data)
         task.args = task.kwargs = None  # type: ignore[assignment]  # the payload has them
         return None
+
+    def _dispatch_soon(self) -> None:
+        """Dispatches on the client's loop: from there now; from another thread (a
+        submit, a map's feeder) through one hop to the loop for every task queued
+        meanwhile, so that a burst of submits goes out in a few Client.map calls."""
+        try:
+            on_loop = asyncio.get_running_loop() is getattr(self._loop, "asyncio_loop", None)
+        except RuntimeError:  # no loop runs in this thread
+            on_loop = False
+        if on_loop:
+            self._dispatch()
+            return
+        with self._sent_lock:
+            if self._dispatching:
+                return
+            self._dispatching = True
+        try:
+            self._loop.add_callback(self._dispatch_on_loop)
+        except Exception:  # pragma: no cover - the loop is closed
+            with self._sent_lock:
+                self._dispatching = False
+            self._dispatch()  # (it finds the client closed and breaks the executor)
+
+    def _dispatch_on_loop(self) -> None:
+        with self._sent_lock:
+            self._dispatching = False
+        self._dispatch()
 
     def _dispatch(self) -> None:
         """Sends queued tasks to Dask while fewer than the window are out (the tasks
