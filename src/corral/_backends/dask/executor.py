@@ -175,7 +175,7 @@ class DaskExecutor(BaseExecutor):
         mp_context: start method of the inner process pools (default: corral's).
         prefetch: tasks sent to the cluster beyond one per thread, so that a thread
             that ends a task finds the next one there instead of waiting a round trip
-            to this client. Default None: sized by the measured run time (about 0.1 s
+            to this client. Default None: sized by the measured run time (about 0.5 s
             of work per thread, at most 32 tasks per thread, none for slow tasks) and
             by the size of the calls (16 MB at most wait on the cluster). 0: never
             more tasks out than threads. A task sent ahead is pending (statistics,
