@@ -1074,6 +1074,10 @@ class DaskBackend:
             ClusterEvents.leave(self.client, self._on_cluster_event)
         except Exception as error:  # pragma: no cover - a bug in corral
             LOGGER.warning("corral: leaving the Dask cluster events failed: %r", error)
+        try:  # a Client you keep must not keep this executor's handler
+            self.client.unsubscribe_topic(self._topic)
+        except Exception as error:  # a client closed already: nothing to leave
+            LOGGER.debug("corral: leaving the Dask start events failed: %r", error)
         try:  # on its own: a client we own is closed whatever happened above
             if self._own_client:
                 self.client.close()
