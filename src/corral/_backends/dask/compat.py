@@ -43,12 +43,11 @@ def scheduler_id(client: Any) -> Any:
         return None
 
 
-async def running_threads(client: Any) -> dict[str, int]:
-    """Threads of each worker the scheduler counts as running (not paused nor closing),
-    asked on the client's loop; the scheduler's own handler, which
-    ``Client.nthreads`` reaches only for every worker (paused ones included)."""
-    try:
-        found = await client.scheduler.ncores_running()
-    except Exception:  # a scheduler without that handler: every worker
-        found = await client.scheduler.ncores()
+async def worker_threads(client: Any) -> dict[str, int]:
+    """Threads of each worker the scheduler has, asked on the client's loop (what
+    ``Client.nthreads`` returns, which would block the loop). Workers that are
+    starting or paused count too: the scheduler announces no event when a worker
+    becomes "running", so a count of running workers taken at its "add-worker" event
+    could miss it for good."""
+    found = await client.scheduler.ncores()
     return {str(address): int(n) for address, n in found.items()}

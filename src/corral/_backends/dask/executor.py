@@ -201,7 +201,7 @@ class DaskExecutor(BaseExecutor):
 
     Once running, Ctrl+C cancels pending tasks and kills running ones, as for the
     local pools; ``shutdown(wait=True)`` waits for queued and running work, then
-    closes the Client (and the cluster it started). A cluster with no running worker
+    closes the Client (and the cluster it started). A cluster with no worker
     runs nothing: the tasks wait in corral's queue, a warning on the "corral" logger
     says so (once, until a worker joins), and they start when one joins;
     ``shutdown(wait=True)`` then waits for that, and Ctrl+C or
@@ -318,7 +318,7 @@ class DaskBackend:
         # keys stopped before corral learnt where they run: a late start event of one
         # gets a stop sent to that worker (see _on_started)
         self._revoked: dict[str, float] = {}
-        self._threads: dict[str, int] = {}  # running worker -> its threads
+        self._threads: dict[str, int] = {}  # worker -> its threads
         self._scheduler: Any = None  # id of the scheduler the subscriptions are on
         self._no_workers_since: float | None = None
         self._polling = False
@@ -458,7 +458,7 @@ class DaskBackend:
         return window if self._max_workers is None else min(window, self._max_workers)
 
     def _set_threads_locked(self, threads: dict[str, int]) -> None:
-        """The cluster's running workers now (lock held): the window follows them."""
+        """The cluster's workers now (lock held): the window follows them."""
         self._threads = threads
         total = sum(threads.values())
         # max_workers: what runs at once, the cluster's threads unless capped
@@ -476,7 +476,7 @@ class DaskBackend:
 
     async def _refresh(self) -> None:
         try:
-            threads = await compat.running_threads(self.client)
+            threads = await compat.worker_threads(self.client)
         except Exception as error:  # the scheduler is gone: the next event says more
             LOGGER.debug("corral: asking the Dask scheduler for its workers failed: %r", error)
             return
@@ -498,7 +498,7 @@ class DaskBackend:
             waiting = self.core.pending
         if first:
             LOGGER.warning(
-                "corral: the Dask cluster at %s has no running worker: %d task(s) wait "
+                "corral: the Dask cluster at %s has no worker: %d task(s) wait "
                 "in corral's queue until one joins. Start workers (dask worker ADDRESS) "
                 "or scale the cluster; shutdown(wait=True) waits for that work, "
                 "shutdown(cancel_futures=True) or Ctrl+C cancels it",
