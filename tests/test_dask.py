@@ -900,11 +900,11 @@ def test_events_are_subscribed_again_after_a_scheduler_restart() -> None:
                 message="the client to reconnect",
             )
             cluster.add_worker("after")
-            with testing.Gate() as first, testing.Gate() as second:
-                running = ex.submit(testing.wait_for_gate, first, 1)
-                testing.wait_until(
-                    lambda: ex.statistics().workers >= 1, 60, message="a worker, for corral"
-                )
+            with testing.Gate() as first, testing.Gate() as second, testing.Gate() as began:
+                running = ex.submit(testing.wait_for_gate, first, 1, began)
+                # it runs before the next is sent (Dask 2023.1 may otherwise start the
+                # later task first, on the worker that joined)
+                assert began.wait(60)
                 ahead = ex.submit(testing.wait_for_gate, second, 2)
                 first.open()
                 assert running.result(timeout=60) == 1
