@@ -1,18 +1,30 @@
 """DaskExecutor against plain ``distributed.Client`` on the same local cluster.
 
 One process starts a LocalCluster (worker processes, 127.0.0.1) and measures, on the
-same cluster and client:
+same cluster and client, four ways to run the same work:
 
-* per-task overhead: N no-op tasks, one at a time (submit + result), and all at once
-  (N submits, then every result);
-* a CPU-bound map: M tasks of about ``--ms`` milliseconds of pure-Python work;
-* cancel of a running task: time from ``cancel()`` to the process that ran it being
-  gone (plain Dask has no figure: its cancel leaves the task running).
+* ``Client``: plain ``Client.submit`` (or ``Client.map``) then ``Client.gather``;
+* ``get_executor``: ``client.get_executor()``, Dask's concurrent.futures executor;
+* ``corral``: ``corral.DaskExecutor(client=client)``;
+* ``local``: corral's own ProcessPoolExecutor on this machine, with as many
+  processes as the cluster has threads (no cluster at all, for scale).
+
+Workloads: bursts of no-op tasks (``--bursts``: N submits, then every result), one
+no-op at a time (submit + result), ``map`` over ``--items`` small items, and ``--m``
+CPU-bound tasks of about ``--ms`` milliseconds of pure-Python work. The four run
+interleaved, each workload ``--repeat`` times, and the best time counts (the machine
+may be shared: the load, from ``uptime``, is printed before and after). Ratios are
+over plain Client (> 1: slower).
+
+Then cancel of a running task: the time from ``cancel()`` to the process that ran it
+being gone (plain Dask has no figure: its cancel leaves the task running), and how
+late ``TaskTimeout`` comes.
 
 corral runs each task in a process of the worker's inner corral pool (so that it can
 be killed) and pickles the call once more; the ratios say what that costs.
 
-Run: ``.venv/bin/python bench/bench_dask.py [--n 300] [--m 32] [--workers 2]``
+Run: ``.venv/bin/python bench/bench_dask.py [--bursts 300 2000] [--items 10000]
+[--m 64] [--workers 2] [--repeat 3]``
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ import logging
 import os
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -101,98 +114,137 @@ def timeout_latency(ex: corral.DaskExecutor, repeat: int, limit: float) -> list[
     return late
 
 
+def load() -> str:
+    """The machine's load averages, as ``uptime`` prints them."""
+    try:
+        out = subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "load: unknown (no uptime)"
+    return "load average:" + out.rsplit("load average:", 1)[-1].rstrip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=300, help="no-op tasks")
-    parser.add_argument("--m", type=int, default=32, help="CPU-bound tasks")
+    parser.add_argument("--bursts", type=int, nargs="*", default=[300, 2000], help="no-op bursts")
+    parser.add_argument("--n", type=int, default=300, help="no-op tasks one at a time")
+    parser.add_argument("--items", type=int, default=10000, help="map items (0: skip)")
+    parser.add_argument("--m", type=int, default=64, help="CPU-bound tasks")
     parser.add_argument("--ms", type=float, default=50.0, help="milliseconds per CPU task")
     parser.add_argument("--workers", type=int, default=2, help="Dask worker processes")
-    parser.add_argument("--repeat", type=int, default=10, help="cancel measurements")
+    parser.add_argument("--threads", type=int, default=1, help="threads per Dask worker")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each workload")
+    parser.add_argument("--latency", type=int, default=10, help="cancel measurements")
+    parser.add_argument(
+        "--prefetch", type=int, default=None, help="DaskExecutor(prefetch=...) (default: its own)"
+    )
     args = parser.parse_args()
 
     import distributed
 
+    print(f"before: {load()}")
     cluster = distributed.LocalCluster(
         n_workers=args.workers,
-        threads_per_worker=1,
+        threads_per_worker=args.threads,
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
         silence_logs=logging.ERROR,
     )
     client = distributed.Client(cluster, set_as_default=False)
-    ex = corral.DaskExecutor(client=client)
-    ahead = corral.DaskExecutor(client=client, prefetch=2 * args.workers)
+    options = {} if args.prefetch is None else {"prefetch": args.prefetch}
+    ex = corral.DaskExecutor(client=client, **options)
+    dask_ex = client.get_executor(pure=False)
+    threads = args.workers * args.threads
+    local = corral.ProcessPoolExecutor(threads)
     try:
         # warm up: the inner pools start their processes on first use
-        list(ex.map(busy, [1.0] * 4 * args.workers))
-        client.gather(client.map(busy, [1.0] * 4 * args.workers, pure=False))
+        list(ex.map(busy, [1.0] * 4 * threads))
+        client.gather(client.map(busy, [1.0] * 4 * threads, pure=False))
+        list(local.map(busy, [1.0] * 4 * threads))
 
-        def dask_one_by_one() -> None:
-            for _ in range(args.n):
-                client.submit(testing.noop, pure=False).result()
+        def burst(n: int) -> dict[str, Callable[[], Any]]:
+            return {
+                "Client": lambda: client.gather(
+                    [client.submit(testing.noop, pure=False) for _ in range(n)]
+                ),
+                "get_executor": lambda: [
+                    f.result() for f in [dask_ex.submit(testing.noop) for _ in range(n)]
+                ],
+                "corral": lambda: corral.wait([ex.submit(testing.noop) for _ in range(n)]),
+                "local": lambda: corral.wait([local.submit(testing.noop) for _ in range(n)]),
+            }
 
-        def corral_one_by_one() -> None:
-            for _ in range(args.n):
-                ex.submit(testing.noop).result()
+        def one_by_one(n: int) -> dict[str, Callable[[], Any]]:
+            return {
+                "Client": lambda: [
+                    client.submit(testing.noop, pure=False).result() for _ in range(n)
+                ],
+                "get_executor": lambda: [dask_ex.submit(testing.noop).result() for _ in range(n)],
+                "corral": lambda: [ex.submit(testing.noop).result() for _ in range(n)],
+                "local": lambda: [local.submit(testing.noop).result() for _ in range(n)],
+            }
 
-        def dask_all_at_once() -> None:
-            client.gather([client.submit(testing.noop, pure=False) for _ in range(args.n)])
+        def mapped(fn: Callable[[Any], Any], items: list[Any]) -> dict[str, Callable[[], Any]]:
+            return {
+                "Client": lambda: client.gather(client.map(fn, items, pure=False)),
+                "get_executor": lambda: list(dask_ex.map(fn, items)),
+                "corral": lambda: list(ex.map(fn, items)),
+                "local": lambda: list(local.map(fn, items)),
+            }
 
-        def corral_all_at_once() -> None:
-            corral.wait([ex.submit(testing.noop) for _ in range(args.n)])
-
-        def corral_prefetch_all_at_once() -> None:
-            corral.wait([ahead.submit(testing.noop) for _ in range(args.n)])
-
-        def dask_map() -> None:
-            client.gather(client.map(busy, [args.ms] * args.m, pure=False))
-
-        def corral_map() -> None:
-            list(ex.map(busy, [args.ms] * args.m))
-
-        rows = [
-            (f"{args.n} no-op submit+result, one at a time", dask_one_by_one, corral_one_by_one),
-            (f"{args.n} no-op submits, then all results", dask_all_at_once, corral_all_at_once),
-            (
-                f"  the same, prefetch={2 * args.workers}",
-                dask_all_at_once,
-                corral_prefetch_all_at_once,
-            ),
-            (f"map over {args.m} CPU tasks of {args.ms:g} ms", dask_map, corral_map),
+        rows: list[tuple[str, dict[str, Callable[[], Any]]]] = [
+            (f"{n} no-op submits, then all results", burst(n)) for n in args.bursts
         ]
-        print(
-            f"Dask LocalCluster: {args.workers} worker processes x 1 thread, "
-            f"distributed {distributed.__version__}, {os.cpu_count()} CPUs"
-        )
-        print(f"{'workload':<44} {'Client':>9} {'corral':>9} {'corral/Client':>14}")
-        for name, plain, ours in rows:
-            t_plain = min(timed(plain) for _ in range(2))
-            t_ours = min(timed(ours) for _ in range(2))
-            print(f"{name:<44} {t_plain:8.3f}s {t_ours:8.3f}s {t_ours / t_plain:13.2f}x")
-            if "one at a time" in name:
-                print(
-                    f"{'  per task':<44} {t_plain / args.n * 1000:7.2f}ms "
-                    f"{t_ours / args.n * 1000:7.2f}ms"
+        if args.n:
+            rows.append((f"{args.n} no-op submit+result, one at a time", one_by_one(args.n)))
+        if args.items:
+            rows.append(
+                (
+                    f"map over {args.items} small items",
+                    mapped(testing.square, list(range(args.items))),
                 )
-        resolved, gone = cancel_latency(ex, args.repeat)
-        late = timeout_latency(ex, args.repeat, 0.5)
+            )
+        if args.m:
+            rows.append((f"{args.m} CPU tasks of {args.ms:g} ms", mapped(busy, [args.ms] * args.m)))
         print(
-            f"task_timeout=0.5 ({args.repeat} runs): TaskTimeout raised "
+            f"Dask LocalCluster: {args.workers} worker processes x {args.threads} thread(s), "
+            f"distributed {distributed.__version__}, {os.cpu_count()} CPUs; best of "
+            f"{args.repeat}, interleaved; local = corral.ProcessPoolExecutor({threads})"
+        )
+        names = ["Client", "get_executor", "corral", "local"]
+        print(
+            f"{'workload':<40}"
+            + "".join(f"{n:>13}" for n in names)
+            + "   ratio over Client: get_executor, corral, local"
+        )
+        for name, ways in rows:
+            best = dict.fromkeys(names, float("inf"))
+            for _ in range(args.repeat):
+                for way in names:  # interleaved: a slow moment of the machine hits each
+                    best[way] = min(best[way], timed(ways[way]))
+            cells = "".join(f"{best[n]:12.3f}s" for n in names)
+            ratios = "".join(f"{best[n] / best['Client']:8.2f}x" for n in names[1:])
+            print(f"{name:<40}{cells}  {ratios}")
+        resolved, gone = cancel_latency(ex, args.latency)
+        late = timeout_latency(ex, args.latency, 0.5)
+        print(
+            f"task_timeout=0.5 ({args.latency} runs): TaskTimeout raised "
             f"{statistics.median(late) * 1000:.2f} ms after the deadline (median), "
             f"{max(late) * 1000:.2f} ms max"
         )
         print(
-            f"cancel() of a running task ({args.repeat} runs): future cancelled in "
+            f"cancel() of a running task ({args.latency} runs): future cancelled in "
             f"{statistics.median(resolved) * 1000:.2f} ms (median); its process gone in "
             f"{statistics.median(gone) * 1000:.1f} ms median, {max(gone) * 1000:.1f} ms max "
             "(plain Dask: the task keeps running)"
         )
     finally:
         ex.shutdown(wait=True, kill=True)
-        ahead.shutdown(wait=True, kill=True)
+        local.shutdown(wait=True, kill=True)
+        dask_ex.shutdown(wait=True)
         client.close()
         cluster.close()
+    print(f"after: {load()}")
 
 
 if __name__ == "__main__":

@@ -125,7 +125,8 @@ class DaskCluster:
             testing.wait_until(self._read_address, 60, 0.01, "the scheduler file")
             for i in range(workers):
                 self.add_worker(f"w{i}")
-            self.wait_for_workers(workers)
+            if workers:
+                self.wait_for_workers(workers)
         except BaseException:
             self.stop()
             raise
@@ -153,6 +154,25 @@ class DaskCluster:
         )
         self.procs.append(proc)
         return proc
+
+    def restart_scheduler(self) -> None:
+        """Kills the scheduler and starts a new one at the same address (no workers:
+        those of the old one may leave, or join the new one)."""
+        scheduler = self.procs[0]
+        os.killpg(scheduler.pid, signal.SIGKILL)
+        scheduler.wait()
+        os.remove(self.scheduler_file)
+        port = self.address.rsplit(":", 1)[1]
+        self.procs[0] = self._spawn(
+            "distributed.cli.dask_scheduler",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--no-dashboard",
+            "--dashboard-address=127.0.0.1:0",
+            f"--scheduler-file={self.scheduler_file}",
+        )
+        self.procs.pop()  # (_spawn appended it: it is the scheduler now)
+        testing.wait_until(self._read_address, 60, 0.01, "the new scheduler's file")
 
     def add_worker(self, name: str) -> None:
         self._spawn(

@@ -25,6 +25,8 @@ import pytest
 
 import corral
 from corral import testing
+from corral._backends.dask import compat
+from corral._backends.dask import worker as dask_worker
 from corral._backends.dask.executor import DaskBackend
 
 distributed = pytest.importorskip("distributed")
@@ -606,3 +608,317 @@ def test_hooks_and_a_timeline_on_the_cluster(cluster: DaskCluster, tmp_path: Pat
             assert a.ended is not None and a.ended <= b.started
     timeline.write_chrome_trace(tmp_path / "trace.json")
     assert (tmp_path / "trace.json").stat().st_size > 0
+
+
+# --------------------------------------------------------------------- sent ahead
+
+
+def touch(path: str) -> str:
+    """Creates ``path`` (the test learns that this task ran)."""
+    with open(path, "w"):
+        pass
+    return path
+
+
+def started_on_cluster(ex: corral.DaskExecutor, count: int) -> bool:
+    """True once ``count`` tasks run on the cluster as far as corral knows."""
+    return ex.statistics().running == count
+
+
+def test_tasks_sent_ahead_are_pending_and_a_cancel_revokes_them(
+    cluster: DaskCluster, tmp_path: Path
+) -> None:
+    """Four threads busy; six more tasks are sent ahead to the cluster. They count as
+    pending (not running) until they start there; cancelling one removes it from Dask
+    (it never runs) and counts it cancelled; the others run once threads free up."""
+    threads = 4  # the module's cluster: 2 workers x 2 threads
+    with testing.Gate() as gate, corral.DaskExecutor(cluster.address) as ex:
+        busy = [ex.submit(testing.wait_for_gate, gate, i) for i in range(threads)]
+        testing.wait_until(lambda: started_on_cluster(ex, threads), 60, message="4 running")
+        paths = [str(tmp_path / f"ahead{i}") for i in range(6)]
+        ahead = [ex.submit(touch, p) for p in paths]
+        backend = ex._backend
+        # all six are out on the cluster, not in corral's queue
+        testing.wait_until(lambda: len(backend._by_key) == threads + 6, 30, message="sent")
+        stats = ex.statistics()
+        assert (stats.running, stats.pending) == (threads, 6), stats
+        assert ahead[0].cancel()
+        assert ahead[0].cancelled()
+        stats = ex.statistics()
+        assert (stats.running, stats.pending, stats.cancelled) == (threads, 5, 1), stats
+        gate.open()
+        assert [f.result(timeout=60) for f in busy] == list(range(threads))
+        assert [f.result(timeout=60) for f in ahead[1:]] == paths[1:]
+        stats = ex.statistics()
+        assert (stats.completed, stats.cancelled, stats.pending) == (threads + 5, 1, 0)
+    assert not os.path.exists(paths[0]), "the task cancelled while sent ahead ran"
+
+
+def test_max_pending_counts_tasks_sent_ahead(cluster: DaskCluster) -> None:
+    with testing.Gate() as gate, corral.DaskExecutor(cluster.address, max_pending=3) as ex:
+        busy = [ex.submit(testing.wait_for_gate, gate, i) for i in range(4)]
+        testing.wait_until(lambda: started_on_cluster(ex, 4), 60, message="4 running")
+        queued = [ex.submit_nowait(testing.square, i) for i in range(3)]
+        testing.wait_until(lambda: len(ex._backend._by_key) == 7, 30, message="sent ahead")
+        with pytest.raises(corral.QueueFull, match="max_pending=3"):
+            ex.submit_nowait(testing.noop)  # sent ahead, not started: still pending
+        assert ex.statistics().pending == 3
+        gate.open()
+        assert [f.result(timeout=60) for f in busy + queued] == [0, 1, 2, 3, 0, 1, 4]
+
+
+def record_start(path: str, name: str) -> str:
+    """Appends ``name`` to ``path``: the order in which tasks started."""
+    with open(path, "a") as f:
+        f.write(name + "\n")
+    return name
+
+
+def test_priorities_order_what_is_still_in_corrals_queue(cluster: DaskCluster) -> None:
+    """Four threads busy, room for two tasks ahead (prefetch=2), eight submitted, then
+    one of higher priority: it is sent before the six still in corral's queue. (Which
+    worker runs it, and when, is then Dask's choice: the test checks what corral sends.)"""
+    sent: list[str] = []
+    with testing.Gate() as gate, corral.DaskExecutor(cluster.address, prefetch=2) as ex:
+        real_map = ex.client.map
+
+        def recording_map(function: Any, *iterables: Any, **kwargs: Any) -> Any:
+            if function is dask_worker.run_task:  # its 5th argument: (args, kwargs)
+                sent.extend(str(pickle.loads(call)[0][0]) for call in iterables[4])
+            return real_map(function, *iterables, **kwargs)
+
+        ex.client.map = recording_map
+        busy = [ex.submit(testing.wait_for_gate, gate) for _ in range(4)]
+        testing.wait_until(lambda: started_on_cluster(ex, 4), 60, message="4 running")
+        low = [ex.submit(testing.identity, f"low{i}") for i in range(8)]
+        urgent = ex.options(priority=10).submit(testing.identity, "urgent")
+        # 4 running, 2 sent ahead: the window; the others wait in corral's queue
+        testing.wait_until(lambda: len(ex._backend._by_key) == 6, 30, message="the window")
+        assert ex.statistics().pending == 9
+        gate.open()
+        _, not_done = corral.wait([*busy, *low, urgent], timeout=60)
+        assert not not_done
+    names = [name for name in sent if name.startswith(("low", "urgent"))]
+    # sent before every task still queued when it came (the first two lows may have
+    # gone before it was submitted), the lows in their order
+    assert "urgent" in names[:3], names
+    assert [n for n in names if n != "urgent"] == [f"low{i}" for i in range(8)], names
+
+
+def test_a_stop_goes_only_to_the_worker_running_the_task(
+    executor: corral.DaskExecutor, tmp_path: Path
+) -> None:
+    calls: list[Any] = []
+    client = executor.client
+    real_run = client.run
+
+    def run(function: Any, *args: Any, **kwargs: Any) -> Any:
+        if function is dask_worker.stop_tasks:
+            calls.append(kwargs.get("workers"))
+        return real_run(function, *args, **kwargs)
+
+    client.run = run
+    pidfile = str(tmp_path / "pids")
+    fut = executor.submit(testing.write_pids_and_hang, pidfile)
+    inner = int(read_pids_file(pidfile))
+    workers = set(client.run(os.getpid))  # their addresses
+    assert fut.cancel()
+    testing.wait_until(lambda: gone(inner), 10, 0.001, "the task's process to end")
+    testing.wait_until(lambda: bool(calls), 10, message="the stop")
+    assert len(calls) == 1 and len(calls[0]) == 1 and calls[0][0] in workers, calls
+
+
+# --------------------------------------------------------------------- elastic
+
+
+def test_the_executor_follows_workers_joining_and_leaving() -> None:
+    cluster = DaskCluster(workers=1, nthreads=1)
+    try:
+        with testing.Gate() as gate, corral.DaskExecutor(cluster.address) as ex:
+            assert ex.statistics().workers == 1 and ex._max_workers == 1
+            cluster.add_worker("late")
+            testing.wait_until(lambda: ex.statistics().workers == 2, 60, message="2 workers")
+            assert ex._max_workers == 2
+            futs = [ex.submit(testing.wait_for_gate, gate, i) for i in range(2)]
+            testing.wait_until(lambda: started_on_cluster(ex, 2), 60, message="both running")
+            gate.open()
+            assert [f.result(timeout=60) for f in futs] == [0, 1]
+            pid = cluster.procs[-1].pid  # the late worker's session: it leaves
+            os.killpg(pid, signal.SIGKILL)
+            testing.wait_until(lambda: ex.statistics().workers == 1, 60, message="1 worker")
+            assert ex._max_workers == 1
+            assert ex.submit(testing.square, 5).result(timeout=60) == 25
+    finally:
+        cluster.stop()
+
+
+def test_an_explicit_max_workers_caps_what_runs_at_once(cluster: DaskCluster) -> None:
+    with testing.Gate() as gate, corral.DaskExecutor(cluster.address, max_workers=2) as ex:
+        futs = [ex.submit(testing.wait_for_gate, gate, i) for i in range(5)]
+        testing.wait_until(lambda: started_on_cluster(ex, 2), 60, message="2 running")
+        # the other three stay in corral's queue: none is sent, none can start
+        assert len(ex._backend._by_key) == 2
+        assert ex.statistics().pending == 3
+        gate.open()
+        assert [f.result(timeout=60) for f in futs] == list(range(5))
+
+
+def test_a_cluster_without_workers_waits_for_one_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cluster = DaskCluster(workers=0, nthreads=1)
+    try:
+        with caplog.at_level("WARNING", logger="corral"):
+            ex = corral.DaskExecutor(cluster.address)
+            try:
+                futs = [ex.submit(testing.square, i) for i in range(3)]
+                testing.wait_until(
+                    lambda: "has no worker" in caplog.text, 30, message="the warning"
+                )
+                assert ex.statistics().pending == 3 and not any(f.done() for f in futs)
+                assert caplog.text.count("has no worker") == 1
+                cluster.add_worker("first")
+                assert [f.result(timeout=60) for f in futs] == [0, 1, 4]
+            finally:
+                ex.shutdown(wait=True, kill=True)
+    finally:
+        cluster.stop()
+
+
+def test_shutdown_cancelling_work_that_waits_for_a_worker_returns() -> None:
+    cluster = DaskCluster(workers=0, nthreads=1)
+    try:
+        ex = corral.DaskExecutor(cluster.address)
+        futs = [ex.submit(testing.square, i) for i in range(3)]
+        ex.shutdown(wait=True, cancel_futures=True)
+        assert all(f.cancelled() for f in futs)
+        assert ex.statistics().cancelled == 3
+    finally:
+        cluster.stop()
+
+
+NO_WORKER_SCRIPT = """
+import sys, corral
+from corral import testing
+if __name__ == "__main__":
+    ex = corral.DaskExecutor(sys.argv[1])
+    fut = ex.submit(testing.square, 3)
+    print("waiting", flush=True)
+    ex.shutdown(wait=True)
+"""
+
+
+def test_ctrl_c_ends_a_shutdown_waiting_for_a_worker(tmp_path: Path) -> None:
+    cluster = DaskCluster(workers=0, nthreads=1)
+    try:
+        script = tmp_path / "script.py"
+        script.write_text(NO_WORKER_SCRIPT)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), cluster.address],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == "waiting\n"
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=testing.slack(30))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert "KeyboardInterrupt" in err, err
+        assert "has no worker" in err, err
+    finally:
+        cluster.stop()
+
+
+# --------------------------------------------------------------------- a worker dies: queued work
+
+
+@pytest.mark.parametrize("allowed_failures", ["0", "3"])
+def test_tasks_queued_on_a_dead_worker_are_sent_again(
+    tmp_path: Path, allowed_failures: str
+) -> None:
+    """Each worker (one thread) runs a task that waits on a gate; six more wait on the
+    cluster, some handed to a worker already. One worker dies: only the task it was
+    running fails (WorkerCrashed); the ones it held but had not started run elsewhere,
+    as their first attempt."""
+    cluster = DaskCluster(
+        workers=2, nthreads=1, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=allowed_failures
+    )
+    try:
+        with testing.Gate() as gate, corral.DaskExecutor(cluster.address) as ex:
+            paths = [tmp_path / f"running{i}" for i in range(2)]
+            running = [ex.submit(report_and_wait, str(p), gate, i) for i, p in enumerate(paths)]
+            addresses = {pid: address for address, pid in ex.client.run(os.getpid).items()}
+            workers = [dask_worker_of(p, set(addresses)) for p in paths]
+            assert len(set(workers)) == 2
+            victim = addresses[workers[0]]
+            ahead = [ex.submit(testing.square, i) for i in range(6)]
+            testing.wait_until(lambda: len(ex._backend._by_key) == 8, 30, message="sent")
+            # Dask hands each worker one task beyond its thread (worker-saturation)
+            testing.wait_until(
+                lambda: len(ex.client.processing()[victim]) >= 2, 30, message="one held"
+            )
+            os.kill(workers[0], signal.SIGKILL)
+            with pytest.raises(corral.WorkerCrashed):
+                running[0].result(timeout=60)
+            gate.open()
+            assert running[1].result(timeout=60) == 1
+            assert [f.result(timeout=60) for f in ahead] == [i * i for i in range(6)]
+            assert [f.attempts for f in ahead] == [1] * 6
+            stats = ex.statistics()
+            assert (stats.crashed, stats.failed, stats.completed) == (1, 1, 7), stats
+    finally:
+        cluster.stop()
+
+
+# --------------------------------------------------------------------- a scheduler restarts
+
+
+def test_events_are_subscribed_again_after_a_scheduler_restart() -> None:
+    """The Client reconnects to a scheduler restarted at the same address, which knows
+    nothing of corral's subscriptions: corral subscribes again, so tasks sent ahead
+    still say when they start, and a worker that leaves still fails its task."""
+    cluster = DaskCluster(workers=1, nthreads=1)
+    try:
+        ex = corral.DaskExecutor(cluster.address, connect_timeout=testing.slack(60))
+        try:
+            assert ex.submit(testing.square, 2).result(timeout=60) == 4
+            before = compat.scheduler_id(ex.client)
+            cluster.restart_scheduler()
+            testing.wait_until(
+                lambda: (
+                    compat.scheduler_id(ex.client) not in (before, None)
+                    and ex.client.status == "running"
+                ),
+                testing.slack(60),
+                message="the client to reconnect",
+            )
+            cluster.add_worker("after")
+            with testing.Gate() as first, testing.Gate() as second, testing.Gate() as began:
+                running = ex.submit(testing.wait_for_gate, first, 1, began)
+                # it runs before the next is sent (Dask 2023.1 may otherwise start the
+                # later task first, on the worker that joined)
+                assert began.wait(60)
+                ahead = ex.submit(testing.wait_for_gate, second, 2)
+                first.open()
+                assert running.result(timeout=60) == 1
+                # the second starts on the thread the first left: only its start event
+                # (on the new scheduler) tells corral
+                testing.wait_until(
+                    lambda: (ex.statistics().running, ex.statistics().pending) == (1, 0),
+                    60,
+                    message="the start of the task sent ahead",
+                )
+                addresses = ex.client.run(os.getpid)
+                for pid in addresses.values():
+                    os.kill(pid, signal.SIGKILL)
+                with pytest.raises(corral.WorkerCrashed, match="left the cluster"):
+                    ahead.result(timeout=60)
+        finally:
+            ex.shutdown(wait=True, kill=True)
+    finally:
+        cluster.stop()

@@ -36,7 +36,8 @@ and what a backend may call on the core, its handle (``lock`` held where named s
     task_started / task_ended / worker_event     raise hooks' events
     lock, pending, running, backoff, draining, broken, counts, hooks, ...   (read;
                                       a backend adds to ``counts["crashed"]``, and the
-                                      Dask backend sizes ``max_workers`` before it runs)
+                                      Dask backend sets ``max_workers``, under the lock,
+                                      to the cluster's threads as they change)
 
 A run's outcome is the current one only while ``task.is_current(run)``: the task is
 still RUNNING and that run is its latest (a cancel, a timeout or a retry since then

@@ -60,3 +60,24 @@ def stop_failed_client(distributed: Any, error: BaseException) -> None:
         except Exception:  # pragma: no cover - best effort: the error is what matters
             pass
         return
+
+
+def scheduler_id(client: Any) -> Any:
+    """The id of the scheduler the Client last (re)connected to: it changes when the
+    Client reconnects to a restarted scheduler, which holds none of the old
+    subscriptions to its events."""
+    identity = getattr(client, "_scheduler_identity", None) or {}
+    try:
+        return identity.get("id")
+    except AttributeError:  # pragma: no cover - another shape
+        return None
+
+
+async def worker_threads(client: Any) -> dict[str, int]:
+    """Threads of each worker the scheduler has, asked on the client's loop (what
+    ``Client.nthreads`` returns, which would block the loop). Workers that are
+    starting or paused count too: the scheduler announces no event when a worker
+    becomes "running", so a count of running workers taken at its "add-worker" event
+    could miss it for good."""
+    found = await client.scheduler.ncores()
+    return {str(address): int(n) for address, n in found.items()}

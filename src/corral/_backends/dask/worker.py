@@ -76,18 +76,22 @@ def dask_setup(worker: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def run_task(key: str, mp_context: str | None, fn_data: bytes, call_data: bytes) -> Any:
+def run_task(key: str, mp_context: str | None, topic: str, fn_data: bytes, call_data: bytes) -> Any:
     """Runs the pickled call in this Dask worker's inner process pool.
 
     ``fn_data`` is the pickled function, ``call_data`` the pickled ``(args, kwargs)``
-    (see DaskBackend.prepare).
+    (see DaskBackend.prepare). As it starts, the task says so on the scheduler's event
+    ``topic`` (see :func:`_note_start`): the client counts a task sent ahead as pending
+    until then, starts its task_timeout clock then, and learns which worker to send a
+    stop to.
 
-    Returns ``(True, result)``, or ``(False, pickled exception)`` (WorkerCrashed if
-    the inner process died): a failing call is a *result* for Dask, so Dask neither
-    logs it as a failed computation nor loses its traceback, which travels as text
-    and tblib frames (see _pickling.dump_exception). A task stopped by :func:`stop_tasks`
-    returns ``(True, None)`` at once: the parent has already resolved its future and
-    drops this value.
+    Returns ``(True, result, seconds)``, or ``(False, pickled exception, seconds)``
+    (WorkerCrashed if the inner process died), ``seconds`` the time it ran (the
+    client sizes its send-ahead by it): a failing call is a *result* for Dask, so Dask
+    neither logs it as a failed computation nor loses its traceback, which travels as
+    text and tblib frames (see _pickling.dump_exception). A task stopped by
+    :func:`stop_tasks` returns ``(True, None, seconds)`` at once: the parent has already
+    resolved its future and drops this value.
     """
     import distributed
 
@@ -100,7 +104,18 @@ def run_task(key: str, mp_context: str | None, fn_data: bytes, call_data: bytes)
         size = getattr(getattr(worker, "state", worker), "nthreads", 1)
     with _lock:  # stopped before it started: nothing runs, not even for a moment
         if _stopped_early.pop(key, None) is not None:
-            return True, None
+            return True, None, 0.0
+    if worker is not None and topic:
+        _note_start(worker, topic, key)
+    began = time.perf_counter()
+    ok, value = _run_call(worker, key, size, mp_context, fn_data, call_data)
+    return ok, value, time.perf_counter() - began
+
+
+def _run_call(
+    worker: Any, key: str, size: int, mp_context: str | None, fn_data: bytes, call_data: bytes
+) -> tuple[bool, Any]:
+    """run_task's call, in the inner pool: (True, result) or (False, pickled error)."""
     pool = _inner_pool(size, mp_context)
     try:
         fn = pickle.loads(fn_data)
@@ -131,6 +146,54 @@ def run_task(key: str, mp_context: str | None, fn_data: bytes, call_data: bytes)
     finally:
         with _lock:
             _running.pop(key, None)
+
+
+#: Seconds the start notes of tasks wait to go out together (one event per topic).
+START_NOTE_DELAY = 0.004
+
+_starts: dict[str, list[str]] = {}  # topic -> keys of the tasks started, not yet told
+_noting = False  # a _send_start_notes runs on the worker's loop
+
+
+def _note_start(worker: Any, topic: str, key: str) -> None:
+    """Tells the client (through the scheduler's events) that task ``key`` starts.
+
+    The starts of a few milliseconds go out together, ``{"keys": [...]}`` on each
+    topic (the scheduler adds this worker's address): a burst of small tasks costs the
+    worker, the scheduler and the client one event per batch, not one per task, and
+    the worker's loop is woken once per batch, not once per task.
+    """
+    global _noting
+    with _lock:
+        _starts.setdefault(topic, []).append(key)
+        if _noting:
+            return
+        _noting = True
+    try:
+        worker.loop.add_callback(_send_start_notes, worker)
+    except Exception:  # pragma: no cover - the worker is closing: nobody to tell
+        with _lock:
+            _noting = False
+
+
+async def _send_start_notes(worker: Any) -> None:
+    """On the worker's loop: sends the start notes, while tasks keep starting."""
+    global _noting
+    import asyncio
+
+    while True:
+        await asyncio.sleep(START_NOTE_DELAY)
+        with _lock:
+            starts = dict(_starts)
+            _starts.clear()
+            if not starts:
+                _noting = False
+                return
+        for topic, keys in starts.items():
+            try:
+                worker.log_event(topic, {"keys": keys})
+            except Exception:  # pragma: no cover - the worker is closing
+                pass
 
 
 #: Seconds between two checks, while a task runs, that Dask still wants its result.
