@@ -324,3 +324,36 @@ def test_cancelling_a_task_its_caller_runs_frees_the_slot_for_the_queue() -> Non
             if outcome:
                 break
     assert outcome.get("ran", True)
+
+
+def test_closing_a_map_while_its_feeder_submits_lets_nothing_complete(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """close() while the feeder thread is between submitting a unit and recording it:
+    that unit may already run, and must still end cancelled, not completed (a loaded
+    machine once left the feeder there long enough for the unit to finish)."""
+    from corral._map import MapIterator
+
+    submitted, release = threading.Event(), threading.Event()
+    real_append = MapIterator._append
+
+    def slow_append(self: MapIterator[Any], fut: Any, count: int) -> bool:
+        if threading.current_thread().name == "corral-map-feeder":
+            submitted.set()
+            assert release.wait(30)
+        return real_append(self, fut, count)
+
+    monkeypatch.setattr(MapIterator, "_append", slow_append)
+    with testing.Gate() as gate, corral.ThreadPoolExecutor(1) as ex:
+        results = ex.map(testing.wait_for_gate, [gate] * 3)
+        assert submitted.wait(30)  # the first unit is submitted (it may run), not recorded
+        closer = threading.Thread(target=results.close, name="test-closer")
+        closer.start()
+        closer.join(0.2)
+        assert closer.is_alive(), "close() returned while the feeder still held a unit"
+        release.set()
+        closer.join(30)
+        assert not closer.is_alive()
+        gate.open()
+    stats = ex.statistics()
+    assert stats.completed == 0, stats

@@ -116,6 +116,7 @@ class MapIterator(Iterator[T]):
         self._feeder: threading.Thread | None = None
         self._feeding = False  # the feeder has not finished (its error, if any, is set)
         self._stopped = False  # closed, or stopped by a shutdown or Ctrl+C
+        self._submitting = False  # the feeder is submitting a unit (see close())
         self._closed = False
         self._feed_error: BaseException | None = None
         if buffersize is not None:
@@ -196,15 +197,28 @@ class MapIterator(Iterator[T]):
         try:
             chunk.extend(itertools.islice(items, size))  # keeps what it read before an error
         except BaseException:
-            if chunk and not self._stopped:
-                self._append(self._units.submit(chunk), len(chunk))
+            if chunk:
+                self._submit_unit(chunk)
             self._items = None
             raise
-        if not chunk or self._stopped:
+        if not chunk or not self._submit_unit(chunk):
             self._items = None
             self._input_ended()
             return False
-        return self._append(self._units.submit(chunk), len(chunk))
+        return True
+
+    def _submit_unit(self, chunk: list[Any]) -> bool:
+        """Submits one unit unless the map was stopped; False if it was (or became so)."""
+        with self._cond:
+            if self._stopped:
+                return False
+            self._submitting = True  # close() waits for this unit's fate
+        try:
+            return self._append(self._units.submit(chunk), len(chunk))
+        finally:
+            with self._cond:
+                self._submitting = False
+                self._cond.notify_all()
 
     def _append(self, fut: Future[Any], count: int) -> bool:
         """Records a submitted unit; False (and cancels it) if the map was stopped."""
@@ -371,6 +385,16 @@ class MapIterator(Iterator[T]):
             self._unyielded.clear()
         for fut in futures:
             fut.cancel()
+        feeder = self._feeder
+        if feeder is not None and feeder is not threading.current_thread():
+            # A unit the feeder is submitting right now is in none of the lists above:
+            # it may start at once, and the feeder cancels it only once submit()
+            # returns (_append). Wait for that, so that nothing of this map completes
+            # after close() returned. (submit() waits for room under max_pending at
+            # most; the cancels above have just made some.)
+            with self._cond:
+                while self._submitting:
+                    self._cond.wait()
         if self._progress is not None:
             if self._progress.total is None:
                 self._progress.set_total(self._submitted)
