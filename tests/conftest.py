@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import glob
 import importlib.util
 import os
 import signal
@@ -87,6 +89,36 @@ class TLSFiles:
         )
 
 
+def semaphore_names() -> set[str]:
+    """multiprocessing's named semaphores in /dev/shm now."""
+    try:
+        return {n for n in os.listdir("/dev/shm") if n.startswith("sem.mp-")}
+    except OSError:  # pragma: no cover - no /dev/shm
+        return set()
+
+
+def unlink_orphan_semaphores(before: set[str]) -> None:
+    """Removes the multiprocessing semaphores made since ``before`` that no process
+    maps anymore. A Dask cluster's processes make them (nannies, their queues and
+    locks) and, killed at the end of a test, leave them behind: their resource tracker
+    dies with them. One still mapped belongs to a live process and stays."""
+    new = semaphore_names() - before
+    if not new:
+        return
+    for maps in glob.glob("/proc/[0-9]*/maps"):
+        try:
+            with open(maps) as f:
+                text = f.read()
+        except OSError:
+            continue
+        new = {n for n in new if n not in text}
+        if not new:
+            return
+    for name in new:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join("/dev/shm", name))
+
+
 class DaskCluster:
     """A Dask scheduler and workers, each its own process, listening on 127.0.0.1 only.
 
@@ -102,6 +134,7 @@ class DaskCluster:
         self, workers: int = 2, nthreads: int = 2, tls: TLSFiles | None = None, **env: str
     ) -> None:
         self._dir = tempfile.mkdtemp(prefix="corral-dask-")
+        self._semaphores = semaphore_names()
         # TLS: every process gets the CA and the one certificate (all must present one)
         self._tls = [] if tls is None else tls.options()
         self.security = None if tls is None else tls.security()
@@ -226,6 +259,7 @@ class DaskCluster:
             except ProcessLookupError:
                 pass
         DaskCluster.live.discard(self)
+        unlink_orphan_semaphores(self._semaphores)
         import shutil
 
         shutil.rmtree(self._dir, ignore_errors=True)

@@ -45,7 +45,12 @@ from typing import Any
 import psutil
 
 from corral import testing
-from tests.conftest import DaskCluster, _die_with_parent
+from tests.conftest import (
+    DaskCluster,
+    _die_with_parent,
+    semaphore_names,
+    unlink_orphan_semaphores,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "corral"
@@ -209,6 +214,7 @@ class NetCluster:
         self.topology = Topology(["sched", *self.worker_hosts, "client"])
         self.nthreads = nthreads
         self._dir = tempfile.mkdtemp(prefix=f"{self.topology.tag}-netcluster")
+        self._semaphores = semaphore_names()
         self._env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self._worker_env = {**self._env, **(worker_env or {})}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -320,6 +326,7 @@ class NetCluster:
                 proc.wait()
         finally:
             self._registry.discard(self)
+            unlink_orphan_semaphores(self._semaphores)
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
