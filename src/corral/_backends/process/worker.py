@@ -60,9 +60,9 @@ def _prctl(option: int, arg: object) -> None:
     fallbacks or only lose a nicety)."""
     if not sys.platform.startswith("linux"):
         return
-    # imported here, in the worker: the parent never needs ctypes, and a pool's first
-    # workers are forked from it before its first result (2-3 ms saved there); the
-    # forkserver preloads it for the workers it starts
+    # imported here, in the worker: the parent never needs ctypes (2-3 ms of imports);
+    # a worker forked from the parent pays it as it starts instead, and the forkserver
+    # preloads it for the workers it starts
     import ctypes
 
     with contextlib.suppress(Exception):
