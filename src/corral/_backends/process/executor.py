@@ -158,24 +158,6 @@ def _dry_run_spawn_pickle(arg: object) -> None:
         multiprocessing.context.set_spawning_popen(None)
 
 
-#: What the forkserver imports once, so that each worker forked from it starts with it.
-_WORKER_MODULES = ["corral._backends.process.worker", "ctypes"]
-
-
-def _preload_in_forkserver() -> None:
-    """Adds corral's worker modules to what the forkserver preloads (``__main__`` by
-    default), so that a worker starts without importing them (about 40 ms each, and a
-    replacement after a cancel or a crash waits for it). It takes effect when the
-    forkserver starts: a forkserver already running keeps what it has."""
-    from multiprocessing import forkserver
-
-    server = forkserver._forkserver
-    modules = list(getattr(server, "_preload_modules", ["__main__"]))
-    missing = [m for m in _WORKER_MODULES if m not in modules]
-    if missing:
-        server.set_forkserver_preload(modules + missing)
-
-
 def _check_not_bootstrapping() -> None:
     """Refuses to start a pool while a worker is importing the parent's main script."""
     frame = sys._getframe(2)
@@ -289,8 +271,6 @@ class ProcessPoolExecutor(BaseExecutor, _stdlib.ProcessPoolExecutor):  # type: i
                     raise
                 ctx = multiprocessing.get_context("fork")
                 init = _pack_init(initializer, initargs, ctx)
-        if ctx.get_start_method() == "forkserver":
-            _preload_in_forkserver()
         core = self._core = Core(
             kind=self._kind,
             max_workers=max_workers,

@@ -48,6 +48,7 @@ from .procs import (
     crash_error,
     exit_fd,
     log_levels,
+    preload_in_forkserver,
     signal_group,
     single_threaded,
 )
@@ -118,6 +119,7 @@ class ProcessManager:
         self._procs: dict[int, Proc] = {}  # pid -> worker
         self._idle: list[Proc] = []
         self._start_failures = 0
+        self._preloaded = False  # corral's modules are in the forkserver's preloads
         self._avg_seconds: float | None = None  # moving average of task run times
         self._replacements = 0  # workers that died under work, to replace at once
         self._live_workers = 0  # for statistics(), under the lock
@@ -434,6 +436,9 @@ class ProcessManager:
 
     def _start_worker(self, ctx: multiprocessing.context.BaseContext | None = None) -> bool:
         ctx = ctx or self.ctx
+        if not self._preloaded and ctx.get_start_method() == "forkserver":
+            preload_in_forkserver()
+            self._preloaded = True
         parent_conn, child_conn = ctx.Pipe(duplex=True)
         process = ctx.Process(  # type: ignore[attr-defined]
             target=worker_main,
