@@ -102,6 +102,8 @@ def check_wait_timeout(value: object) -> float | None:
         TypeError: not a number (a string, say), before any waiting.
         ValueError: NaN, which the stdlib takes as 0.
     """
+    if (type(value) is float or type(value) is int) and value < FOREVER:
+        return value  # the common case, on result()'s path: nothing else to check
     seconds = _seconds("timeout", value, "a number of seconds or None")
     if seconds != seconds:
         raise ValueError(

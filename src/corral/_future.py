@@ -41,7 +41,7 @@ from concurrent.futures._base import (  # the states: constants, safe to bind
 )
 
 from . import _stdlib
-from ._checks import FOREVER, check_wait_timeout
+from ._checks import check_wait_timeout
 from ._errors import WaitTimeout
 
 TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
@@ -136,10 +136,7 @@ class Future(_stdlib.Future[T]):
             TypeError: ``timeout`` is not a number (checked before anything else).
             ValueError: ``timeout`` is NaN.
         """
-        if timeout is not None and not (
-            # an int or float below FOREVER (NaN is not) needs nothing else
-            (type(timeout) is float or type(timeout) is int) and timeout < FOREVER
-        ):
+        if timeout is not None:
             timeout = check_wait_timeout(timeout)  # (threading refuses the huge ones)
         helper = self._helper  # (once: the future may end, and drop it, meanwhile)
         if timeout is None and helper is not None and self._state == PENDING:
@@ -156,9 +153,7 @@ class Future(_stdlib.Future[T]):
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """As ``result()``, but returns the work's exception (None if it succeeded)."""
-        if timeout is not None and not (
-            (type(timeout) is float or type(timeout) is int) and timeout < FOREVER
-        ):
+        if timeout is not None:
             timeout = check_wait_timeout(timeout)
         helper = self._helper
         if timeout is None and helper is not None and self._state == PENDING:

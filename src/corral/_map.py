@@ -391,7 +391,8 @@ class MapIterator(Iterator[T]):
             # it may start at once, and the feeder cancels it only once submit()
             # returns (_append). Wait for that, so that nothing of this map completes
             # after close() returned. (submit() waits for room under max_pending at
-            # most; the cancels above have just made some.)
+            # most: the cancels above have just made some, and a shutdown or Ctrl+C
+            # ends that wait too.)
             with self._cond:
                 while self._submitting:
                     self._cond.wait()

@@ -187,12 +187,7 @@ def single_threaded() -> bool:
     /proc says how many the process has). False where it cannot tell."""
     if threading.active_count() != 1 or "fork" not in multiprocessing.get_all_start_methods():
         return False
-    try:
-        with open("/proc/self/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        return int(fields[17]) == 1  # num_threads, the 20th field of the line
-    except (OSError, ValueError, IndexError):
-        return False
+    return tree.stat_field("self", 17) == 1  # num_threads
 
 
 def signal_group(pid: int, signum: int) -> None:

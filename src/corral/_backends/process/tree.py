@@ -57,12 +57,19 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _parent(pid: int) -> int:
+def stat_field(pid: int | str, index: int) -> int:
+    """Field ``index`` of ``/proc/<pid>/stat`` counted after the command name (0: the
+    state; 1: the parent's pid; 17: the number of threads), or -1 where it can't be
+    read (no such process, not Linux)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[1])
+            return int(f.read().rsplit(b")", 1)[1].split()[index])
     except (OSError, ValueError, IndexError):
-        return 0
+        return -1
+
+
+def _parent(pid: int) -> int:
+    return stat_field(pid, 1)
 
 
 def escaped(root: int) -> dict[int, int]:
