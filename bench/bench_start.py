@@ -41,9 +41,12 @@ FIRST = """
 import time
 t0 = time.perf_counter()
 {imp}
+t1 = time.perf_counter()
 ex = {make}
+t2 = time.perf_counter()
 ex.submit(abs, -1).result()
-print(time.perf_counter() - t0)
+t3 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2, t3 - t0)
 ex.shutdown()
 """
 
@@ -63,21 +66,40 @@ print(time.perf_counter() - t0)
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def run_python(code: str, cwd: str | None = None) -> float:
+def run_steps(code: str, cwd: str | None = None) -> list[float]:
+    """Run *code* in a fresh interpreter; the numbers its last line prints, in seconds."""
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=cwd, env=ENV
     ).stdout
-    return float(out.split()[-1])
+    return [float(x) for x in out.splitlines()[-1].split()]
 
 
-def bench_template(template: str, repeat: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in SYSTEMS}
+def run_python(code: str, cwd: str | None = None) -> float:
+    return run_steps(code, cwd)[-1]
+
+
+def bench_template(template: str, repeat: int) -> dict[str, list[float]]:
+    """Per system, the median of each number the template prints (its total last)."""
+    runs: dict[str, list[list[float]]] = {name: [] for name in SYSTEMS}
     for imp, make in SYSTEMS.values():  # a warm-up run each: .pyc files, page cache
-        run_python(template.format(imp=imp, make=make))
+        run_steps(template.format(imp=imp, make=make))
     for _ in range(repeat):
         for name, (imp, make) in SYSTEMS.items():  # interleaved: load hits each alike
-            times[name].append(run_python(template.format(imp=imp, make=make)))
-    return {name: statistics.median(t) for name, t in times.items()}
+            runs[name].append(run_steps(template.format(imp=imp, make=make)))
+    return {
+        name: [statistics.median(step) for step in zip(*r, strict=True)] for name, r in runs.items()
+    }
+
+
+def totals(figures: dict[str, list[float]]) -> dict[str, float]:
+    return {name: steps[-1] for name, steps in figures.items()}
+
+
+def report_steps(figures: dict[str, list[float]], steps: tuple[str, ...]) -> None:
+    """Each step's median, so a gap can be traced to imports, creation or the first task."""
+    print("  by step (medians):  " + "".join(f"{s:>12}" for s in steps))
+    for name, values in figures.items():
+        print(f"  {name:<18}   " + "".join(f"{v * 1000:9.1f} ms" for v in values[:-1]))
 
 
 BLACK = """
@@ -145,10 +167,11 @@ def main() -> None:
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
     if "first" in only:
         figures = bench_template(FIRST, args.repeat)
-        report("pool start to first result (fresh interpreter)", figures)
+        report("pool start to first result (fresh interpreter)", totals(figures))
+        report_steps(figures, ("import", "create", "first task"))
     if "short" in only:
         figures = bench_template(SHORT, args.repeat)
-        report("short-lived pool: 100 tasks (fresh interpreter)", figures)
+        report("short-lived pool: 100 tasks (fresh interpreter)", totals(figures))
     if "black" in only:
         if importlib.util.find_spec("black") is None:
             print("\nblack: not installed (pip install black)")
