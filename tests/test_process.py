@@ -477,36 +477,67 @@ def test_workers_ignore_sigint(
     fut.cancel()
 
 
-@pytest.mark.slow
-def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
+def _kill_parent_of(tmp_path: Path, pool: str, submit: str, count: int) -> None:
+    """Runs a script that makes ``pool`` and submits ``submit`` (formatted with the pid
+    file and ``i``) ``count`` times, SIGKILLs it once each task wrote its worker's pid,
+    and checks that the workers exit. Left alone they would run for an hour or more."""
     script = tmp_path / "parent.py"
-    pidfile = tmp_path / "workers"
+    pidfile = tmp_path / "worker"
+    call = submit.format(path=f"{str(pidfile)!r} + str(i)")
     script.write_text(
         textwrap.dedent(
             f"""
             import time, corral
             from corral import testing
             if __name__ == "__main__":
-                ex = corral.ProcessPoolExecutor(2, mp_context="forkserver")
-                for i in range(2):
-                    ex.submit(testing.write_pids_and_hang, {str(pidfile)!r} + str(i))
+                ex = {pool}
+                for i in range({count}):
+                    ex.submit({call})
                 time.sleep(600)
             """
         )
     )
     parent = subprocess.Popen([sys.executable, str(script)])
+    workers: list[int] = []
     try:
-        workers = [_read_pids(Path(f"{pidfile}{i}"))[0] for i in range(2)]
+        workers = [_read_pids(Path(f"{pidfile}{i}"))[0] for i in range(count)]
         parent.kill()
         parent.wait(10)
-        # PDEATHSIG ends them at once, the watchdog within 0.2 s; left alone they would
-        # hang an hour. The bound only has to hold on a busy machine.
+        # The bound only has to hold on a busy machine.
         testing.wait_until(
             lambda: not any(_alive(p) for p in workers), timeout=10, message="workers to exit"
         )
     finally:
         parent.kill()
         parent.wait(10)
+        for pid in workers:  # only if the test failed
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
+    # PDEATHSIG ends them at once, the watchdog within 0.2 s
+    _kill_parent_of(
+        tmp_path,
+        'corral.ProcessPoolExecutor(2, mp_context="forkserver")',
+        "testing.write_pids_and_hang, {path}",
+        count=2,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_a_worker_holding_the_gil_dies_with_its_parent(tmp_path: Path, method: str) -> None:
+    # The watchdog thread cannot run while the task holds the GIL: only the death
+    # signal, which the worker sets before its first task, ends it.
+    _kill_parent_of(
+        tmp_path,
+        f"corral.ProcessPoolExecutor(1, mp_context={method!r})",
+        "testing.write_pid_and_hold_the_gil, {path}",
+        count=1,
+    )
 
 
 def test_elastic_workers_grow_under_load_and_shrink_when_idle(gate: testing.Gate) -> None:

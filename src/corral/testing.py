@@ -453,6 +453,17 @@ def write_pids_and_hang(
     time.sleep(3600)
 
 
+def write_pid_and_hold_the_gil(path: str) -> int:
+    """Writes this process's pid to ``path``, then spins in C code that never releases
+    the GIL nor runs a signal handler (for days): no other thread of the process runs
+    meanwhile, so only what the kernel does (a signal's default action, SIGKILL) can
+    end it."""
+    with open(path + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    return sum(range(10**16))
+
+
 _kept: list[bytearray] = []
 
 

@@ -50,31 +50,37 @@ if TYPE_CHECKING:
     from typing import Any
 
 _PR_SET_PDEATHSIG = 1
-_PR_SET_NAME = 15
 #: Sent by the parent after a "revoke" so that a busy worker reads it at once.
 REVOKE_SIGNAL = signal.SIGUSR1
 
 
-def _prctl(option: int, arg: object) -> None:
-    """Linux's prctl(option, arg); nothing where there is none (the callers have
-    fallbacks or only lose a nicety)."""
+def _set_death_signal() -> None:
+    """Linux's prctl(PR_SET_PDEATHSIG, SIGKILL) for the calling thread; nothing where
+    there is none (the watchdog still works)."""
     if not sys.platform.startswith("linux"):
         return
-    # imported here, in the worker: the parent never needs ctypes (2-3 ms of imports);
-    # a worker forked from the parent pays it as it starts instead, and the forkserver
-    # preloads it for the workers it starts
+    # ctypes is imported here, in the worker's watchdog thread: the parent never needs
+    # it, and the main thread sends Ready and runs the first task meanwhile (importing
+    # it first was 3-7 ms of a forked worker's start)
     import ctypes
 
     with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        value = ctypes.c_char_p(arg) if isinstance(arg, bytes) else arg
-        libc.prctl(option, value, 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # else the watchdog below still works
+def _die_with_parent(parent_pid: int) -> threading.Event:
+    """Starts the watchdog thread: the worker exits within 0.2 s of its parent's death,
+    and at once on Linux, where the thread first sets the parent-death signal. That
+    signal is an attribute of the thread that sets it; the kernel sends it (to the
+    whole process) when the parent dies while that thread lives, and this one lives as
+    long as the worker. Returns an event set once the signal is set: the worker runs
+    no task before, since a task in C code that never releases the GIL would keep the
+    watchdog from setting it, or from ever checking the parent."""
+    armed = threading.Event()
 
     def watchdog() -> None:
+        _set_death_signal()
+        armed.set()
         event = threading.Event()
         while not event.wait(0.2):
             try:
@@ -85,11 +91,36 @@ def _die_with_parent(parent_pid: int) -> None:
                 os._exit(70)
 
     threading.Thread(target=watchdog, name="corral-watchdog", daemon=True).start()
+    return armed
+
+
+def _release_forkserver() -> None:
+    """Closes this worker's copy of the pool process's "alive" pipe to the forkserver,
+    if the forkserver started it.
+
+    The forkserver exits when every copy is closed, and multiprocessing gives one to
+    each process it starts, so while a worker lives the forkserver outlives a killed
+    pool process. The worker's death signal fires when its parent, the forkserver,
+    dies; without its copy, that is when the pool's process dies, even while a task
+    holds the GIL and the watchdog cannot run. Nothing in the worker uses the copy: a
+    forkserver pool made by a task starts a forkserver of its own (the worker has no
+    ``_forkserver_pid``)."""
+    module = sys.modules.get("multiprocessing.forkserver")
+    if module is None:
+        return
+    server = module._forkserver
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if fd is not None and getattr(server, "_forkserver_pid", 0) is None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        server._forkserver_alive_fd = None
 
 
 def _name_process() -> None:
-    """Names the process "corral-worker" (ps, top, psutil, ``python -m corral top``)."""
-    _prctl(_PR_SET_NAME, b"corral-worker")
+    """Names the process "corral-worker" (ps, top, psutil, ``python -m corral top``):
+    Linux's /proc/self/comm is the main thread's name, as PR_SET_NAME would set it."""
+    with contextlib.suppress(OSError), open("/proc/self/comm", "w") as f:
+        f.write("corral-worker")
 
 
 def _flush_std() -> None:
@@ -193,7 +224,8 @@ def worker_main(
     except OSError:  # pragma: no cover - already a group leader (setsid'd)
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent_pid)
+    death_signal = _die_with_parent(parent_pid)
+    _release_forkserver()
     _name_process()
     for stream in (sys.stdout, sys.stderr):  # whole lines reach the terminal, even if killed
         reconfigure = getattr(stream, "reconfigure", None)
@@ -210,6 +242,7 @@ def worker_main(
 
     try:
         if init is not None:
+            death_signal.wait()  # no user code before it is set (see _die_with_parent)
             try:
                 fn_data, packed = init
                 initializer = pickle.loads(fn_data)
@@ -229,6 +262,7 @@ def worker_main(
                 sys.exit(1)
         send(wire.Ready(os.getpid()))
 
+        armed: threading.Event | None = death_signal
         functions: dict[bytes, Any] = {}
         queue = inbox.queue
         me = os.getpid()
@@ -239,6 +273,9 @@ def worker_main(
                 break
             if not queue:
                 continue
+            if armed is not None:  # the first task: the same rule as the initializer
+                armed.wait()
+                armed = None
             task_id, fn_data, call, segments = queue.popleft()
             inbox.task_id = task_id
             begin = perf_counter()
