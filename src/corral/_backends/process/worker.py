@@ -55,32 +55,23 @@ REVOKE_SIGNAL = signal.SIGUSR1
 
 
 def _set_death_signal() -> None:
-    """Linux's prctl(PR_SET_PDEATHSIG, SIGKILL) for the calling thread; nothing where
-    there is none (the watchdog still works)."""
+    """Linux's prctl(PR_SET_PDEATHSIG, SIGKILL): the kernel kills this process when the
+    thread that forked it dies, even while a task holds the GIL (the watchdog cannot
+    run then). Nothing where there is none (the watchdog still works)."""
     if not sys.platform.startswith("linux"):
         return
-    # ctypes is imported here, in the worker's watchdog thread: the parent never needs
-    # it, and the main thread sends Ready and runs the first task meanwhile (importing
-    # it first was 3-7 ms of a forked worker's start)
+    # ctypes is imported here, in the worker: the parent never needs it (2-5 ms, mostly
+    # loading _ctypes), and a forkserver has it preloaded for its workers
     import ctypes
 
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _die_with_parent(parent_pid: int) -> threading.Event:
-    """Starts the watchdog thread: the worker exits within 0.2 s of its parent's death,
-    and at once on Linux, where the thread first sets the parent-death signal. That
-    signal is an attribute of the thread that sets it; the kernel sends it (to the
-    whole process) when the parent dies while that thread lives, and this one lives as
-    long as the worker. Returns an event set once the signal is set: the worker runs
-    no task before, since a task in C code that never releases the GIL would keep the
-    watchdog from setting it, or from ever checking the parent."""
-    armed = threading.Event()
+def _watch_parent(parent_pid: int) -> None:
+    """Starts the watchdog thread: the worker exits within 0.2 s of its parent's death."""
 
     def watchdog() -> None:
-        _set_death_signal()
-        armed.set()
         event = threading.Event()
         while not event.wait(0.2):
             try:
@@ -91,7 +82,6 @@ def _die_with_parent(parent_pid: int) -> threading.Event:
                 os._exit(70)
 
     threading.Thread(target=watchdog, name="corral-watchdog", daemon=True).start()
-    return armed
 
 
 def _release_forkserver() -> None:
@@ -224,7 +214,7 @@ def worker_main(
     except OSError:  # pragma: no cover - already a group leader (setsid'd)
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    death_signal = _die_with_parent(parent_pid)
+    _watch_parent(parent_pid)
     _release_forkserver()
     _name_process()
     for stream in (sys.stdout, sys.stderr):  # whole lines reach the terminal, even if killed
@@ -242,7 +232,7 @@ def worker_main(
 
     try:
         if init is not None:
-            death_signal.wait()  # no user code before it is set (see _die_with_parent)
+            _set_death_signal()  # before any user code
             try:
                 fn_data, packed = init
                 initializer = pickle.loads(fn_data)
@@ -261,8 +251,11 @@ def worker_main(
                 # stdlib's workers do
                 sys.exit(1)
         send(wire.Ready(os.getpid()))
+        if init is None:
+            # after Ready, not before: a forked worker then imports ctypes while the
+            # parent hands it its first task, not before the parent knows it is there
+            _set_death_signal()
 
-        armed: threading.Event | None = death_signal
         functions: dict[bytes, Any] = {}
         queue = inbox.queue
         me = os.getpid()
@@ -273,9 +266,6 @@ def worker_main(
                 break
             if not queue:
                 continue
-            if armed is not None:  # the first task: the same rule as the initializer
-                armed.wait()
-                armed = None
             task_id, fn_data, call, segments = queue.popleft()
             inbox.task_id = task_id
             begin = perf_counter()
