@@ -363,6 +363,49 @@ def test_scripts_run_with_or_without_a_main_guard(tmp_path: Path, source: str, m
     assert out.stdout.strip() == f"{method} [0, 2, 4, 6]"
 
 
+REPLACED = """
+import os
+import corral
+from corral import testing
+
+RUNS = {runs!r}
+if __name__ != "__main__":  # the main module run again, in a worker or the forkserver
+    with open(RUNS, "a") as f:
+        f.write(f"{{os.getpid()}}\\n")
+    if {fail_first} and len(open(RUNS).readlines()) == 1:
+        raise RuntimeError("the first run of the main module fails")
+
+def double(x):
+    return 2 * x
+
+if __name__ == "__main__":
+    with corral.ProcessPoolExecutor(1) as ex:
+        for i in range(3):  # each cancel: a replacement, from the forkserver
+            path = f"{{RUNS}}.{{i}}"
+            fut = ex.submit(testing.write_pids_and_hang, path)
+            testing.wait_until(lambda: os.path.exists(path), timeout=60)
+            assert fut.cancel()
+        print(ex._mp_context.get_start_method(), ex.submit(double, 21).result(timeout=60))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("fail_first", "runs"), [(False, 1), (True, 4)])
+def test_the_forkserver_runs_the_main_module_once(
+    tmp_path: Path, fail_first: bool, runs: int
+) -> None:
+    # Before Python 3.13.8 and 3.14 the forkserver never preloaded __main__, and each
+    # replacement ran the script's top level (its imports: often most of its start).
+    # If that run fails in the forkserver, each worker runs it itself, as before.
+    script = tmp_path / "script.py"
+    counter = tmp_path / "runs"
+    script.write_text(REPLACED.format(runs=str(counter), fail_first=fail_first))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["forkserver", "42"]
+    assert len(counter.read_text().split()) == runs
+
+
 @pytest.mark.slow
 def test_unguarded_script_with_spawn_fails_cleanly(tmp_path: Path) -> None:
     script = tmp_path / "script.py"

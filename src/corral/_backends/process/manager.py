@@ -47,8 +47,8 @@ from .procs import (
     Proc,
     crash_error,
     exit_fd,
+    forkserver_preloads,
     log_levels,
-    preload_in_forkserver,
     signal_group,
     single_threaded,
 )
@@ -436,8 +436,9 @@ class ProcessManager:
 
     def _start_worker(self, ctx: multiprocessing.context.BaseContext | None = None) -> bool:
         ctx = ctx or self.ctx
+        preloads: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
         if not self._preloaded and ctx.get_start_method() == "forkserver":
-            preload_in_forkserver()
+            preloads = forkserver_preloads()
             self._preloaded = True
         parent_conn, child_conn = ctx.Pipe(duplex=True)
         process = ctx.Process(  # type: ignore[attr-defined]
@@ -453,7 +454,8 @@ class ProcessManager:
             daemon=False,
         )
         try:
-            process.start()
+            with preloads:
+                process.start()
         except Exception as exc:
             parent_conn.close()
             child_conn.close()

@@ -8,6 +8,7 @@ import logging
 import multiprocessing
 import multiprocessing.process
 import os
+import pickle
 import signal
 import threading
 from collections import deque
@@ -17,6 +18,13 @@ from ..._checks import callable_name
 from ..._errors import WorkerCrashed, signal_name
 from ..._task import Run, Task
 from . import tree, wire
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+#: mainload.ENV (that module runs the main module when imported: not imported here)
+_MAIN_ENV = "_CORRAL_FORKSERVER_MAIN"
 
 STARTING, READY, EXITING = "starting", "ready", "exiting"
 
@@ -134,23 +142,46 @@ class Proc:
 
 #: What the forkserver imports once, so that each worker forked from it starts with it.
 _WORKER_MODULES = ["corral._backends.process.worker", "ctypes"]
+#: Runs the parent's main module in the forkserver (see its docstring), last.
+_MAIN_MODULE = "corral._backends.process.mainload"
 
 
-def preload_in_forkserver() -> None:
-    """Adds corral's worker modules to what the forkserver preloads (``__main__`` by
-    default), so that a worker starts without importing them (about 40 ms each, and a
-    replacement after a cancel or a crash waits for it). It takes effect when the
-    forkserver starts: a forkserver already running keeps what it has. Called before a
-    pool's first forkserver worker, not when the pool is made: a pool whose workers
-    were all forked may never need it (importing multiprocessing.forkserver costs a
-    short program 2 ms)."""
-    from multiprocessing import forkserver
+@contextlib.contextmanager
+def forkserver_preloads() -> Iterator[None]:
+    """Around the start of a pool's first forkserver worker: adds corral's worker
+    modules to what the forkserver preloads, so that a worker starts without importing
+    them (about 40 ms each, and a replacement after a cancel or a crash waits for it),
+    and, when the preloads include ``"__main__"`` (the default), has the forkserver run
+    the main module once for all its workers (``mainload``).
+
+    It takes effect if this starts the forkserver: one already running keeps what it
+    has. Not called when the pool is made: a pool whose workers were all forked may
+    never need the forkserver (importing multiprocessing.forkserver costs a short
+    program 2 ms)."""
+    from multiprocessing import forkserver, spawn
 
     server = forkserver._forkserver
     modules = list(getattr(server, "_preload_modules", ["__main__"]))
-    missing = [m for m in _WORKER_MODULES if m not in modules]
+    wanted = _WORKER_MODULES + ([_MAIN_MODULE] if "__main__" in modules else [])
+    missing = [m for m in wanted if m not in modules]
     if missing:
         server.set_forkserver_preload(modules + missing)
+    main: dict[str, object] = {}
+    if "__main__" in modules and getattr(server, "_forkserver_pid", 0) is None:
+        data = spawn.get_preparation_data("corral-forkserver")
+        if "init_main_from_name" in data or "init_main_from_path" in data:
+            keys = ("init_main_from_name", "init_main_from_path", "sys_path", "sys_argv")
+            main = {k: data[k] for k in keys if k in data}
+    if not main:
+        yield
+        return
+    # the forkserver inherits this process's environment when it starts; set only for
+    # that moment (another thread's child may see it too, and ignores it)
+    os.environ[_MAIN_ENV] = pickle.dumps(main).hex()
+    try:
+        yield
+    finally:
+        os.environ.pop(_MAIN_ENV, None)
 
 
 def log_levels() -> dict[str, int]:
