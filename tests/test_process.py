@@ -740,3 +740,31 @@ def test_every_wire_message_travels_as_itself() -> None:
         assert all(getattr(back, f) == getattr(message, f) for f in message.FIELDS)
     assert wire.Ok(1, b"", [], 0.0, 0) != wire.Ok(2, b"", [], 0.0, 0)
     assert "run_id=7" in repr(samples[6])
+
+
+def test_frames_split_across_reads_come_out_whole() -> None:
+    # the manager reads at most what the frame begun still lacks, or 64 KiB: a big
+    # frame arrives in pieces, small ones several to a read
+    from corral._backends.process import wire
+
+    r, w = os.pipe()
+    try:
+        big, small = os.urandom(300_000), b"x" * 100
+        reader = wire.FrameReader()
+        sent = (small, big, small)
+        writer = threading.Thread(target=lambda: [wire.write_frame(w, m) for m in sent])
+        writer.start()
+        frames: list[bytes] = []
+        reads = 0
+        while len(frames) < 3:
+            size = reader.read_size()
+            assert size >= 1 << 16
+            frames += reader.feed(os.read(r, size))
+            reads += 1
+        writer.join(10)
+        assert frames == list(sent)
+        assert reader.read_size() == 1 << 16
+        assert reads <= 20  # not byte by byte
+    finally:
+        os.close(r)
+        os.close(w)

@@ -486,7 +486,7 @@ class ProcessManager:
         if conn is None:
             return
         try:
-            data = os.read(conn.fileno(), 1 << 20)
+            data = os.read(conn.fileno(), proc.reader.read_size())
         except OSError:
             data = b""
         if not data:

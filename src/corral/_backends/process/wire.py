@@ -180,12 +180,16 @@ def read_frame(fd: int) -> bytes:
 def _read_exactly(fd: int, size: int) -> bytes:
     chunks = []
     while size:
-        chunk = os.read(fd, min(size, 1 << 24))
+        chunk = os.read(fd, min(size, _MAX_READ))
         if not chunk:
             raise EOFError("the other side closed the pipe")
         chunks.append(chunk)
         size -= len(chunk)
     return b"".join(chunks)
+
+
+_READ_SIZE = 1 << 16
+_MAX_READ = 1 << 24
 
 
 class FrameReader:
@@ -195,6 +199,17 @@ class FrameReader:
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+
+    def read_size(self) -> int:
+        """How many bytes to ask for in the next read: what the frame begun still
+        lacks, in one read, or 64 KiB. Not more: ``os.read`` allocates what it is
+        asked for before it reads (a 1 MiB read of a 100-byte message took 14 us
+        against 4 for 64 KiB)."""
+        buffer = self._buffer
+        if len(buffer) < _HEADER.size:
+            return _READ_SIZE
+        size: int = _HEADER.unpack_from(buffer, 0)[0]
+        return min(max(_HEADER.size + size - len(buffer), _READ_SIZE), _MAX_READ)
 
     def feed(self, data: bytes) -> list[bytes]:
         buffer = self._buffer
