@@ -76,13 +76,14 @@ def dumps(obj: Any, pool: SegmentPool | None) -> tuple[bytes, Segments]:
         except Exception as exc:
             raise SerializationError(f"{exc} ({type(exc).__name__})") from first
     segments: Segments = []
-    pid = os.getpid()
-    for buf in buffers:
+    if buffers:
         assert pool is not None
-        raw = buf.raw().cast("B")
-        segment = pool.take(raw.nbytes)
-        segment.mapping[: raw.nbytes] = raw
-        segments.append((pid, segment.fd, raw.nbytes))
+        pid = os.getpid()  # (a system call: not for the calls that have no buffer)
+        for buf in buffers:
+            raw = buf.raw().cast("B")
+            segment = pool.take(raw.nbytes)
+            segment.mapping[: raw.nbytes] = raw
+            segments.append((pid, segment.fd, raw.nbytes))
     return data, segments
 
 

@@ -106,13 +106,15 @@ class Loop:
             heapq.heappop(self._deadlines)[2]()
 
     def _on_wake(self, fd: Any) -> None:
+        # one read drains it: a byte is written only when no wake was pending (a byte
+        # left over would cost one spurious wake, nothing more). The flag is the pool
+        # lock's (see wake_locked); clearing it after the read cannot lose a wake,
+        # since the loop looks for work after this callback.
         try:
-            while os.read(self._wake_r, 4096):
-                pass
+            os.read(self._wake_r, 4096)
         except BlockingIOError:
             pass
-        with self._lock:
-            self._wake_pending = False
+        self._wake_pending = False
 
     def close(self) -> None:
         """Closes the selector and the wake pipe; later wakes do nothing."""

@@ -285,8 +285,10 @@ class ProcessManager:
 
     def _retire_idle(self) -> None:
         """Retires the workers idle longer than idle_timeout, down to min_workers."""
+        if self.core.idle_timeout is None or not self._idle:
+            return  # (every turn of the loop comes here)
         current = now()
-        if self.core.idle_timeout is not None and not self.core.pending:
+        if not self.core.pending:
             # (with work queued, an idle worker is about to get it: idle_timeout=0 would
             # otherwise retire each new worker the moment it was ready)
             # workers already told to exit (EXITING, not gone yet) are not surplus
