@@ -47,6 +47,7 @@ import psutil
 from corral import testing
 from tests.conftest import (
     DaskCluster,
+    TLSFiles,
     _die_with_parent,
     semaphore_names,
     unlink_orphan_semaphores,
@@ -207,8 +208,12 @@ class NetCluster:
         nthreads: int = 2,
         env: dict[str, str] | None = None,
         worker_env: dict[str, str] | None = None,
+        tls: TLSFiles | None = None,
     ) -> None:
         self._registry = DaskCluster.live  # the leak check's registry
+        # TLS: the scheduler and every worker get the CA and the one certificate (each
+        # must present one); the client passes ``tls.security()`` itself
+        self._tls = [] if tls is None else tls.options()
         clean_stale()
         self.worker_hosts = [f"w{i + 1}" for i in range(workers)]
         self.topology = Topology(["sched", *self.worker_hosts, "client"])
@@ -233,11 +238,13 @@ class NetCluster:
                 "--no-dashboard",
                 f"--dashboard-address={address_of('sched')}:0",
                 f"--scheduler-file={self._scheduler_file}",
+                *(["--protocol=tls", *self._tls] if self._tls else []),
             )
             for host in self.worker_hosts:
                 self.start_worker(host)
             self.address = self._wait_for_address(self._scheduler_file)
-            self.client.call(_wait_for_workers, self.address, workers, timeout=120)
+            security = None if tls is None else tls.security()
+            self.client.call(_wait_for_workers, self.address, workers, security, timeout=120)
         except BaseException as error:
             if hasattr(error, "add_note"):  # Python 3.11+
                 for host in ["sched", *self.worker_hosts]:
@@ -284,6 +291,7 @@ class NetCluster:
             f"--dashboard-address={address_of(host)}:0",
             f"--nthreads={self.nthreads}",
             f"--name={host}",
+            *self._tls,
             env=self._worker_env,
         )
 
@@ -330,10 +338,10 @@ class NetCluster:
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
-def _wait_for_workers(address: str, count: int) -> None:
+def _wait_for_workers(address: str, count: int, security: Any = None) -> None:
     import distributed
 
-    with distributed.Client(address, set_as_default=False, timeout=60) as client:
+    with distributed.Client(address, set_as_default=False, timeout=60, security=security) as client:
         client.wait_for_workers(count, timeout=60)
 
 

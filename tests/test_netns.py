@@ -26,7 +26,7 @@ pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
 
 from tests import netcluster  # noqa: E402
-from tests.conftest import gone  # noqa: E402
+from tests.conftest import TLSFiles, gone  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -34,12 +34,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-def _cluster(**worker_env: str) -> Iterator[netcluster.NetCluster]:
+def _cluster(tls: TLSFiles | None = None, **worker_env: str) -> Iterator[netcluster.NetCluster]:
     why_not = netcluster.unavailable()  # here, not at collection: `make quick` makes none
     if why_not is not None:
         pytest.skip(f"no network namespaces: {why_not}")
     cluster = netcluster.NetCluster(
-        workers=2, nthreads=2, env=netcluster.FAST_FAILURE_ENV, worker_env=worker_env
+        workers=2, nthreads=2, env=netcluster.FAST_FAILURE_ENV, worker_env=worker_env, tls=tls
     )
     try:
         yield cluster
@@ -70,6 +70,17 @@ def fresh_net() -> Iterator[netcluster.NetCluster]:
 def impatient_net() -> Iterator[netcluster.NetCluster]:
     """A cluster whose workers too give up on a silent scheduler after 11 s."""
     yield from _cluster()
+
+
+@pytest.fixture
+def tls_net(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[netcluster.NetCluster, TLSFiles]]:
+    """A cluster whose scheduler and workers speak only TLS, with its credentials."""
+    pytest.importorskip("cryptography", reason="TLS credentials need the cryptography package")
+    credentials = TLSFiles.temporary(str(tmp_path_factory.mktemp("tls")))
+    for cluster in _cluster(tls=credentials):
+        yield cluster, credentials
 
 
 def my_network() -> str:
@@ -451,3 +462,47 @@ def test_shutdown_with_a_host_cut_off_returns_and_its_tasks_stop_when_it_is_back
     assert got["alive"] == [True, True]
     # corral waits at most STOP_TIMEOUT (5 s) for its stop messages
     assert got["shutdown"] < testing.slack(8), got
+
+
+# --------------------------------------------------------------------- TLS across hosts
+
+
+def test_tls_across_hosts(tls_net: tuple[netcluster.NetCluster, TLSFiles], tmp_path: Any) -> None:
+    """The scheduler and the workers on their own hosts speak only TLS: with the
+    credentials, work runs on both hosts and cancel kills the task's process on its
+    host; without them, or with another CA's, the client is refused at once."""
+    net, credentials = tls_net
+
+    def body(address: str, security: Any, path: str) -> dict[str, Any]:
+        with corral.DaskExecutor(address, security=security) as ex:
+            workers = sorted(ex.client.scheduler_info()["workers"])
+            networks = set(ex.map(network_after, [0.1] * 12))
+            fut = ex.submit(testing.write_pids_and_hang, path)
+            inner = read_pid(path)
+            assert fut.cancel()
+            testing.wait_until(lambda: gone(inner), testing.slack(10), 0.005, "the task's end")
+            return {
+                "workers": workers,
+                "networks": sorted(networks),
+                "after": ex.submit(testing.square, 5).result(timeout=60),
+            }
+
+    def refused(address: str, security: Any) -> str:
+        try:
+            corral.DaskExecutor(address, security=security, connect_timeout=10).shutdown()
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return "connected"
+
+    assert net.address.startswith("tls://10.77.0.1:")
+    got = net.client.call(body, net.address, credentials.security(), str(tmp_path / "pid"))
+    assert [w.split(":")[:2] for w in got["workers"]] == [
+        ["tls", "//10.77.0.11"],
+        ["tls", "//10.77.0.12"],
+    ]
+    assert {host_named(net.topology, n) for n in got["networks"]} == {"w1", "w2"}
+    assert got["after"] == 25
+    stranger = TLSFiles.temporary(str(tmp_path))
+    assert net.client.call(refused, net.address, None).startswith("ValueError: tls://10.77.0.1:")
+    why = net.client.call(refused, net.address, stranger.security())
+    assert "TLS certificate does not match" in why, why
