@@ -70,22 +70,24 @@ class Future(_stdlib.Future[T]):
         attempts: how many times the work was started (more than 1 after retries).
     """
 
-    attempts: int
-    _stop_hook: StopHook | None
-    _task: Any
-    _helper: Callable[[Future[Any]], None] | None
+    # The stdlib's fields and ours start as these class attributes: a new future sets
+    # none of them (a thread pool's submit makes one per task). The two lists are
+    # empty tuples until the Condition is made, and made with it: the stdlib adds to
+    # them (done callbacks, wait's waiters) only under ``_condition``, and before a
+    # Condition exists there is nothing in them to read.
+    _state = PENDING
+    _result = None
+    _exception: BaseException | None = None
+    _waiters: list[Any] = ()  # type: ignore[assignment]
+    _done_callbacks: list[Callable[[Any], object]] = ()  # type: ignore[assignment]
+    attempts = 0
+    _stop_hook: StopHook | None = None
+    _task: Any = None
+    _helper: Callable[[Future[Any]], None] | None = None
+    _cond: threading.Condition | None = None  # ``_condition`` once made (read without it)
 
     def __init__(self) -> None:
-        # the stdlib's fields, but no Condition yet (see the module docstring)
-        self._state = PENDING
-        self._result = None
-        self._exception: BaseException | None = None
-        self._waiters: list[Any] = []
-        self._done_callbacks: list[Callable[[Any], object]] = []
-        self.attempts = 0
-        self._stop_hook = None
-        self._task = None
-        self._helper = None
+        """A pending future (no Condition yet: see the module docstring)."""
 
     if not TYPE_CHECKING:  # (for type checkers, the stdlib's attribute is there)
 
@@ -94,18 +96,20 @@ class Future(_stdlib.Future[T]):
             if name != "_condition":
                 raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
             with _NO_CONDITION:
-                cond = self.__dict__.get("_condition")
+                cond = self._cond
                 if cond is None:
-                    cond = self.__dict__["_condition"] = threading.Condition()
+                    self._waiters = []
+                    self._done_callbacks = []
+                    cond = self._cond = self._condition = threading.Condition()
             return cond
 
     def _lock_or_none(self) -> threading.Condition | None:
         """The Condition if there is one, acquired; else None with ``_NO_CONDITION``
         held, and no Condition can appear until it is released."""
-        cond: threading.Condition | None = self.__dict__.get("_condition")
+        cond = self._cond
         if cond is None:
             _NO_CONDITION.acquire()
-            cond = self.__dict__.get("_condition")
+            cond = self._cond
             if cond is None:
                 return None
             _NO_CONDITION.release()
@@ -254,7 +258,8 @@ class Future(_stdlib.Future[T]):
         finally:
             (_NO_CONDITION if cond is None else cond).release()
         self._release()
-        self._invoke_callbacks()  # type: ignore[attr-defined]
+        if cond is not None:  # (callbacks are added under the Condition: none without)
+            self._invoke_callbacks()  # type: ignore[attr-defined]
         return True
 
     def _restart(self) -> bool:
