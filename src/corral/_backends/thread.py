@@ -38,7 +38,7 @@ from collections.abc import Callable
 from .. import _stdlib
 from .._checks import check_initializer, check_thread_name_prefix, cpu_count
 from .._context import current, current_token, set_current_token
-from .._core import Core
+from .._core import Core, acquire_contended
 from .._errors import BrokenThreadPool
 from .._executor import BaseExecutor
 from .._future import Future
@@ -433,7 +433,9 @@ class ThreadBackend:
                 result = None
                 exc = error
             slot.token = None
-            with lock:
+            if not lock.acquire(False):  # (not ``with``: see acquire_contended)
+                acquire_contended(lock)
+            try:
                 worker.task = None
                 resolve = False
                 if task.is_current(run):
@@ -449,6 +451,8 @@ class ThreadBackend:
                         leave = True
                         self._exit_locked(worker, "exited")
                 next_run = None if leave else self._take_locked(worker)
+            finally:
+                lock.release()
             if self._spawn_pending:
                 self._start_spawns()
             if resolve:
