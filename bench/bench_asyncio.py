@@ -43,31 +43,32 @@ def gated() -> None:
     GATE.wait()
 
 
-async def _open_gate() -> None:
-    await asyncio.sleep(0)  # after the first step of every other awaiter (gather's order)
-    GATE.set()
+async def _open_gate(fn: Callable[[], None]) -> None:
+    if fn is gated:
+        await asyncio.sleep(0)  # after the first step of every other awaiter (gather's order)
+        GATE.set()
 
 
-async def corral_gather(ex: Any, n: int, fn: Callable[[], None]) -> None:
-    await asyncio.gather(_open_gate(), *[ex.submit(fn) for _ in range(n)])
+async def corral_gather(ex: Any, n: int, fn: Callable[[], None] = noop) -> None:
+    await asyncio.gather(_open_gate(fn), *[ex.submit(fn) for _ in range(n)])
 
 
-async def corral_each(ex: Any, n: int, fn: Callable[[], None]) -> None:
+async def corral_each(ex: Any, n: int, fn: Callable[[], None] = noop) -> None:
     futures = [ex.submit(fn) for _ in range(n)]
-    await _open_gate()
+    await _open_gate(fn)
     for fut in futures:
         await fut
 
 
-async def stdlib_gather(ex: Any, n: int, fn: Callable[[], None]) -> None:
+async def stdlib_gather(ex: Any, n: int, fn: Callable[[], None] = noop) -> None:
     loop = asyncio.get_running_loop()
-    await asyncio.gather(_open_gate(), *[loop.run_in_executor(ex, fn) for _ in range(n)])
+    await asyncio.gather(_open_gate(fn), *[loop.run_in_executor(ex, fn) for _ in range(n)])
 
 
-async def stdlib_each(ex: Any, n: int, fn: Callable[[], None]) -> None:
+async def stdlib_each(ex: Any, n: int, fn: Callable[[], None] = noop) -> None:
     loop = asyncio.get_running_loop()
     futures = [loop.run_in_executor(ex, fn) for _ in range(n)]
-    await _open_gate()
+    await _open_gate(fn)
     for fut in futures:
         await fut
 
