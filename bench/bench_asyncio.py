@@ -1,9 +1,15 @@
 """asyncio: 10k awaited no-op tasks, corral vs loop.run_in_executor on the stdlib pools.
 
 The stdlib side starts the 10k calls with loop.run_in_executor and awaits them with
-asyncio.gather; corral's side submits them and awaits them with gather (which wraps
-each future in a Task) and one by one (no Task). Warm pools, best of ``--repeat``.
-Ratios > 1: corral is faster.
+asyncio.gather (and one by one); corral's side submits them and awaits its futures with
+gather (which wraps each future in a Task) and one by one. Warm pools, rounds
+interleaved (each system once per round), best of ``--repeat``. Ratios > 1: corral is
+faster.
+
+Two thread-pool cases: no-op tasks (most are done by the time they are awaited, as
+with any short task: an awaited corral future that is done returns without
+suspending), and "pending", where every task waits for a gate that opens only once all
+10k are awaited, so each await suspends and is woken from a worker thread.
 
 Then the loop's responsiveness while a process pool computes: a loop ticking every
 10 ms while 4 tasks of 0.5 s of CPU run on 2 workers, its longest gap between two ticks
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,31 +36,66 @@ def noop() -> None:
     return None
 
 
-async def with_corral(ex: Any, n: int) -> None:
-    await asyncio.gather(*(ex.submit(noop) for _ in range(n)))
+GATE = threading.Event()  # the "pending" case: tasks wait for it, opened once all are awaited
 
 
-async def with_corral_each(ex: Any, n: int) -> None:
-    for fut in [ex.submit(noop) for _ in range(n)]:
+def gated() -> None:
+    GATE.wait()
+
+
+async def _open_gate(fn: Callable[[], None]) -> None:
+    if fn is gated:
+        await asyncio.sleep(0)  # after the first step of every other awaiter (gather's order)
+        GATE.set()
+
+
+async def corral_gather(ex: Any, n: int, fn: Callable[[], None] = noop) -> None:
+    await asyncio.gather(_open_gate(fn), *[ex.submit(fn) for _ in range(n)])
+
+
+async def corral_each(ex: Any, n: int, fn: Callable[[], None] = noop) -> None:
+    futures = [ex.submit(fn) for _ in range(n)]
+    await _open_gate(fn)
+    for fut in futures:
         await fut
 
 
-async def with_run_in_executor(ex: Any, n: int) -> None:
+async def stdlib_gather(ex: Any, n: int, fn: Callable[[], None] = noop) -> None:
     loop = asyncio.get_running_loop()
-    await asyncio.gather(*(loop.run_in_executor(ex, noop) for _ in range(n)))
+    await asyncio.gather(_open_gate(fn), *[loop.run_in_executor(ex, fn) for _ in range(n)])
 
 
-def best(
-    make: Callable[[], Any], run: Callable[[Any, int], Awaitable[None]], n: int, repeat: int
-) -> float:
-    with make() as ex:
-        asyncio.run(run(ex, 100))  # warm the workers up
-        times = []
+async def stdlib_each(ex: Any, n: int, fn: Callable[[], None] = noop) -> None:
+    loop = asyncio.get_running_loop()
+    futures = [loop.run_in_executor(ex, fn) for _ in range(n)]
+    await _open_gate(fn)
+    for fut in futures:
+        await fut
+
+
+Run = Callable[[Any, int, Callable[[], None]], Awaitable[None]]
+
+
+def interleaved(
+    pools: dict[str, tuple[Callable[[], Any], Run]], n: int, fn: Callable[[], None], repeat: int
+) -> dict[str, float]:
+    """Best time of each case; every round runs each case once, on its warm pool."""
+    best = dict.fromkeys(pools, float("inf"))
+    executors = {name: make() for name, (make, _) in pools.items()}
+    try:
+        for name, (_, run) in pools.items():
+            GATE.set()
+            asyncio.run(run(executors[name], 100, noop))  # the workers are up
         for _ in range(repeat):
-            begin = time.perf_counter()
-            asyncio.run(run(ex, n))
-            times.append(time.perf_counter() - begin)
-    return min(times)
+            for name, (_, run) in pools.items():
+                GATE.clear()
+                begin = time.perf_counter()
+                asyncio.run(run(executors[name], n, fn))
+                best[name] = min(best[name], time.perf_counter() - begin)
+    finally:
+        for ex in executors.values():
+            ex.shutdown()
+    return best
 
 
 def _spin(seconds: float) -> int:
@@ -92,23 +134,36 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    print(f"{args.n} awaited no-op tasks, best of {args.repeat}")
-    for kind, stdlib, ours in (
-        ("threads", concurrent.futures.ThreadPoolExecutor, corral.ThreadPoolExecutor),
-        ("processes", concurrent.futures.ProcessPoolExecutor, corral.ProcessPoolExecutor),
-    ):
-        t_std = best(lambda s=stdlib: s(2), with_run_in_executor, args.n, args.repeat)  # type: ignore[misc]
-        t_gather = best(lambda o=ours: o(2), with_corral, args.n, args.repeat)  # type: ignore[misc]
-        t_each = best(lambda o=ours: o(2), with_corral_each, args.n, args.repeat)  # type: ignore[misc]
-        print(f"  {kind}: stdlib loop.run_in_executor + gather {t_std * 1000:8.1f} ms")
-        print(
-            f"  {'':{len(kind)}}  corral gather(*futures)              {t_gather * 1000:8.1f} ms"
-            f"   x{t_std / t_gather:.2f}"
-        )
-        print(
-            f"  {'':{len(kind)}}  corral `await f` for each           {t_each * 1000:8.1f} ms"
-            f"   x{t_std / t_each:.2f}"
-        )
+    print(f"{args.n} awaited tasks, 2 workers, best of {args.repeat} interleaved rounds")
+    cases: list[tuple[str, Any, Any, Callable[[], None]]] = [
+        ("threads", concurrent.futures.ThreadPoolExecutor, corral.ThreadPoolExecutor, noop),
+        (
+            "threads, pending",
+            concurrent.futures.ThreadPoolExecutor,
+            corral.ThreadPoolExecutor,
+            gated,
+        ),
+        ("processes", concurrent.futures.ProcessPoolExecutor, corral.ProcessPoolExecutor, noop),
+    ]
+    for kind, stdlib, ours, fn in cases:
+        pools: dict[str, tuple[Callable[[], Any], Run]] = {
+            "stdlib gather": (lambda s=stdlib: s(2), stdlib_gather),
+            "stdlib each": (lambda s=stdlib: s(2), stdlib_each),
+            "corral gather": (lambda o=ours: o(2), corral_gather),
+            "corral each": (lambda o=ours: o(2), corral_each),
+        }
+        t = interleaved(pools, args.n, fn, args.repeat)
+        print(f"  {kind}:")
+        for name, label in (
+            ("stdlib gather", "stdlib run_in_executor + gather"),
+            ("stdlib each", "stdlib run_in_executor, `await` each"),
+        ):
+            print(f"    {label:<38} {t[name] * 1000:8.1f} ms")
+        for name, label, versus in (
+            ("corral gather", "corral gather(*futures)", "stdlib gather"),
+            ("corral each", "corral `await f` for each", "stdlib each"),
+        ):
+            print(f"    {label:<38} {t[name] * 1000:8.1f} ms   x{t[versus] / t[name]:.2f}")
     gaps = tick_gaps(args.repeat)
     p99 = gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))]
     print("loop ticking every 10 ms while 2 worker processes compute (4 x 0.5 s of CPU)")

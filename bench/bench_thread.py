@@ -1,6 +1,7 @@
 """Thread pool throughput: 100k no-op submit+result, corral vs the stdlib, one run.
 
-Two patterns, each timed best-of-N for both pools in the same process:
+Two patterns, each timed best-of-N for every pool in the same process, rounds
+interleaved (each pool once per round):
   serial: ``ex.submit(noop).result()`` one after the other (latency of one round trip)
   batch:  submit all, then ``result()`` each (throughput with a full queue)
 
@@ -38,15 +39,18 @@ def batch(ex: Any, n: int) -> None:
 
 
 def timed(
-    make: Callable[[], Any], pattern: Callable[[Any, int], None], n: int, repeat: int
-) -> float:
-    best = float("inf")
+    pools: dict[str, Callable[[], Any]], pattern: Callable[[Any, int], None], n: int, repeat: int
+) -> dict[str, float]:
+    """Best time of each pool; every round runs each pool once (interleaved, so that a
+    change in the machine's load falls on all of them), on a fresh warmed-up pool."""
+    best = dict.fromkeys(pools, float("inf"))
     for _ in range(repeat):
-        with make() as ex:
-            pattern(ex, 1000)  # warm the workers up
-            start = time.perf_counter()
-            pattern(ex, n)
-            best = min(best, time.perf_counter() - start)
+        for name, make in pools.items():
+            with make() as ex:
+                pattern(ex, 1000)  # warm the workers up
+                start = time.perf_counter()
+                pattern(ex, n)
+                best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
@@ -63,7 +67,7 @@ def main() -> None:
     }
     print(f"{args.n} no-op tasks, {args.workers} workers, best of {args.repeat}")
     for name, pattern in (("serial", serial), ("batch", batch)):
-        times = {pool: timed(make, pattern, args.n, args.repeat) for pool, make in pools.items()}
+        times = timed(pools, pattern, args.n, args.repeat)
         line = f"  {name:7} stdlib {args.n / times['stdlib']:>9,.0f}/s"
         for pool in list(pools)[1:]:
             ratio = times["stdlib"] / times[pool]

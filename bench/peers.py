@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from bench_asyncio import with_corral, with_run_in_executor
+from bench_asyncio import corral_gather, stdlib_gather
 from bench_latency import _gone
 from bench_process import noop, small
 from bench_start import run_python
@@ -905,9 +905,9 @@ def fig_asyncio(systems: list[System], cfg: Config) -> list[Figure]:
     stdlib = next(s.name for s in systems if isinstance(s, Stdlib) and s.method is None)
     pairs: dict[str, tuple[Any, Any]] = {}
     if any(s.name == "corral" for s in systems):
-        pairs["corral"] = (corral.ThreadPoolExecutor(WORKERS), with_corral)
+        pairs["corral"] = (corral.ThreadPoolExecutor(WORKERS), corral_gather)
     if any(s.name == stdlib for s in systems):
-        pairs[stdlib] = (concurrent.futures.ThreadPoolExecutor(WORKERS), with_run_in_executor)
+        pairs[stdlib] = (concurrent.futures.ThreadPoolExecutor(WORKERS), stdlib_gather)
     for s in systems:
         if s.name not in pairs:
             fig.cells[s.name] = Cell(None, "n/a (process pool)")

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import corral
-from corral._core import Core
+from corral._core import Core, acquire_contended
 from corral._future import Future
 from corral._map import Units
 from corral._options import RETRY_BACKOFF, TaskOptions
@@ -485,3 +486,24 @@ def test_events_use_the_pools_clock(clock: FakeClock) -> None:
     assert event.outcome == "completed" and event.worker == "fake 0"
     assert event.ended - event.started == 2.5
     assert isinstance(task, Task) and task.state is ENDED and RUNNING is not ENDED
+
+
+def test_a_contended_lock_is_waited_for_once_a_yield_did_not_free_it() -> None:
+    """acquire_contended gives the GIL away once, then blocks: a holder that keeps the
+    lock longer (a thread's start, say) is waited for, not spun on."""
+    lock = threading.Lock()
+    lock.acquire()
+    got = threading.Event()
+
+    def take() -> None:
+        acquire_contended(lock)
+        got.set()
+        lock.release()
+
+    thread = threading.Thread(target=take)
+    thread.start()
+    assert not got.wait(0.05)  # still held: the taker waits
+    lock.release()
+    assert got.wait(30)
+    thread.join(30)
+    assert not lock.locked()

@@ -40,7 +40,8 @@ class _Current(threading.local):
     token: CancelToken | None = None
 
 
-_current = _Current()
+#: This thread's slot (the worker loops set ``current.token`` themselves: no call per task).
+current = _current = _Current()
 
 
 def current_token() -> CancelToken | None:

@@ -12,13 +12,24 @@ A corral future is a real ``concurrent.futures.Future`` (the stdlib's ``wait``,
   asyncio task cancels the future, and so the work.
 
 A future makes its ``threading.Condition`` only when something needs one: a thread
-that waits for it unfinished, ``wait``/``as_completed``, a done callback, any stdlib
-code that reads ``_condition``. Most futures of a busy pool are finished before anyone
-looks, and their states change under one process-wide lock instead (creating a
-Condition costs more than the rest of a thread pool's submit). The rule that keeps it
-right: a Condition is created, and a state changes without one, only under that lock,
-so a state change either sees the Condition (and notifies its waiters) or happens
-before it exists (and its creator sees the new state).
+that waits for it unfinished, ``wait``/``as_completed``, any stdlib code that reads
+``_condition``. Most futures of a busy pool are finished before anyone looks, and
+their states change under one process-wide lock instead (creating a Condition costs
+more than the rest of a thread pool's submit). The rule that keeps it right: a
+Condition is created, and a state changes without one, only under that lock, so a
+state change either sees the Condition (and notifies its waiters) or happens before it
+exists (and its creator sees the new state). A done callback needs no Condition: it is
+added under the same lock as the state changes (the Condition, or that global lock),
+so it is either added before the future ends, and called then, or sees it ended and
+is called at once.
+
+Awaiting (``__await__``) returns at once from a future already done, as an asyncio
+future does; otherwise the awaiting task waits on a plain future of its loop, woken by
+a done callback through ``call_soon_threadsafe``. A corral future is deliberately not
+an asyncio future (no ``_asyncio_future_blocking``, no ``get_loop``): asyncio would then
+take it as one, ``asyncio.wrap_future`` and ``run_in_executor`` would hand it out
+unwrapped, and asyncio code would expect its done callbacks to run in the loop,
+which the stdlib's callers do not.
 
 State machine (the stdlib's states; corral adds the RUNNING -> CANCELLED edge)::
 
@@ -29,6 +40,7 @@ State machine (the stdlib's states; corral adds the RUNNING -> CANCELLED edge)::
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 from collections.abc import Callable, Generator
@@ -58,6 +70,10 @@ _ENDED = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
 #: have none (see the module docstring).
 _NO_CONDITION = threading.Lock()
 
+#: The waiters and done callbacks of a future that has none yet (an empty list that
+#: nothing may add to: a future makes its own list before it adds one).
+_NONE_YET: list[Any] = ()  # type: ignore[assignment]
+
 #: Called (outside the future's lock) when cancel() succeeds on a future that an
 #: executor owns; the bool says whether the future was running.
 StopHook = Callable[["Future[Any]", bool], None]
@@ -70,22 +86,24 @@ class Future(_stdlib.Future[T]):
         attempts: how many times the work was started (more than 1 after retries).
     """
 
-    attempts: int
-    _stop_hook: StopHook | None
-    _task: Any
-    _helper: Callable[[Future[Any]], None] | None
+    # The stdlib's fields and ours start as these class attributes: a new future sets
+    # none of them (a thread pool's submit makes one per task). The two lists stay
+    # _NONE_YET until something is added: wait's waiters, made with the Condition
+    # (the stdlib adds them only under ``_condition``), and done callbacks, made by
+    # ``_on_done`` (add_done_callback, an awaiting asyncio task: no Condition needed).
+    _state = PENDING
+    _result = None
+    _exception: BaseException | None = None
+    _waiters: list[Any] = _NONE_YET
+    _done_callbacks: list[Callable[[Any], object]] = _NONE_YET
+    attempts = 0
+    _stop_hook: StopHook | None = None
+    _task: Any = None
+    _helper: Callable[[Future[Any]], None] | None = None
+    _cond: threading.Condition | None = None  # ``_condition`` once made (read without it)
 
     def __init__(self) -> None:
-        # the stdlib's fields, but no Condition yet (see the module docstring)
-        self._state = PENDING
-        self._result = None
-        self._exception: BaseException | None = None
-        self._waiters: list[Any] = []
-        self._done_callbacks: list[Callable[[Any], object]] = []
-        self.attempts = 0
-        self._stop_hook = None
-        self._task = None
-        self._helper = None
+        """A pending future (no Condition yet: see the module docstring)."""
 
     if not TYPE_CHECKING:  # (for type checkers, the stdlib's attribute is there)
 
@@ -94,18 +112,21 @@ class Future(_stdlib.Future[T]):
             if name != "_condition":
                 raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
             with _NO_CONDITION:
-                cond = self.__dict__.get("_condition")
+                cond = self._cond
                 if cond is None:
-                    cond = self.__dict__["_condition"] = threading.Condition()
+                    self._waiters = []
+                    if self._done_callbacks is _NONE_YET:  # (_on_done may have made it)
+                        self._done_callbacks = []
+                    cond = self._cond = self._condition = threading.Condition()
             return cond
 
     def _lock_or_none(self) -> threading.Condition | None:
         """The Condition if there is one, acquired; else None with ``_NO_CONDITION``
         held, and no Condition can appear until it is released."""
-        cond: threading.Condition | None = self.__dict__.get("_condition")
+        cond = self._cond
         if cond is None:
             _NO_CONDITION.acquire()
-            cond = self.__dict__.get("_condition")
+            cond = self._cond
             if cond is None:
                 return None
             _NO_CONDITION.release()
@@ -199,7 +220,8 @@ class Future(_stdlib.Future[T]):
         if hook is not None:
             hook(self, was_running)
         self._release()
-        self._invoke_callbacks()  # type: ignore[attr-defined]
+        if self._done_callbacks:  # (final: none is added once the future is done)
+            self._invoke_callbacks()  # type: ignore[attr-defined]
         return True
 
     def _release(self) -> None:
@@ -254,7 +276,8 @@ class Future(_stdlib.Future[T]):
         finally:
             (_NO_CONDITION if cond is None else cond).release()
         self._release()
-        self._invoke_callbacks()  # type: ignore[attr-defined]
+        if self._done_callbacks:  # (final: none is added once the future is done)
+            self._invoke_callbacks()  # type: ignore[attr-defined]
         return True
 
     def _restart(self) -> bool:
@@ -268,9 +291,68 @@ class Future(_stdlib.Future[T]):
         finally:
             (_NO_CONDITION if cond is None else cond).release()
 
-    def __await__(self) -> Generator[Any, None, T]:
-        """Waits in the running asyncio loop; cancelling the awaiter cancels the work."""
-        import asyncio  # here: a program that never awaits never imports it
+    def _on_done(self, fn: Callable[[Future[Any]], object]) -> bool:
+        """Adds a done callback, as ``add_done_callback`` does but without making a
+        Condition; returns False, and calls nothing, if the future is already done."""
+        cond = self._lock_or_none()
+        try:
+            if self._state in _ENDED:
+                return False
+            if self._done_callbacks is _NONE_YET:
+                self._done_callbacks = []
+            self._done_callbacks.append(fn)
+            return True
+        finally:
+            (_NO_CONDITION if cond is None else cond).release()
 
-        loop = asyncio.get_running_loop()
-        return (yield from asyncio.wrap_future(self, loop=loop))
+    def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
+        """Calls ``fn(future)`` once the future is done, as the stdlib does: in the
+        thread that ends it, or at once in this thread if it is done already (an
+        exception ``fn`` raises is then logged on the "concurrent.futures" logger, as
+        by the stdlib). Unlike the stdlib's, it makes no Condition."""
+        if self._on_done(fn):
+            return
+        try:
+            fn(self)
+        except Exception:
+            _stdlib.LOGGER.exception("exception calling callback for %r", self)
+
+    def __await__(self) -> Generator[Any, None, T]:
+        """Waits in the running asyncio loop; cancelling the awaiter cancels the work.
+
+        A future already done returns (or raises) at once, without suspending, as an
+        asyncio future does. Otherwise the awaiting task waits on a plain asyncio
+        future of its loop, which the thread that ends this one wakes through
+        ``call_soon_threadsafe``: no Condition, no chain of futures both ways (what
+        ``asyncio.wrap_future`` sets up), and nothing copied (the outcome is read from
+        this future once awake).
+        """
+        if self._state not in _ENDED:
+            import asyncio  # here: a program that never awaits never imports it
+
+            loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
+            if self._on_done(functools.partial(_wake_soon, loop, waiter)):
+                try:
+                    yield from waiter
+                except asyncio.CancelledError:
+                    self.cancel()  # the awaiting task was cancelled: so is the work
+                    raise
+        if self._state != FINISHED:
+            import asyncio
+
+            raise asyncio.CancelledError
+        return self.result()
+
+
+def _wake_soon(loop: Any, waiter: Any, fut: Future[Any]) -> None:
+    """Done callback of an awaited future (any thread): wakes its awaiter in its loop."""
+    try:
+        loop.call_soon_threadsafe(_wake, waiter)
+    except RuntimeError:  # the loop is closed: no task is left to wake
+        pass
+
+
+def _wake(waiter: Any) -> None:
+    if not waiter.done():  # (the awaiting task may have been cancelled meanwhile)
+        waiter.set_result(None)

@@ -240,7 +240,7 @@ class MapIterator(Iterator[T]):
         if self._progress is not None:
             count_future(self._progress, fut, count, self._units.chunked)
         if not self._ordered:
-            fut.add_done_callback(self._on_done)  # type: ignore[arg-type]
+            fut.add_done_callback(self._on_done)
         elif self._feeder is not None:
             self._wake()
         return True

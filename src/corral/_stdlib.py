@@ -27,6 +27,7 @@ TimeoutError = _base.TimeoutError
 InvalidStateError = _base.InvalidStateError
 DoneAndNotDoneFutures = _base.DoneAndNotDoneFutures
 BrokenExecutor = _base.BrokenExecutor
+LOGGER = _base.LOGGER  # "concurrent.futures": where a failing done callback is logged
 
 # The executors and their errors are bound on first use: importing
 # concurrent.futures.process costs a worker process about 20 ms it never needs. The

@@ -15,6 +15,7 @@ import enum
 from collections.abc import Callable
 
 from ._checks import callable_name
+from ._context import CancelToken
 
 TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
 if TYPE_CHECKING:
@@ -37,13 +38,16 @@ class TaskState(enum.Enum):
 QUEUED, RUNNING, BACKOFF, ENDED = TaskState
 
 
-class Run:
+class Run(CancelToken):
     """One attempt at running a task, from the moment a backend takes it until it ends.
 
     The core makes one each time a task starts (``Core.start_locked``) and lets go of it
     when the run ends, for any reason; a backend keeps the object it was given and
     checks ``task.is_current(run)`` before it books an outcome. Its fields are the
     backend's: what it needs to reach and stop that run.
+
+    A run is also its own ``CancelToken``: a thread task's ``corral.cancelled()`` reads
+    the run it belongs to, so a thread pool makes one object per run, not two.
     """
 
     __slots__ = ("id", "task", "token", "waiting", "worker")
@@ -51,9 +55,14 @@ class Run:
     def __init__(self, task: Task) -> None:
         self.task = task
         self.id = 0  # the backend's id of the run (process: per pool; Dask: per task)
-        self.token: Any = None  # thread: CancelToken; Dask: the Dask key
+        self.token: Any = None  # Dask: the Dask key
         self.worker: Any = None  # thread: _Worker; process: Proc; Dask: the Dask future
         self.waiting = False  # handed to a busy worker, not started (Core.hand_ahead_locked)
+        # CancelToken's fields, set here rather than through its __init__ (one call
+        # fewer per task on a thread pool's hot path)
+        self.cancelled = False
+        self.reason = None
+        self.timeout = None
 
 
 class Task:

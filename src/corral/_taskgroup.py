@@ -80,7 +80,7 @@ class TaskGroup:
         if self.progress is not None:
             self.progress.add_total(1)
             count_future(self.progress, fut)
-        fut.add_done_callback(self._on_done)  # type: ignore[arg-type]
+        fut.add_done_callback(self._on_done)
         return fut
 
     def _on_done(self, fut: Future[Any]) -> None:

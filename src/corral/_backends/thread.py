@@ -37,8 +37,8 @@ from collections.abc import Callable
 
 from .. import _stdlib
 from .._checks import check_initializer, check_thread_name_prefix, cpu_count
-from .._context import CancelToken, current_token, set_current_token
-from .._core import Core
+from .._context import current, current_token, set_current_token
+from .._core import Core, acquire_contended
 from .._errors import BrokenThreadPool
 from .._executor import BaseExecutor
 from .._future import Future
@@ -222,8 +222,7 @@ class ThreadBackend:
         return None
 
     def stop_running_locked(self, task: Task, run: Run, why: str) -> Callable[[], None] | None:
-        token: CancelToken = run.token
-        token.cancel(why, task.opts.task_timeout)
+        run.cancel(why, task.opts.task_timeout)  # the run is the task's CancelToken
         worker: _Worker | None = run.worker
         if worker is None:  # the caller was running it: its slot is free now
             return self.work_available_locked() if self.core.pending else None
@@ -350,7 +349,6 @@ class ThreadBackend:
             return None
         run = task.run
         assert run is not None
-        run.token = CancelToken()
         run.worker = worker
         worker.task = task
         self.core.arm_timeout_locked(task)
@@ -381,11 +379,10 @@ class ThreadBackend:
                 return
             run = task.run
             assert run is not None
-            token = run.token = CancelToken()
             if self.core.hooks is not None:
                 self.core.task_started(task, f"caller {threading.current_thread().name}")
         previous = current_token()
-        set_current_token(token)
+        set_current_token(run)
         try:
             result = contextvars.Context().run(task.fn, *task.args, **task.kwargs)
             exc = None
@@ -416,6 +413,7 @@ class ThreadBackend:
         if self.core.hooks is not None and worker.thread is not None:
             self.core.worker_event("on_worker_start", worker.thread.name, os.getpid())
         lock = self.core.lock
+        slot = current  # this thread's: what corral.cancelled() reads
         run, worker.first = worker.first, None
         if run is None:
             with lock:
@@ -427,15 +425,17 @@ class ThreadBackend:
                 if run is None:
                     return
             task = run.task
-            set_current_token(run.token)
+            slot.token = run  # the run is its CancelToken
             try:
                 result = task.fn(*task.args, **task.kwargs)
                 exc = None
             except BaseException as error:
                 result = None
                 exc = error
-            set_current_token(None)
-            with lock:
+            slot.token = None
+            if not lock.acquire(False):  # (not ``with``: see acquire_contended)
+                acquire_contended(lock)
+            try:
                 worker.task = None
                 resolve = False
                 if task.is_current(run):
@@ -451,6 +451,8 @@ class ThreadBackend:
                         leave = True
                         self._exit_locked(worker, "exited")
                 next_run = None if leave else self._take_locked(worker)
+            finally:
+                lock.release()
             if self._spawn_pending:
                 self._start_spawns()
             if resolve:

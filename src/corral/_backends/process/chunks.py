@@ -103,7 +103,7 @@ class ChunkUnits(Units):
     def submit(self, items: list[Any]) -> Future[Any]:
         args = (self._fn_data, items, self._star)
         fut = self._backend.core.submit(self._opts, run_chunk, args, {}, True)
-        fut.add_done_callback(self._observe)  # type: ignore[arg-type]
+        fut.add_done_callback(self._observe)
         if self._probe is None:
             self._probe = fut
         return fut
