@@ -27,7 +27,7 @@ import corral
 from corral import testing
 from corral._backends.dask import compat
 from corral._backends.dask import worker as dask_worker
-from corral._backends.dask.executor import DaskBackend
+from corral._backends.dask.backend import DaskBackend
 
 distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
@@ -494,13 +494,13 @@ def test_executor_ids_are_unique_across_processes() -> None:
     read, write = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the child
-        os.write(write, DaskBackend._new_id().encode())
+        os.write(write, DaskBackend.new_id().encode())
         os._exit(0)
     os.close(write)
     theirs = os.read(read, 200).decode()
     os.close(read)
     os.waitpid(child, 0)
-    ours = DaskBackend._new_id()
+    ours = DaskBackend.new_id()
     assert theirs and ours != theirs
 
 
