@@ -140,7 +140,7 @@ class DaskBackend:
                 return None
             # a retry requeued once shutdown began still runs (the closer waits for it)
         if self.core.pending and self.core.broken is None:
-            if len(self.core.running) < self.window.size():
+            if self.window.room(len(self.core.running), self.core.pending) > 0:
                 return self.dispatcher.soon
             if not self.window.threads:
                 return self.size.no_workers()  # nothing runs: say so, watch for workers

@@ -74,7 +74,7 @@ class Dispatcher:
         while not doomed:
             batch: list[tuple[Task, Run, str]] = []
             with core.lock:
-                room = backend.window.size() - len(core.running)
+                room = backend.window.room(len(core.running), core.pending)
                 while room > 0 and core.broken is None:
                     task = core.pop_locked()
                     if task is None:

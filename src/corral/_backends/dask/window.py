@@ -55,6 +55,22 @@ class Window:
         window = threads + ahead
         return window if self._max_workers is None else min(window, self._max_workers)
 
+    def room(self, out: int, queued: int) -> int:
+        """How many of the ``queued`` tasks to send now, ``out`` being out already.
+
+        With the default send-ahead, a window that a few ends opened is refilled only
+        once half the send-ahead has room, unless that sends every queued task: the
+        tasks still ahead keep the threads busy meanwhile, and a burst goes out in a
+        few large ``Client.map`` calls instead of one per few tasks (each is a graph
+        update on the scheduler). An explicit ``prefetch`` is kept full.
+        """
+        size = self.size()
+        room = size - out
+        if room <= 0 or queued <= room or self._prefetch is not None:
+            return room
+        threads = sum(self.threads.values())
+        return room if room * 2 >= size - threads else 0
+
     def set_threads(self, threads: dict[str, int]) -> int:
         """The cluster's workers now. Returns the pool's size: what may run at once,
         the cluster's threads unless ``max_workers`` caps them (at least 1)."""
