@@ -12,9 +12,11 @@ Data flow::
                          |      logs "started" on the executor's event topic, submits
                          |      the call to the worker's own corral ProcessPoolExecutor
                          |      and waits for it
-          Client event loop: a watcher per task awaits its Dask future (outcomes.py);
-          the futures done together are gathered in one call and booked here
-          (``complete``), which resolves the corral Futures and dispatches more
+          Client event loop: the worker's notes (its events) say which tasks started
+          and carry small outcomes, booked here at once (``complete``, which resolves
+          the corral Futures and dispatches more); a watcher per task awaits its Dask
+          future (outcomes.py) and gathers, in one call for those done together, the
+          outcomes no note carried
 
 A task sent to a free thread runs (for statistics, task_timeout and hooks) from when
 it is sent, as on the local pools; one sent ahead is pending until its start event
@@ -45,6 +47,7 @@ from __future__ import annotations
 import functools
 import heapq
 import logging
+import pickle
 import threading
 import uuid
 from collections.abc import Callable
@@ -115,7 +118,7 @@ class DaskBackend:
             self._scheduler = compat.scheduler_id(client)  # the subscriptions' scheduler
             # workers joining and leaving (see module docs), then the cluster's size
             ClusterEvents.join(client, self._on_cluster_event)
-            client.subscribe_topic(self.topic, self._on_started)
+            client.subscribe_topic(self.topic, self._on_notes)
             threads = {str(w): int(n) for w, n in client.nthreads().items()}
             with core.lock:
                 self.size.set_threads_locked(threads)
@@ -225,7 +228,7 @@ class DaskBackend:
         self._scheduler = scheduler
         try:
             ClusterEvents.renew(self.client, scheduler)
-            self.client.subscribe_topic(self.topic, self._on_started)
+            self.client.subscribe_topic(self.topic, self._on_notes)
         except Exception as error:  # pragma: no cover - the client closed meanwhile
             LOGGER.debug("corral: subscribing to the new Dask scheduler failed: %r", error)
         self.size.refresh_soon()
@@ -244,14 +247,17 @@ class DaskBackend:
         if self.core.hooks is not None:
             self.core.task_started(task, f"dask lane {self._lanes.take(task)}")
 
-    def _on_started(self, event: Any) -> None:
-        """Tasks of this executor started on a worker (its event, on the client's loop)."""
+    def _on_notes(self, event: Any) -> None:
+        """Tasks of this executor started on a worker, and small outcomes (its notes,
+        on the client's loop: worker.py)."""
         try:
             _, msg = event
-            keys, worker = list(msg["keys"]), msg.get("worker")
+            keys, done = pickle.loads(msg["notes"])  # str keys, and bytes: no user code
+            worker = msg.get("worker")
         except Exception:  # pragma: no cover - an event of another shape
             return
         late = []
+        ended: list[tuple[Run, list[Any]]] = []
         with self.core.lock:
             for key in keys:
                 run = self._by_key.get(key)
@@ -260,8 +266,14 @@ class DaskBackend:
                 # stopped before corral knew where it runs: that worker must kill it
                 elif worker is not None and self.stops.started_locked(key, worker):
                     late.append(key)
+            for note in done:
+                run = self._by_key.get(note[0])
+                if run is not None and run.task.is_current(run):
+                    ended.append((run, note))
         for key in late:
             self.stops.send(key, None, worker)
+        if ended:  # unpickled outside the lock; complete() books only the runs still current
+            self.complete([self.collector.noted(run, note) for run, note in ended])
 
     def _began_locked(self, run: Run, key: str, worker: str | None) -> None:
         """``run`` started (on ``worker``, if known): it runs now, its clock starts."""

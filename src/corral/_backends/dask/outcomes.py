@@ -1,10 +1,11 @@
-"""The outcomes of the runs DaskExecutor sent: Dask futures watched on the client's
-event loop, the results of those done together fetched in one gather, Dask's errors
-put in corral's terms."""
+"""The outcomes of the runs DaskExecutor sent: those the workers' notes carried, and
+the Dask futures watched on the client's event loop for the others, whose results are
+fetched (those done together in one gather); Dask's errors put in corral's terms."""
 
 from __future__ import annotations
 
 import asyncio
+import pickle
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -131,6 +132,17 @@ class Collector:
             error = DASK_CANCELLED if dfut.status == "cancelled" else self._translate(exc)
             return run, key, None, error
         return self._unpack(run, key, value)
+
+    def noted(self, run: Run, note: list[Any]) -> Outcome:
+        """The outcome a worker's note carried: ``[key, ok, pickled result or error,
+        seconds]`` (worker.py ``_note_done``). The Dask future of that run, once done,
+        is then dropped unfetched (the run is no longer current)."""
+        key, ok, payload, seconds = note
+        try:
+            value = pickle.loads(payload) if ok else payload
+        except BaseException as exc:  # as a fetch of the result would fail
+            return run, key, None, exc
+        return self._unpack(run, key, (ok, value, seconds))
 
     def _unpack(self, run: Run, key: str, value: Any) -> Outcome:
         """What run_task returned: (ok, result or pickled error, seconds it ran)."""
