@@ -173,29 +173,22 @@ class _Notes:
 
 
 _notes: dict[str, _Notes] = {}  # topic -> what is not told yet
-_timed = False  # a _send_notes_later runs on the worker's loop
-_soon = False  # a _send_notes is queued on the worker's loop
+_queued: set[Any] = set()  # the senders below queued or running on the worker's loop
 
 
 def _note_start(worker: Any, topic: str, key: str) -> None:
     """Tells the client (through the scheduler's events) that task ``key`` starts.
 
     The starts of a few milliseconds go out together, one event on each topic (the
-    scheduler adds this worker's address; see :func:`_tell`): a burst of small tasks costs the
-    worker, the scheduler and the client one event per batch, not one per task, and
-    the worker's loop is woken once per batch, not once per task.
+    scheduler adds this worker's address; see :func:`_tell`): a burst of small tasks
+    costs the worker, the scheduler and the client one event per batch, not one per
+    task, and the worker's loop is woken once per batch, not once per task.
     """
-    global _timed
     with _lock:
         _notes.setdefault(topic, _Notes()).started.append(key)
-        if _timed:
+        if not _first_locked(_send_notes_later):
             return
-        _timed = True
-    try:
-        worker.loop.add_callback(_send_notes_later, worker)
-    except Exception:  # pragma: no cover - the worker is closing: nobody to tell
-        with _lock:
-            _timed = False
+    _queue(worker, _send_notes_later)
 
 
 def _note_done(worker: Any, topic: str, key: str, ok: bool, value: Any, seconds: float) -> None:
@@ -210,7 +203,6 @@ def _note_done(worker: Any, topic: str, key: str, ok: bool, value: Any, seconds:
     larger outcome, or one that will not pickle, is fetched by the client as Dask
     results are, and so is any outcome whose note comes late.
     """
-    global _soon
     payload = value if not ok else _small_pickle(value)
     if payload is None or len(payload) > INLINE_MAX:
         return
@@ -220,14 +212,26 @@ def _note_done(worker: Any, topic: str, key: str, ok: bool, value: Any, seconds:
             return
         notes.done.append([key, ok, payload, seconds])
         notes.size += len(payload)
-        if _soon:
+        if not _first_locked(_send_notes):
             return
-        _soon = True
+    _queue(worker, _send_notes)
+
+
+def _first_locked(sender: Any) -> bool:
+    """True when ``sender`` is not queued on the worker's loop yet (and now counts as
+    queued: the caller queues it). A sender takes every note there is when it runs."""
+    if sender in _queued:
+        return False
+    _queued.add(sender)
+    return True
+
+
+def _queue(worker: Any, sender: Any) -> None:
     try:
-        worker.loop.add_callback(_send_notes, worker)
+        worker.loop.add_callback(sender, worker)
     except Exception:  # pragma: no cover - the worker is closing: nobody to tell
         with _lock:
-            _soon = False
+            _queued.discard(sender)
 
 
 class _Full(Exception):
@@ -283,16 +287,14 @@ def _tell(worker: Any, taken: dict[str, _Notes]) -> None:
 
 def _send_notes(worker: Any) -> None:
     """On the worker's loop: sends the notes now (an outcome is among them)."""
-    global _soon
     with _lock:
-        _soon = False
+        _queued.discard(_send_notes)
         taken = _take_notes()
     _tell(worker, taken)
 
 
 async def _send_notes_later(worker: Any) -> None:
     """On the worker's loop: sends the start notes, while tasks keep starting."""
-    global _timed
     import asyncio
 
     while True:
@@ -300,7 +302,7 @@ async def _send_notes_later(worker: Any) -> None:
         with _lock:
             taken = _take_notes()
             if not taken:
-                _timed = False
+                _queued.discard(_send_notes_later)
                 return
         _tell(worker, taken)
 
