@@ -19,9 +19,9 @@ MAX_AHEAD = 32
 AHEAD_BYTES = 16 * 1024 * 1024
 
 #: With the default send-ahead, the share of it that must have room before it is
-#: refilled (see Window.room). Half: bursts of 2000 no-ops on two threads went out in
-#: about 60 Client.map calls instead of 650, and ran 1.26x plain Client (a quarter:
-#: 1.45x, at once: 1.32x; one process, interleaved, at load 5-6, bench notes).
+#: refilled (see Window.room). Half: bursts of 2000 no-ops on two threads go out in
+#: about 60 Client.map calls instead of 650; measured against a quarter and against
+#: refilling at once, half was the fastest (docs/dask.md, "Performance").
 REFILL = 0.5
 
 #: Weight of the newest measure in the send-ahead's running means.
