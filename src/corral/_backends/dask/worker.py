@@ -83,7 +83,7 @@ def run_task(key: str, mp_context: str | None, topic: str, fn_data: bytes, call_
     (see DaskBackend.prepare). As it starts, the task says so on the scheduler's event
     ``topic`` (see :func:`_note_start`): the client counts a task sent ahead as pending
     until then, starts its task_timeout clock then, and learns which worker to send a
-    stop to.
+    stop to. As it ends, a small outcome goes the same way (see :func:`_note_done`).
 
     Returns ``(True, result, seconds)``, or ``(False, pickled exception, seconds)``
     (WorkerCrashed if the inner process died), ``seconds`` the time it ran (the
@@ -109,7 +109,10 @@ def run_task(key: str, mp_context: str | None, topic: str, fn_data: bytes, call_
         _note_start(worker, topic, key)
     began = time.perf_counter()
     ok, value = _run_call(worker, key, size, mp_context, fn_data, call_data)
-    return ok, value, time.perf_counter() - began
+    seconds = time.perf_counter() - began
+    if worker is not None and topic:
+        _note_done(worker, topic, key, ok, value, seconds)
+    return ok, value, seconds
 
 
 def _run_call(
@@ -151,49 +154,157 @@ def _run_call(
 #: Seconds the start notes of tasks wait to go out together (one event per topic).
 START_NOTE_DELAY = 0.004
 
-_starts: dict[str, list[str]] = {}  # topic -> keys of the tasks started, not yet told
-_noting = False  # a _send_start_notes runs on the worker's loop
+#: Outcomes that travel in the notes (see :func:`_note_done`): at most INLINE_MAX bytes
+#: pickled, and INLINE_BUDGET bytes of them in one event (the scheduler keeps the last
+#: events of each topic: ``distributed.admin.low-level-log-length``, 1000 by default).
+INLINE_MAX = 1024
+INLINE_BUDGET = 8192
+
+
+class _Notes:
+    """What this worker has to tell one client: tasks started, and outcomes."""
+
+    __slots__ = ("done", "size", "started")
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.done: list[list[Any]] = []  # [key, ok, pickled result or error, seconds]
+        self.size = 0  # bytes of the outcomes in ``done``
+
+
+_notes: dict[str, _Notes] = {}  # topic -> what is not told yet
+_queued: set[Any] = set()  # the senders below queued or running on the worker's loop
 
 
 def _note_start(worker: Any, topic: str, key: str) -> None:
     """Tells the client (through the scheduler's events) that task ``key`` starts.
 
-    The starts of a few milliseconds go out together, ``{"keys": [...]}`` on each
-    topic (the scheduler adds this worker's address): a burst of small tasks costs the
-    worker, the scheduler and the client one event per batch, not one per task, and
-    the worker's loop is woken once per batch, not once per task.
+    The starts of a few milliseconds go out together, one event on each topic (the
+    scheduler adds this worker's address; see :func:`_tell`): a burst of small tasks
+    costs the worker, the scheduler and the client one event per batch, not one per
+    task, and the worker's loop is woken once per batch, not once per task.
     """
-    global _noting
     with _lock:
-        _starts.setdefault(topic, []).append(key)
-        if _noting:
+        _notes.setdefault(topic, _Notes()).started.append(key)
+        if not _first_locked(_send_notes_later):
             return
-        _noting = True
+    _queue(worker, _send_notes_later)
+
+
+def _note_done(worker: Any, topic: str, key: str, ok: bool, value: Any, seconds: float) -> None:
+    """Tells the client the outcome of task ``key`` in the notes, if it is small.
+
+    A small outcome then needs no gather (a request from the client through the
+    scheduler to this worker, and back), which for small tasks cost more than the
+    tasks. The note is queued on the worker's loop before run_task returns, so it
+    leaves on the worker's stream to the scheduler ahead of Dask's own "task
+    finished", and the scheduler passes both to the client in that order: the client
+    books the outcome before it sees the Dask future done, and does not fetch it. A
+    larger outcome, or one that will not pickle, is fetched by the client as Dask
+    results are, and so is any outcome whose note comes late.
+    """
+    payload = value if not ok else _small_pickle(value)
+    if payload is None or len(payload) > INLINE_MAX:
+        return
+    with _lock:
+        notes = _notes.setdefault(topic, _Notes())
+        if notes.size + len(payload) > INLINE_BUDGET:
+            return
+        notes.done.append([key, ok, payload, seconds])
+        notes.size += len(payload)
+        if not _first_locked(_send_notes):
+            return
+    _queue(worker, _send_notes)
+
+
+def _first_locked(sender: Any) -> bool:
+    """True when ``sender`` is not queued on the worker's loop yet (and now counts as
+    queued: the caller queues it). A sender takes every note there is when it runs."""
+    if sender in _queued:
+        return False
+    _queued.add(sender)
+    return True
+
+
+def _queue(worker: Any, sender: Any) -> None:
     try:
-        worker.loop.add_callback(_send_start_notes, worker)
+        worker.loop.add_callback(sender, worker)
     except Exception:  # pragma: no cover - the worker is closing: nobody to tell
         with _lock:
-            _noting = False
+            _queued.discard(sender)
 
 
-async def _send_start_notes(worker: Any) -> None:
+class _Full(Exception):
+    """A pickle grew past INLINE_MAX bytes."""
+
+
+class _Bounded:
+    """A file that takes at most INLINE_MAX bytes (a large result is not pickled whole)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        self.size += len(memoryview(data).cast("B"))
+        if self.size > INLINE_MAX:
+            raise _Full
+        self.parts.append(bytes(data))
+        return len(self.parts[-1])
+
+
+def _small_pickle(value: Any) -> bytes | None:
+    """``value`` pickled as Dask pickles a result (cloudpickle: by value what the
+    worker cannot import by name), if it takes INLINE_MAX bytes at most."""
+    import cloudpickle
+
+    out = _Bounded()
+    try:
+        cloudpickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    except Exception:  # too large (or not picklable: Dask's own result path says so)
+        return None
+    return b"".join(out.parts)
+
+
+def _take_notes() -> dict[str, _Notes]:
+    """The notes not told yet, taken (lock held)."""
+    taken = dict(_notes)
+    _notes.clear()
+    return taken
+
+
+def _tell(worker: Any, taken: dict[str, _Notes]) -> None:
+    """One event per topic: ``{"notes": pickled (started keys, outcomes)}``, one byte
+    string, which Dask's messages carry without looking inside (it measures and
+    encodes each element of a nested message: more than the notes cost here)."""
+    for topic, notes in taken.items():
+        blob = pickle.dumps((notes.started, notes.done), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            worker.log_event(topic, {"notes": blob})
+        except Exception:  # pragma: no cover - the worker is closing
+            pass
+
+
+def _send_notes(worker: Any) -> None:
+    """On the worker's loop: sends the notes now (an outcome is among them)."""
+    with _lock:
+        _queued.discard(_send_notes)
+        taken = _take_notes()
+    _tell(worker, taken)
+
+
+async def _send_notes_later(worker: Any) -> None:
     """On the worker's loop: sends the start notes, while tasks keep starting."""
-    global _noting
     import asyncio
 
     while True:
         await asyncio.sleep(START_NOTE_DELAY)
         with _lock:
-            starts = dict(_starts)
-            _starts.clear()
-            if not starts:
-                _noting = False
+            taken = _take_notes()
+            if not taken:
+                _queued.discard(_send_notes_later)
                 return
-        for topic, keys in starts.items():
-            try:
-                worker.log_event(topic, {"keys": keys})
-            except Exception:  # pragma: no cover - the worker is closing
-                pass
+        _tell(worker, taken)
 
 
 #: Seconds between two checks, while a task runs, that Dask still wants its result.
