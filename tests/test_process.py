@@ -407,6 +407,41 @@ def test_the_forkserver_runs_the_main_module_once(
 
 
 @pytest.mark.slow
+def test_a_main_module_reading_stdin_does_not_hold_up_the_forkserver(tmp_path: Path) -> None:
+    # the forkserver runs the top level once; its input() must see EOF, not wait on
+    # the program's standard input (a terminal, or here a pipe nobody writes to)
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import corral, os\n"
+        "if __name__ != '__main__':\n"
+        "    try:\n"
+        "        input()\n"
+        "    except EOFError:\n"
+        "        pass\n"
+        "if __name__ == '__main__':\n"
+        "    with corral.ProcessPoolExecutor(1) as ex:\n"
+        "        first = ex.submit(os.getpid).result(timeout=60)\n"
+        "        ex.submit(os.kill, first, 9).exception(timeout=60)  # a replacement\n"
+        "        print(ex.submit(abs, -3).result(timeout=60))\n"
+    )
+    proc = subprocess.Popen(  # stdin: a pipe left open, never written to
+        [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    try:
+        testing.wait_until(lambda: bool(lines), timeout=60, message="the script's output")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.communicate()
+        reader.join(10)
+    assert lines[0].strip() == "3"
+
+
+@pytest.mark.slow
 def test_unguarded_script_with_spawn_fails_cleanly(tmp_path: Path) -> None:
     script = tmp_path / "script.py"
     script.write_text(

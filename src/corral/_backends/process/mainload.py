@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
-from multiprocessing import process, spawn
+from multiprocessing import process, spawn, util
 
 #: The environment variable that carries the parent's preparation data (hex pickle).
 ENV = "_CORRAL_FORKSERVER_MAIN"
@@ -37,6 +37,10 @@ def load_main() -> None:
     # give the forkserver the parent's sys.path)
     sys.path = list(data.get("sys_path", sys.path))
     sys.argv = list(data.get("sys_argv", sys.argv))
+    # the forkserver closes its standard input right after its preloads; before the
+    # main module runs, so that a top level that reads it (outside the main guard)
+    # gets EOF, as in the workers, instead of waiting on the parent's terminal
+    util._close_stdin()  # type: ignore[attr-defined]
     current = process.current_process()
     current._inheriting = True  # type: ignore[attr-defined]  # "bootstrapping" checks
     try:
