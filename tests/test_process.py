@@ -682,6 +682,40 @@ def test_an_item_failing_inside_a_chunk_ends_the_map(pool: corral.ProcessPoolExe
     assert list(results) == []
 
 
+@pytest.mark.parametrize(
+    "numbers",
+    [
+        range(0),
+        range(5),
+        range(1000),
+        range(-7, 3000, 7),
+        range(3000, -50, -3),
+        range(2**70, 2**70 + 900),
+    ],
+    ids=["empty", "five", "thousand", "step", "downward", "big"],
+)
+@pytest.mark.parametrize("buffersize", [None, 64])
+def test_a_map_over_a_range_sends_its_chunks_as_ranges(
+    pool: corral.ProcessPoolExecutor,
+    monkeypatch: pytest.MonkeyPatch,
+    numbers: range,
+    buffersize: int | None,
+) -> None:
+    from corral._backends.process import chunks
+
+    sent: list[object] = []
+    submit = chunks.ChunkUnits.submit
+
+    def spy(self: chunks.ChunkUnits, items: Any) -> Any:
+        sent.append(items)
+        return submit(self, items)
+
+    monkeypatch.setattr(chunks.ChunkUnits, "submit", spy)
+    assert list(pool.map(testing.identity, numbers, buffersize=buffersize)) == list(numbers)
+    assert all(type(unit) is range for unit in sent), sent
+    assert [n for unit in sent for n in unit] == list(numbers)  # each number once, in order
+
+
 def test_a_forked_child_exits_although_the_parent_has_a_thread_pool(tmp_path: Path) -> None:
     script = tmp_path / "fork_child.py"
     script.write_text(

@@ -24,7 +24,7 @@ import itertools
 import queue
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 
 from ._clock import now
 from ._errors import CancelledError, WaitTimeout
@@ -55,6 +55,26 @@ def _handing_out(reversed_values: list[Any]) -> Iterator[Any]:
     return itertools.starmap(reversed_values.pop, itertools.repeat((), len(reversed_values)))
 
 
+class RangeItems(Iterator[int]):
+    """A map's input that is one ``range``, cut into ranges rather than lists: a chunk
+    of any length pickles in a few bytes, and no int is made in this process."""
+
+    def __init__(self, numbers: range) -> None:
+        self._rest = numbers
+
+    def __next__(self) -> int:
+        if not self._rest:
+            raise StopIteration
+        first = self._rest[0]
+        self._rest = self._rest[1:]
+        return first
+
+    def take(self, count: int) -> range:
+        """The next ``count`` numbers (fewer at the end; an empty range after it)."""
+        chunk, self._rest = self._rest[:count], self._rest[count:]
+        return chunk
+
+
 def in_feeder() -> bool:
     """True in a map's feeder thread (it may submit while its pool shuts down)."""
     return getattr(_local, "feeding", False)
@@ -76,7 +96,7 @@ class Units:
         """How many items the next unit takes."""
         return 1
 
-    def submit(self, items: list[tuple[Any, ...]]) -> Future[Any]:
+    def submit(self, items: Sequence[Any]) -> Future[Any]:
         return self._submit_one(items[0])
 
     def error(self, data: bytes) -> BaseException:
@@ -193,21 +213,29 @@ class MapIterator(Iterator[T]):
             if room < min(size, max(1, self._buffersize // 2)):
                 return False
             size = min(size, room)
-        chunk: list[Any] = []
-        try:
-            chunk.extend(itertools.islice(items, size))  # keeps what it read before an error
-        except BaseException:
-            if chunk:
-                self._submit_unit(chunk)
-            self._items = None
-            raise
-        if not chunk or not self._submit_unit(chunk):
-            self._items = None
-            self._input_ended()
-            return False
-        return True
+        chunk: Sequence[Any]
+        if isinstance(items, RangeItems):
+            chunk = items.take(size)
+        else:
+            chunk = []
+            try:
+                chunk.extend(itertools.islice(items, size))  # keeps what it read before an error
+            except BaseException:
+                if chunk:
+                    self._submit_unit(chunk)
+                self._items = None
+                raise
+        if chunk and self._submit_unit(chunk):
+            return True
+        return self._end_input()
 
-    def _submit_unit(self, chunk: list[Any]) -> bool:
+    def _end_input(self) -> bool:
+        """Nothing more is read: the input ended, or the map was stopped. False."""
+        self._items = None
+        self._input_ended()
+        return False
+
+    def _submit_unit(self, chunk: Sequence[Any]) -> bool:
         """Submits one unit unless the map was stopped; False if it was (or became so)."""
         with self._cond:
             if self._stopped:

@@ -47,6 +47,7 @@ from . import tree, wire
 
 TYPE_CHECKING = False  # (typing is not imported: worker processes load this module)
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
 _PR_SET_PDEATHSIG = 1
@@ -444,7 +445,7 @@ _functions: dict[bytes, Any] = {}
 
 
 def run_chunk(
-    fn_data: bytes, items: list[Any], star: bool
+    fn_data: bytes, items: Sequence[Any], star: bool
 ) -> tuple[float, list[Any], dict[int, bytes]]:
     """Runs in a worker: calls the function on each item of a map chunk (``chunks.py``),
     keeping each outcome (``_map.ChunkResult``).
