@@ -141,7 +141,7 @@ class Proc:
 
 
 #: What the forkserver imports once, so that each worker forked from it starts with it.
-_WORKER_MODULES = ["corral._backends.process.worker", "ctypes"]
+_WORKER_MODULES = ["corral._backends.process.worker", "_ctypes"]
 #: Runs the parent's main module in the forkserver (see its docstring), last.
 _MAIN_MODULE = "corral._backends.process.mainload"
 

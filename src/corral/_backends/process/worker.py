@@ -61,12 +61,30 @@ def _set_death_signal() -> None:
     run then). Nothing where there is none (the watchdog still works)."""
     if not sys.platform.startswith("linux"):
         return
-    # ctypes is imported here, in the worker: the parent never needs it (2-5 ms, mostly
-    # loading _ctypes), and a forkserver has it preloaded for its workers
-    import ctypes
-
     with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        _prctl()(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _prctl() -> Any:
+    """libc's prctl, through _ctypes, the extension module under ctypes: 0.4 ms to load,
+    against 2-3 ms for the ctypes package, whose classes a worker has no use for, in
+    every new worker while it competes with the pool process for the CPUs. The names
+    used are those ctypes itself imports; if they ever change, ctypes is used."""
+    try:
+        import _ctypes
+
+        class Libc:  # what CFuncPtr reads of a library: its dlopen() handle
+            _handle = _ctypes.dlopen(None, _ctypes.RTLD_LOCAL)  # type: ignore[arg-type]
+
+        class Function(_ctypes.CFuncPtr):
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+            _restype_ = None  # (int arguments go as C ints)
+
+        return Function(("prctl", Libc()))  # type: ignore[arg-type]
+    except Exception:  # pragma: no cover - _ctypes's names changed
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -253,7 +271,7 @@ def worker_main(
                 sys.exit(1)
         send(wire.Ready(os.getpid()))
         if init is None:
-            # after Ready, not before: a forked worker then imports ctypes while the
+            # after Ready, not before: a forked worker then loads _ctypes while the
             # parent hands it its first task, not before the parent knows it is there
             _set_death_signal()
 
