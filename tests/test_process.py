@@ -539,6 +539,95 @@ def test_segments_are_reused_and_results_are_private_copies(
     assert first[0] == -1.0
 
 
+_KEPT: list[Any] = []  # (in a worker) arrays a task held on to
+
+
+def _keep_and_sum(a: Any) -> float:
+    _KEPT.append(a)
+    return float(a.sum())
+
+
+def _kept_sums() -> list[float]:
+    return [float(a.sum()) for a in _KEPT]
+
+
+def test_received_arrays_held_on_to_are_never_overwritten(
+    pool: corral.ProcessPoolExecutor,
+) -> None:
+    """Received buffers land in reused memory (wire.Landing): only once nothing uses it."""
+    held = [pool.submit(np.multiply, np.ones(300_000), i).result(timeout=30) for i in range(6)]
+    views = [h[100:] for h in held[:3]]  # a slice alone keeps the memory of the whole array
+    del held[:3]
+    for i in range(6):  # the memory of the three dropped can be reused now, and is
+        pool.submit(np.multiply, np.ones(300_000), 100 + i).result(timeout=30)
+    assert [v[0] for v in views] == [0.0, 1.0, 2.0]
+    assert [h[0] for h in held] == [3.0, 4.0, 5.0]
+    with corral.ProcessPoolExecutor(1) as ex:  # the same in a worker, for arguments
+        sums = [ex.submit(_keep_and_sum, np.full(300_000, i)).result(30) for i in range(4)]
+        assert ex.submit(_kept_sums).result(timeout=30) == sums == [300_000.0 * i for i in range(4)]
+
+
+def test_a_result_lives_in_its_worker_segment_until_dropped(
+    pool: corral.ProcessPoolExecutor,
+) -> None:
+    reader = pool._backend._reader  # the manager's: results are views, not copies
+    result = pool.submit(np.full, 1 << 18, 3.0).result(timeout=30)
+    assert reader.holding() and result.sum() == 3 << 18
+    result[1] = 0.0  # writable: the worker reuses that memory only once it is free
+    del result
+    assert pool.submit(testing.noop).result(timeout=30) is None  # (the next turn frees)
+    assert not reader.holding()
+    with corral.ProcessPoolExecutor(1) as ex:
+        kept = ex.submit(np.full, 1 << 18, 2.0).result(timeout=30)
+    assert kept.sum() == 2 << 18  # the pool and its worker are gone, the result is not
+
+
+def test_results_are_copies_where_reference_counts_are_not_exact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from corral._backends.process import wire
+
+    monkeypatch.setattr(wire, "_REFCOUNTS_EXACT", False)  # as on a free-threaded build
+    with corral.ProcessPoolExecutor(1) as ex:
+        held = [ex.submit(np.full, 1 << 18, float(i)).result(timeout=30) for i in range(4)]
+        assert not ex._backend._reader.holding()  # copied out: the worker reuses at once
+        assert [a[0] for a in held] == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_landing_reuses_memory_only_once_nothing_uses_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from corral._backends.process import wire
+
+    landing = wire.Landing()
+    one = np.ones(1 << 17)  # 1 MiB
+    first = np.frombuffer(landing.take(memoryview(one).cast("B")))
+    second = np.frombuffer(landing.take(memoryview(one * 2).cast("B")))
+    assert first.base.obj is not second.base.obj and first[0] == 1.0  # first still in use
+    mapping = id(first.base.obj)  # (not the object: a reference would keep it in use)
+    tail = first[5:]
+    del first
+    third = np.frombuffer(landing.take(memoryview(one * 3).cast("B")))
+    assert id(third.base.obj) != mapping and tail[0] == 1.0  # the slice still uses it
+    del tail
+    fourth = np.frombuffer(landing.take(memoryview(one * 4).cast("B")))
+    assert id(fourth.base.obj) == mapping and fourth[0] == 4.0 and second[0] == 2.0
+    assert isinstance(landing.take(memoryview(b"small")), bytearray)  # under MIN_SIZE
+    fourth[0] = -1.0  # writable
+    # full: the oldest in use are forgotten (unmapped with their last user), not reused
+    monkeypatch.setattr(wire.Landing, "MAX_KEPT", 2 << 20)
+    fifth = np.frombuffer(landing.take(memoryview(one * 5).cast("B")))
+    kept = [id(entry.mapping) for entry in landing._entries]
+    assert len(kept) <= 2 and id(fifth.base.obj) in kept
+    assert [second[0], third[0], fourth[0], fifth[0]] == [2.0, 3.0, -1.0, 5.0]
+    landing.close()  # what is in use stays valid
+    assert [second[0], third[0], fourth[0], fifth[0]] == [2.0, 3.0, -1.0, 5.0]
+    # where reference counts are not exact (free-threaded), nothing is reused
+    monkeypatch.setattr(wire, "_REFCOUNTS_EXACT", False)
+    other = wire.Landing()
+    for _ in range(3):
+        assert isinstance(other.take(memoryview(one).cast("B")), memoryview)
+    assert not other._entries
+
+
 # ------------------------------------------------------------------ signals and parent death
 
 
@@ -792,6 +881,7 @@ def test_every_wire_message_travels_as_itself() -> None:
         wire.RunCalls([(1, b"fn", b"call", [(10, 3, 1 << 20)])]),
         wire.Revoke([1, 2]),
         wire.Free([3]),
+        wire.Held([4, 5]),
         wire.Exit(),
         wire.Ready(1234),
         wire.InitFailed(b"exc"),
@@ -808,7 +898,7 @@ def test_every_wire_message_travels_as_itself() -> None:
         assert back == message and type(back) is type(message), (message, back)
         assert all(getattr(back, f) == getattr(message, f) for f in message.FIELDS)
     assert wire.Ok(1, b"", [], 0.0, 0) != wire.Ok(2, b"", [], 0.0, 0)
-    assert "run_id=7" in repr(samples[6])
+    assert "run_id=7" in repr(samples[7])
 
 
 def test_frames_split_across_reads_come_out_whole() -> None:

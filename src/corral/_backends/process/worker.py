@@ -5,7 +5,8 @@ A worker talks only to its parent, over its own duplex pipe, in length-prefixed 
 
     parent -> worker   RunCalls([(run_id, function, call, segments), ...])
                        Revoke([run_id, ...])        drop these if not started yet
-                       Free([fd, ...])              result segments read: reuse them
+                       Held([fd, ...])              result segments mapped: go on
+                       Free([fd, ...])              result segments unused: reuse them
                        Exit()                       finish and exit
     worker -> parent   Ready(pid)                   initializer done, waiting for work
                        InitFailed(exception)        the initializer raised; exiting
@@ -300,9 +301,9 @@ def worker_main(
                     send(wire.Escaped(sorted(new)))
             _flush_std()
             # a result went through shared memory: nothing runs until the parent has
-            # copied it out and said "free", so a later task that kills this process
+            # mapped it ("held" or "free"), so a later task that kills this process
             # (os._exit, a segfault) cannot take a finished task's result with it
-            while pool is not None and pool.lending() and not inbox.exiting:
+            while pool is not None and pool.unseen() and not inbox.exiting:
                 inbox.receive(block=True)
     except (BrokenPipeError, ConnectionResetError):
         tree.kill_escaped(os.getpid())
@@ -383,10 +384,14 @@ class _Inbox:
                 reply = wire.Skipped(run_id) if run_id in skipped else wire.Started(run_id)
                 with self.write_lock:  # (a signal handler never runs while main holds it)
                     wire.write_frame(self.fd, reply.dumps())
-        elif isinstance(message, wire.Free):  # the parent copied these result segments out
+        elif isinstance(message, wire.Free):  # nothing in the parent uses them any more
             if self.pool is not None:
                 for fd in message.fds:
                     self.pool.give_back(fd)
+        elif isinstance(message, wire.Held):  # mapped in the parent, a result lives there
+            if self.pool is not None:
+                for fd in message.fds:
+                    self.pool.seen(fd)
         elif isinstance(message, wire.Exit):
             self.exiting = True
 
