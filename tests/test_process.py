@@ -567,31 +567,44 @@ def test_received_arrays_held_on_to_are_never_overwritten(
         assert ex.submit(_kept_sums).result(timeout=30) == sums == [300_000.0 * i for i in range(4)]
 
 
-def test_a_result_lives_in_its_worker_segment_until_dropped(
-    pool: corral.ProcessPoolExecutor,
-) -> None:
-    reader = pool._backend._reader  # the manager's: results are views, not copies
-    result = pool.submit(np.full, 1 << 18, 3.0).result(timeout=30)
-    assert reader.holding() and result.sum() == 3 << 18
-    result[1] = 0.0  # writable: the worker reuses that memory only once it is free
-    del result
-    assert pool.submit(testing.noop).result(timeout=30) is None  # (the next turn frees)
-    assert not reader.holding()
+def test_a_result_outlives_its_pool() -> None:
     with corral.ProcessPoolExecutor(1) as ex:
         kept = ex.submit(np.full, 1 << 18, 2.0).result(timeout=30)
-    assert kept.sum() == 2 << 18  # the pool and its worker are gone, the result is not
+    assert kept.sum() == 2 << 18 and kept.flags.writeable
 
 
-def test_results_are_copies_where_reference_counts_are_not_exact(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def _child_reads_first(conn: Any, array: Any) -> None:
+    conn.send("forked")
+    conn.recv()  # the parent has landed another buffer meanwhile
+    conn.send(float(array[0]))
+
+
+def test_landing_memory_stays_private_to_a_forked_child() -> None:
+    """A process forked while an array lives in landing memory keeps its own copy: the
+    parent reusing that memory (once it dropped the array) does not reach the child."""
+    import multiprocessing
+
     from corral._backends.process import wire
 
-    monkeypatch.setattr(wire, "_REFCOUNTS_EXACT", False)  # as on a free-threaded build
-    with corral.ProcessPoolExecutor(1) as ex:
-        held = [ex.submit(np.full, 1 << 18, float(i)).result(timeout=30) for i in range(4)]
-        assert not ex._backend._reader.holding()  # copied out: the worker reuses at once
-        assert [a[0] for a in held] == [0.0, 1.0, 2.0, 3.0]
+    landing = wire.Landing()
+    one = np.ones(1 << 17)
+    array = np.frombuffer(landing.take(memoryview(one).cast("B")))
+    ctx = multiprocessing.get_context("fork")
+    here, there = ctx.Pipe()
+    child = ctx.Process(target=_child_reads_first, args=(there, array))
+    child.start()
+    try:
+        assert here.poll(30) and here.recv() == "forked"
+        reused = id(array.base.obj)
+        del array
+        again = np.frombuffer(landing.take(memoryview(one * 9).cast("B")))
+        assert id(again.base.obj) == reused  # the same memory, here
+        here.send("go")
+        assert here.poll(30) and here.recv() == 1.0  # not 9.0: the child's is its own
+    finally:
+        child.join(30)
+        landing.close()
+    assert child.exitcode == 0
 
 
 def test_landing_reuses_memory_only_once_nothing_uses_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -620,6 +633,12 @@ def test_landing_reuses_memory_only_once_nothing_uses_it(monkeypatch: pytest.Mon
     assert [second[0], third[0], fourth[0], fifth[0]] == [2.0, 3.0, -1.0, 5.0]
     landing.close()  # what is in use stays valid
     assert [second[0], third[0], fourth[0], fifth[0]] == [2.0, 3.0, -1.0, 5.0]
+    # idle (kept for reuse, used by nothing): what a worker leaves out of its RSS
+    spare_landing = wire.Landing()
+    spare = spare_landing.take(memoryview(one).cast("B"))
+    assert spare_landing.idle_bytes() == 0
+    del spare
+    assert spare_landing.idle_bytes() == 1 << 20
     # where reference counts are not exact (free-threaded), nothing is reused
     monkeypatch.setattr(wire, "_REFCOUNTS_EXACT", False)
     other = wire.Landing()
@@ -881,7 +900,6 @@ def test_every_wire_message_travels_as_itself() -> None:
         wire.RunCalls([(1, b"fn", b"call", [(10, 3, 1 << 20)])]),
         wire.Revoke([1, 2]),
         wire.Free([3]),
-        wire.Held([4, 5]),
         wire.Exit(),
         wire.Ready(1234),
         wire.InitFailed(b"exc"),
@@ -898,7 +916,7 @@ def test_every_wire_message_travels_as_itself() -> None:
         assert back == message and type(back) is type(message), (message, back)
         assert all(getattr(back, f) == getattr(message, f) for f in message.FIELDS)
     assert wire.Ok(1, b"", [], 0.0, 0) != wire.Ok(2, b"", [], 0.0, 0)
-    assert "run_id=7" in repr(samples[7])
+    assert "run_id=7" in repr(samples[6])
 
 
 def test_frames_split_across_reads_come_out_whole() -> None:

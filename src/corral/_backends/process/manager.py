@@ -108,8 +108,7 @@ class ProcessManager:
         self._forward_logging = bool(forward_logging)
         self._parent_pid = os.getpid()
         self.segments = wire.SegmentPool() if wire.SHARED_MEMORY else None
-        # manager thread only; results are views of the workers' segments (no copy)
-        self._reader = wire.SegmentReader(zero_copy=True)
+        self._reader = wire.SegmentReader()  # manager thread only
         self._run_ids = itertools.count(1)
         # to settle: (run, result, error, seconds it ran)
         self._outcomes: list[tuple[Run, Any, BaseException | None, float]] = []
@@ -265,24 +264,11 @@ class ProcessManager:
         if self._maintain():
             return True
         self._loop.wait(self._next_wake())
-        if self._reader.holding():
-            self._free_unused_segments()
         self._retire_idle()
         commands = self._loop.commands
         while commands:
             self._run_command(commands.popleft())
         return False
-
-    def _free_unused_segments(self) -> None:
-        """Tells each worker which of its result segments nothing here uses any more
-        (the results living there are gone), before it is sent more work."""
-        by_pid: dict[int, list[int]] = {}
-        for pid, fd in self._reader.unused():
-            by_pid.setdefault(pid, []).append(fd)
-        for pid, fds in by_pid.items():
-            proc = self._procs.get(pid)
-            if proc is not None:
-                self._send(proc, wire.Free(fds))
 
     def _next_wake(self) -> float | None:
         """When the loop must wake at the latest (None: only when something happens)."""
@@ -637,12 +623,8 @@ class ProcessManager:
                 )
                 exc.__cause__ = error
             finally:
-                if segments:  # mapped here: the worker may go on; unused: reuse them
-                    free, held = self._reader.release(proc.pid, [fd for _, fd, _ in segments])
-                    if held:
-                        self._send(proc, wire.Held(held))
-                    if free:
-                        self._send(proc, wire.Free(free))
+                if segments:  # copied out (or dropped): the worker may reuse them
+                    self._send(proc, wire.Free([fd for _, fd, _ in segments]))
             if not live:
                 return
         else:

@@ -6,20 +6,18 @@
   bytearray, memoryview wrapped in ``pickle.PickleBuffer``) travel through shared
   memory: anonymous memfds that the sender keeps and reuses (:class:`SegmentPool`).
   The sender copies a buffer in, the receiver opens the segment through
-  ``/proc/<pid>/fd/<fd>`` (:class:`SegmentReader`): a worker copies it out into
-  memory of its own (:class:`Landing`), the parent rebuilds the result on the mapped
-  segment itself, and the worker reuses that segment only once nothing in the parent
-  refers to it. No name is ever created.
+  ``/proc/<pid>/fd/<fd>`` and copies it out (:class:`SegmentReader`) into memory of its
+  own, reused once nothing refers to it (:class:`Landing`), so neither side ever holds
+  a reference into memory the other reuses, and no name is ever created.
 * Every message is one frame: an 8-byte length, then the pickle of a tuple whose first
   item names the message. Both sides build and read the messages as the records at
   the end of this module (:class:`Message`), never the tuples.
 
 Ownership of segments: the parent lends the segments of a call's arguments and takes
 them back when the task's future is done (a retry sends the same ones again); a worker
-lends the segments of a result, and takes them back when the parent says "free": at
-once if nothing uses them (a stale outcome), else once the result living there is gone
-(the parent said "held" meanwhile). A process that dies takes its memfds with it,
-except what the other side has mapped: there is nothing to sweep.
+lends the segments of a result and takes them back when the parent says "free", which
+it does as soon as it has copied the result out. A process that dies takes its memfds
+with it: there is nothing to sweep.
 """
 
 from __future__ import annotations
@@ -74,9 +72,9 @@ class SegmentPool:
 
     A fresh segment costs page allocation (13-15 ms per 16 MB measured here); writing
     into one already mapped costs a memcpy. The receiver opens a segment through
-    ``/proc/<pid>/fd/<fd>`` (``SegmentReader``); a segment lent is reused only once
-    the receiver says it no longer uses it. Memfds have no name: nothing is left
-    behind in /dev/shm, whatever happens to either process.
+    ``/proc/<pid>/fd/<fd>`` and copies the bytes out at once, so it never keeps a
+    reference into memory that is reused. Memfds have no name: nothing is left behind
+    in /dev/shm, whatever happens to either process.
     """
 
     MAX_KEPT = 256 << 20  # bytes of free segments kept for reuse
@@ -85,7 +83,6 @@ class SegmentPool:
         self._lock = threading.Lock()
         self._free: list[Segment] = []
         self._lent: dict[int, Segment] = {}
-        self._unseen: set[int] = set()  # lent, and the other side has not mapped it yet
 
     def take(self, nbytes: int) -> Segment:
         with self._lock:
@@ -96,18 +93,10 @@ class SegmentPool:
             else:
                 segment = Segment(-(-nbytes // (1 << 20)) << 20)  # whole MiB
             self._lent[segment.fd] = segment
-            self._unseen.add(segment.fd)
             return segment
-
-    def seen(self, fd: int) -> None:
-        """The other side has this segment mapped: it no longer needs our fd (this
-        process may exit), but it may still use the memory (not reused yet)."""
-        with self._lock:
-            self._unseen.discard(fd)
 
     def give_back(self, fd: int) -> None:
         with self._lock:
-            self._unseen.discard(fd)
             segment = self._lent.pop(fd, None)
             if segment is None:
                 return
@@ -116,9 +105,9 @@ class SegmentPool:
                 return
         segment.close()
 
-    def unseen(self) -> bool:
-        """True while a segment lent has not been mapped by the other side yet."""
-        return bool(self._unseen)
+    def lending(self) -> bool:
+        """True while a segment is lent (the other side has not given it back)."""
+        return bool(self._lent)
 
     def give_back_all(self, segments: Segments) -> None:
         for _, fd, _ in segments:
@@ -128,19 +117,17 @@ class SegmentPool:
         with self._lock:
             segments = self._free + list(self._lent.values())
             self._free, self._lent = [], {}
-            self._unseen.clear()
         for segment in segments:
             segment.close()
 
 
 class _Mapped:
-    """A mapping this process made, and what it is known by."""
+    """A mapping this process made (of the other side's segment: with its inode)."""
 
-    __slots__ = ("inode", "key", "mapping")
+    __slots__ = ("inode", "mapping")
 
-    def __init__(self, mapping: mmap.mmap, key: tuple[int, int] = (0, 0), inode: int = 0):
+    def __init__(self, mapping: mmap.mmap, inode: int = 0) -> None:
         self.mapping = mapping
-        self.key = key  # (owner pid, fd) of a segment; (0, 0) for landing memory
         self.inode = inode
 
 
@@ -196,7 +183,10 @@ class Landing:
             return bytearray(source)
         entry = self._reusable(nbytes)
         if entry is None:
-            entry = _Mapped(mmap.mmap(-1, -(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE))
+            size = -(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE
+            # private: a process forked while an object uses this memory gets its own
+            # copy, and never sees the next buffer that lands here (nor writes into it)
+            entry = _Mapped(mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE))
             if _REFCOUNTS_EXACT:
                 self._keep(entry)
         view = memoryview(entry.mapping)[:nbytes]
@@ -231,6 +221,10 @@ class Landing:
             entries.append(entry)
             self._kept += size
 
+    def idle_bytes(self) -> int:
+        """Bytes kept for reuse that nothing uses now."""
+        return sum(len(entry.mapping) for entry in self._entries if not _in_use(entry))
+
     def close(self) -> None:
         """Unmaps what nothing uses; what is still in use goes with its last user."""
         for entry in self._entries:
@@ -240,74 +234,41 @@ class Landing:
 
 
 class SegmentReader:
-    """Opens the other side's segments (the mappings are kept for the next message).
+    """Opens the other side's segments and copies their bytes out, into this process's
+    own memory (a ``Landing``); the mappings of the segments are kept for next time."""
 
-    ``zero_copy=False`` (a worker): each buffer is copied out into this process's own
-    memory (``Landing``) at once, and the sender may reuse its segment as soon as it
-    is told. ``zero_copy=True`` (the pool process): a buffer is handed out as a view
-    of the mapped segment itself, saving a copy; the sender must then not reuse the
-    segment until ``unused()`` lists it (nothing here uses that memory any more).
-    """
-
-    def __init__(self, zero_copy: bool = False) -> None:
+    def __init__(self) -> None:
         self._maps: dict[tuple[int, int], _Mapped] = {}
         self._landing = Landing()
-        self._zero_copy = zero_copy and _REFCOUNTS_EXACT
-        self._lent: dict[tuple[int, int], _Mapped] = {}  # zero copy: handed out
 
     def read(self, pid: int, fd: int, nbytes: int) -> memoryview | bytearray:
         key = (pid, fd)
-        local = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDWR if self._zero_copy else os.O_RDONLY)
+        local = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY)
         try:
             inode = os.fstat(local).st_ino
             entry = self._maps.get(key)
             if entry is None or entry.inode != inode or len(entry.mapping) < nbytes:
                 if entry is not None:  # the sender's fd is another segment now
-                    _close(entry)
-                prot = mmap.PROT_READ | (mmap.PROT_WRITE if self._zero_copy else 0)
-                entry = self._maps[key] = _Mapped(mmap.mmap(local, 0, prot=prot), key, inode)
+                    entry.mapping.close()
+                mapping = mmap.mmap(local, 0, prot=mmap.PROT_READ)
+                entry = self._maps[key] = _Mapped(mapping, inode)
         finally:
             os.close(local)
-        if not self._zero_copy:
-            return self._landing.take(memoryview(entry.mapping)[:nbytes])
-        self._lent[key] = entry
-        return memoryview(entry.mapping)[:nbytes]
+        return self._landing.take(memoryview(entry.mapping)[:nbytes])
 
-    def unused(self, pid: int | None = None) -> list[tuple[int, int]]:
-        """Zero copy: the segments handed out (of ``pid``, or all) that nothing uses any
-        more, as (pid, fd); they are no longer counted as handed out."""
-        done = [
-            key
-            for key, entry in self._lent.items()
-            if (pid is None or key[0] == pid) and not _in_use(entry)
-        ]
-        for key in done:
-            del self._lent[key]
-        return done
-
-    def holding(self) -> bool:
-        """Zero copy: True while a segment handed out may still be in use."""
-        return bool(self._lent)
-
-    def release(self, pid: int, fds: list[int]) -> tuple[list[int], list[int]]:
-        """Zero copy, after a message with these segments of ``pid`` was read: (what
-        the sender may reuse now, what it must keep until a later ``unused()``). The
-        first includes segments read earlier that nothing uses any more."""
-        free = [fd for _, fd in self.unused(pid)]
-        free += [fd for fd in fds if (pid, fd) not in self._lent and fd not in free]
-        return free, [fd for fd in fds if (pid, fd) in self._lent]
+    def idle_bytes(self) -> int:
+        """Bytes of received memory kept for reuse that nothing uses now."""
+        return self._landing.idle_bytes()
 
     def forget(self, pid: int) -> None:
-        """Drops the mappings of a process that has gone (unmapped once unused)."""
+        """Drops the mappings of a process that has gone."""
         for key in [k for k in self._maps if k[0] == pid]:
-            self._lent.pop(key, None)
-            _close(self._maps.pop(key))
+            self._maps.pop(key).mapping.close()
 
     def close(self) -> None:
         for entry in self._maps.values():
-            _close(entry)
+            entry.mapping.close()
         self._maps.clear()
-        self._lent.clear()
         self._landing.close()
 
 
@@ -456,21 +417,10 @@ class Revoke(Message):
 
 
 class Free(Message):
-    """Nothing in the parent uses these result segments: the worker may reuse them."""
+    """The parent copied these result segments out: the worker may reuse them."""
 
     __slots__ = FIELDS = ("fds",)
     KIND = "free"
-
-    def __init__(self, fds: list[int]) -> None:
-        self.fds = fds
-
-
-class Held(Message):
-    """The parent has mapped these result segments, and a result of its lives there:
-    the worker may go on (and exit), but not reuse them until Free."""
-
-    __slots__ = FIELDS = ("fds",)
-    KIND = "held"
 
     def __init__(self, fds: list[int]) -> None:
         self.fds = fds
@@ -585,7 +535,6 @@ _KINDS: dict[str, type[Message]] = {
         RunCalls,
         Revoke,
         Free,
-        Held,
         Exit,
         Ready,
         InitFailed,

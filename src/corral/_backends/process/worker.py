@@ -5,8 +5,7 @@ A worker talks only to its parent, over its own duplex pipe, in length-prefixed 
 
     parent -> worker   RunCalls([(run_id, function, call, segments), ...])
                        Revoke([run_id, ...])        drop these if not started yet
-                       Held([fd, ...])              result segments mapped: go on
-                       Free([fd, ...])              result segments unused: reuse them
+                       Free([fd, ...])              result segments read: reuse them
                        Exit()                       finish and exit
     worker -> parent   Ready(pid)                   initializer done, waiting for work
                        InitFailed(exception)        the initializer raised; exiting
@@ -207,14 +206,17 @@ def _forward_logging(inbox: _Inbox, levels: dict[str, int]) -> None:
         logging.getLogger(name or None).setLevel(level)
 
 
-def _rss() -> int:
+def _rss(reader: wire.SegmentReader) -> int:
+    """Resident memory (max_memory_per_child), less the memory kept to receive the next
+    arguments in (``wire.Landing``): a cache of this worker's, not what its tasks hold."""
     try:
         with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
         import resource
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return max(0, rss - reader.idle_bytes())
 
 
 def worker_main(
@@ -301,9 +303,9 @@ def worker_main(
                     send(wire.Escaped(sorted(new)))
             _flush_std()
             # a result went through shared memory: nothing runs until the parent has
-            # mapped it ("held" or "free"), so a later task that kills this process
+            # copied it out and said "free", so a later task that kills this process
             # (os._exit, a segfault) cannot take a finished task's result with it
-            while pool is not None and pool.unseen() and not inbox.exiting:
+            while pool is not None and pool.lending() and not inbox.exiting:
                 inbox.receive(block=True)
     except (BrokenPipeError, ConnectionResetError):
         tree.kill_escaped(os.getpid())
@@ -384,14 +386,10 @@ class _Inbox:
                 reply = wire.Skipped(run_id) if run_id in skipped else wire.Started(run_id)
                 with self.write_lock:  # (a signal handler never runs while main holds it)
                     wire.write_frame(self.fd, reply.dumps())
-        elif isinstance(message, wire.Free):  # nothing in the parent uses them any more
+        elif isinstance(message, wire.Free):  # the parent copied these result segments out
             if self.pool is not None:
                 for fd in message.fds:
                     self.pool.give_back(fd)
-        elif isinstance(message, wire.Held):  # mapped in the parent, a result lives there
-            if self.pool is not None:
-                for fd in message.fds:
-                    self.pool.seen(fd)
         elif isinstance(message, wire.Exit):
             self.exiting = True
 
@@ -443,7 +441,7 @@ def _run_one(
         elapsed = perf_counter() - begin
         del fn, args, kwargs
         set_current_token(None)
-        rss = _rss() if report_memory else 0
+        rss = _rss(reader) if report_memory else 0
         send(wire.Error(task_id, _pickling.dump_exception(exc), elapsed, rss))
         return
     elapsed = perf_counter() - begin
@@ -458,7 +456,7 @@ def _run_one(
         send(wire.Error(task_id, _pickling.dump_exception(error), elapsed, 0))
         return
     del result
-    rss = _rss() if report_memory else 0
+    rss = _rss(reader) if report_memory else 0
     send(wire.Ok(task_id, data, out_segments, elapsed, rss))
 
 
