@@ -132,13 +132,14 @@ class _Mapped:
 
 
 def _references(entry: _Mapped) -> int:
-    """sys.getrefcount of ``entry.mapping``, always taken by this same code: the
-    interpreter's own temporary references then cancel out against _UNSHARED."""
+    """sys.getrefcount of ``entry.mapping``, always taken by this same code."""
     return sys.getrefcount(entry.mapping)
 
 
-#: What _references counts for a mapping nothing else refers to, on this interpreter.
-_UNSHARED = _references(_Mapped(object()))  # type: ignore[arg-type]
+#: An entry whose object nothing else refers to: what _references counts for it, taken
+#: right beside each count, cancels out the interpreter's own temporary references
+#: (Python 3.14 takes fewer; a specialised attribute load may differ from a generic one).
+_UNSHARED = _Mapped(object())  # type: ignore[arg-type]
 #: Reference counts are exact with the GIL only (free-threaded builds defer some).
 _REFCOUNTS_EXACT = getattr(sys, "_is_gil_enabled", lambda: True)()
 
@@ -146,7 +147,7 @@ _REFCOUNTS_EXACT = getattr(sys, "_is_gil_enabled", lambda: True)()
 def _in_use(entry: _Mapped) -> bool:
     """True while an object other than ``entry`` refers to its mapping: every view of
     it, and every array built on one, holds a reference (the buffer's exporter)."""
-    return not _REFCOUNTS_EXACT or _references(entry) > _UNSHARED
+    return not _REFCOUNTS_EXACT or _references(entry) > _references(_UNSHARED)
 
 
 def _close(entry: _Mapped) -> None:
