@@ -75,7 +75,6 @@ from ._map import MapIterator, Units, in_feeder
 from ._observe.progress import Progress, make_progress
 from ._options import TaskOptions, retry_delay
 from ._queue import TaskQueue
-from ._stats import Statistics
 from ._task import BACKOFF, ENDED, QUEUED, RUNNING, Run, Task, task_name
 
 TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
@@ -83,6 +82,7 @@ if TYPE_CHECKING:
     from typing import Any, Protocol
 
     from ._observe.hooks import Dispatch
+    from ._stats import Statistics
 else:
     Protocol = object  # Backend is for type checkers: nothing checks it at run time
 
@@ -412,9 +412,11 @@ class Core:
         return self.pending + self.waiting
 
     def statistics(self) -> Statistics:
+        from . import _stats  # (here: most programs never ask)
+
         workers, idle = self.backend.counts()
         with self.lock:
-            return Statistics(
+            return _stats.Statistics(
                 workers=workers,
                 idle=idle,
                 pending=self.unstarted(),

@@ -21,11 +21,12 @@ from ._future import Future
 from ._map import MapIterator
 from ._observe.progress import Progress
 from ._options import TaskOptions
-from ._stats import Statistics
 
 TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
 if TYPE_CHECKING:
     from typing import Any, ParamSpec, TypeVar
+
+    from ._stats import Statistics
 
     P = ParamSpec("P")
     T = TypeVar("T")

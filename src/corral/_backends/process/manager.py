@@ -38,7 +38,6 @@ from ..._map import Units
 from ..._options import TaskOptions
 from ..._task import ENDED, Run, Task, task_name
 from . import tree, wire
-from .chunks import ChunkUnits
 from .loop import Loop
 from .procs import (
     EXITING,
@@ -220,6 +219,8 @@ class ProcessManager:
     ) -> Units | None:
         if opts.task_timeout is not None and chunksize == 1:
             return None  # one task per item: per-item timeouts
+        from .chunks import ChunkUnits  # (here: a program that never maps never needs it)
+
         return ChunkUnits(self, opts, fn, chunksize, eager)
 
     def force_stop(self, how: str, signum: int) -> None:

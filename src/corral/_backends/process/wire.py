@@ -23,7 +23,6 @@ with it: there is nothing to sweep.
 from __future__ import annotations
 
 import contextlib
-import mmap
 import operator
 import os
 import pickle
@@ -35,6 +34,7 @@ from ..._pickling import PROTOCOL
 
 TYPE_CHECKING = False  # (typing is not imported: worker processes load this module)
 if TYPE_CHECKING:
+    import mmap
     from collections.abc import Callable
     from typing import Any
 
@@ -57,6 +57,8 @@ class Segment:
         self.fd = os.memfd_create("corral", os.MFD_CLOEXEC)
         try:
             os.ftruncate(self.fd, size)
+            import mmap  # (here: a program that sends no big buffer never loads it)
+
             self.mapping = mmap.mmap(self.fd, size)
         except BaseException:
             os.close(self.fd)
@@ -184,6 +186,8 @@ class Landing:
             return bytearray(source)
         entry = self._reusable(nbytes)
         if entry is None:
+            import mmap
+
             size = -(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE
             # private: a process forked while an object uses this memory gets its own
             # copy, and never sees the next buffer that lands here (nor writes into it)
@@ -251,6 +255,8 @@ class SegmentReader:
             if entry is None or entry.inode != inode or len(entry.mapping) < nbytes:
                 if entry is not None:  # the sender's fd is another segment now
                     entry.mapping.close()
+                import mmap
+
                 mapping = mmap.mmap(local, 0, prot=mmap.PROT_READ)
                 entry = self._maps[key] = _Mapped(mapping, inode)
         finally:
