@@ -354,6 +354,43 @@ if __name__ == "__main__":
 """
 
 
+LOADED = """
+import sys
+import corral
+
+with corral.ProcessPoolExecutor(1) as ex:
+    worker = ex.submit(eval, "sorted(__import__('sys').modules)").result(timeout=60)
+with corral.ThreadPoolExecutor(1) as ex:
+    ex.submit(abs, -1).result(timeout=60)
+print(" ".join(sorted(sys.modules)))
+print(" ".join(worker))
+"""
+
+#: What a program that submits and waits never needs: each costs start-up time (the
+#: Dask backend, asyncio, timelines, progress bars, the map iterator, statistics) or,
+#: typing, is kept out of worker processes on purpose (docs/design.md §5.7).
+NOT_LOADED = {
+    "asyncio",
+    "distributed",
+    "corral._backends.dask",
+    "corral._observe.timeline",
+    "corral._observe.progress",
+    "corral._observe.hooks",
+    "corral._map",
+    "corral._stats",
+    "corral._backends.process.chunks",
+}
+
+
+def test_a_program_that_only_submits_loads_no_optional_part() -> None:
+    out = subprocess.run([sys.executable, "-c", LOADED], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    parent, worker = (set(line.split()) for line in out.stdout.splitlines())
+    assert "corral._backends.process.manager" in parent  # (what the program did use)
+    assert parent & NOT_LOADED == set()
+    assert worker & (NOT_LOADED | {"typing"}) == set()
+
+
 @pytest.mark.parametrize(("source", "method"), [(GUARDED, "forkserver"), (UNGUARDED, "fork")])
 def test_scripts_run_with_or_without_a_main_guard(tmp_path: Path, source: str, method: str) -> None:
     script = tmp_path / "script.py"

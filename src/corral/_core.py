@@ -71,8 +71,6 @@ from ._checks import (
 from ._clock import SYSTEM_CLOCK, Clock, now
 from ._errors import QueueFull
 from ._future import Future
-from ._map import MapIterator, Units, in_feeder
-from ._observe.progress import Progress, make_progress
 from ._options import TaskOptions, retry_delay
 from ._queue import TaskQueue
 from ._task import BACKOFF, ENDED, QUEUED, RUNNING, Run, Task, task_name
@@ -81,7 +79,9 @@ TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5
 if TYPE_CHECKING:
     from typing import Any, Protocol
 
+    from ._map import MapIterator, Units
     from ._observe.hooks import Dispatch
+    from ._observe.progress import Progress
     from ._stats import Statistics
 else:
     Protocol = object  # Backend is for type checkers: nothing checks it at run time
@@ -301,6 +301,10 @@ class Core:
         chunksize = check_count("chunksize", chunksize, minimum=1)
         buffersize = check_count("buffersize", buffersize, minimum=1, allow_none=True)
         check_bool("ordered", ordered)
+        # (here: a program that never maps never loads the map iterator nor progress bars)
+        from ._map import MapIterator, Units
+        from ._observe.progress import make_progress
+
         if self.closed:
             raise RuntimeError(f"cannot map on a {self.kind} after shutdown()")
         deadline = None if timeout is None else now() + timeout  # real time: the iterator waits
@@ -428,6 +432,8 @@ class Core:
 
     def _check_open(self) -> None:
         """Raises unless the pool takes work: open, or shutting down after this feeder."""
+        from ._map import in_feeder  # (only a closed pool gets here)
+
         if self.draining or not in_feeder():
             if _exit_started:  # the stdlib's words (code and tests match on them)
                 raise RuntimeError("cannot schedule new futures after interpreter shutdown")

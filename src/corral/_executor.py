@@ -18,14 +18,14 @@ from . import _stdlib
 from ._checks import check_bool
 from ._core import Backend, Core
 from ._future import Future
-from ._map import MapIterator
-from ._observe.progress import Progress
 from ._options import TaskOptions
 
 TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
 if TYPE_CHECKING:
     from typing import Any, ParamSpec, TypeVar
 
+    from ._map import MapIterator
+    from ._observe.progress import Progress
     from ._stats import Statistics
 
     P = ParamSpec("P")

@@ -42,13 +42,14 @@ from .._core import Core, acquire_contended
 from .._errors import BrokenThreadPool
 from .._executor import BaseExecutor
 from .._future import Future
-from .._map import Units
 from .._options import TaskOptions
 from .._task import ENDED, QUEUED, Run, Task
 
 TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
 if TYPE_CHECKING:
     from typing import Any
+
+    from .._map import Units
 
 LOGGER = logging.getLogger("corral")
 STDLIB_LOGGER = logging.getLogger("concurrent.futures")

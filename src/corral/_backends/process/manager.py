@@ -34,7 +34,6 @@ from ..._checks import callable_name
 from ..._clock import now
 from ..._core import Core
 from ..._errors import BrokenProcessPool, SerializationError
-from ..._map import Units
 from ..._options import TaskOptions
 from ..._task import ENDED, Run, Task, task_name
 from . import tree, wire
@@ -56,6 +55,8 @@ from .worker import REVOKE_SIGNAL, worker_main
 TYPE_CHECKING = False  # (typing is not imported at run time: docs/design.md §5.7)
 if TYPE_CHECKING:
     from typing import Any
+
+    from ..._map import Units
 
 LOGGER = logging.getLogger("corral")
 
