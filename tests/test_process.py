@@ -687,6 +687,96 @@ def test_landing_reuses_memory_only_once_nothing_uses_it(monkeypatch: pytest.Mon
     assert not other._entries
 
 
+def test_kept_memory_is_released_once_unused_for_keep_idle() -> None:
+    from corral._backends.process import wire
+
+    one = np.ones(1 << 17)  # 1 MiB
+    landing = wire.Landing()
+    used = np.frombuffer(landing.take(memoryview(one).cast("B")))
+    idle = landing.take(memoryview(one * 2).cast("B"))
+    del idle
+    assert landing.holds() and len(landing._entries) == 2
+    landing.release_idle(time.monotonic() - 60)  # nothing unused for that long
+    assert len(landing._entries) == 2
+    landing.release_idle(time.monotonic() + 1)  # the one in use stays, and stays valid
+    assert [id(e.mapping) for e in landing._entries] == [id(used.base.obj)] and used[0] == 1.0
+    del used
+    landing.release_idle(time.monotonic() + 1)
+    assert not landing.holds() and landing.idle_bytes() == 0 and landing._kept == 0
+    again = np.frombuffer(landing.take(memoryview(one * 3).cast("B")))  # still usable
+    assert again[0] == 3.0 and landing.holds()
+    del again
+    landing.close()
+
+    pool = wire.SegmentPool()
+    lent = [pool.take(1 << 20) for _ in range(2)]
+    pool.give_back(lent[0].fd)
+    assert pool.holds() and pool.lending()
+    pool.release_idle(time.monotonic() - 60)
+    assert pool.holds()
+    pool.release_idle(time.monotonic() + 1)  # the free one is closed, the lent one kept
+    assert not pool.holds() and pool.lending() and lent[0].mapping.closed
+    with pytest.raises(OSError):
+        os.fstat(lent[0].fd)
+    assert not lent[1].mapping.closed
+    pool.close()
+
+    # the other side's segment, read through /proc: the mapping kept for the next read
+    sender = wire.SegmentPool()
+    segment = sender.take(2 << 20)
+    segment.mapping[: one.nbytes] = memoryview(one).cast("B")
+    reader = wire.SegmentReader()
+    received = np.frombuffer(reader.read(os.getpid(), segment.fd, one.nbytes))
+    assert received[0] == 1.0 and reader.holds() and len(reader._maps) == 1
+    reader.release_idle(time.monotonic() - 60)
+    assert len(reader._maps) == 1
+    reader.release_idle(time.monotonic() + 1)  # the mapping goes; the copy is in use
+    assert not reader._maps and reader.holds() and received.sum() == one.size
+    del received
+    reader.release_idle(time.monotonic() + 1)
+    assert not reader.holds()
+    reader.close()
+    sender.close()
+
+
+def _memfd_maps(pid: int) -> int:
+    with open(f"/proc/{pid}/maps") as f:
+        return sum("memfd:corral" in line for line in f)
+
+
+def _memory_report() -> tuple[int, int]:
+    """In a worker: its resident bytes and its mappings of corral's segments."""
+    with open("/proc/self/statm") as f:
+        resident = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return resident, _memfd_maps(os.getpid())
+
+
+def test_a_pool_gives_back_big_buffers_memory_once_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    from corral._backends.process import wire
+
+    # (fork: the workers inherit the shorter KEEP_IDLE; a forkserver imported wire before)
+    monkeypatch.setattr(wire, "KEEP_IDLE", 0.5)
+    with corral.ProcessPoolExecutor(1, mp_context="fork") as ex:
+        first_rss, first_maps = ex.submit(_memory_report).result(timeout=30)
+        for i in range(3):  # 16 MB each way: a segment, a mapping and landing memory each
+            assert ex.submit(np.add, np.zeros(2 << 20), i).result(timeout=30)[0] == i
+        busy_rss, busy_maps = ex.submit(_memory_report).result(timeout=30)
+        assert busy_maps >= 2 and busy_rss > first_rss + (32 << 20) and first_maps == 0
+        backend = ex._backend
+        assert backend._reader.holds() and backend.segments is not None
+        testing.wait_until(
+            lambda: not backend._reader.holds() and not backend.segments.holds(), timeout=30
+        )
+
+        def worker_released() -> bool:
+            rss, maps = ex.submit(_memory_report).result(timeout=30)
+            return maps == 0 and rss < busy_rss - (32 << 20)
+
+        testing.wait_until(worker_released, timeout=30, interval=0.6)
+        # and big buffers still go through, on fresh memory
+        assert ex.submit(np.add, np.zeros(2 << 20), 7).result(timeout=30)[0] == 7
+
+
 # ------------------------------------------------------------------ signals and parent death
 
 

@@ -8,7 +8,8 @@
   The sender copies a buffer in, the receiver opens the segment through
   ``/proc/<pid>/fd/<fd>`` and copies it out (:class:`SegmentReader`) into memory of its
   own, reused once nothing refers to it (:class:`Landing`), so neither side ever holds
-  a reference into memory the other reuses, and no name is ever created.
+  a reference into memory the other reuses, and no name is ever created. What is
+  kept for reuse goes back to the system once unused for ``KEEP_IDLE`` seconds.
 * Every message is one frame: an 8-byte length, then the pickle of a tuple whose first
   item names the message. Both sides build and read the messages as the records at
   the end of this module (:class:`Message`), never the tuples.
@@ -29,6 +30,7 @@ import pickle
 import struct
 import sys
 import threading
+from time import monotonic
 
 from ..._pickling import PROTOCOL
 
@@ -44,16 +46,29 @@ SHARED_MEMORY = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
 
 Segments = list[tuple[int, int, int]]  # (owner pid, fd, bytes)
 
+#: Memory kept for reuse (free segments, mappings of the other side's segments, landing
+#: memory) that nothing has used for this many seconds is given back to the system:
+#: a program that handled big arrays once does not keep their memory for good. The
+#: owner looks every ``KEEP_IDLE / 2`` seconds while it keeps any (``release_idle``).
+KEEP_IDLE = 10.0
+
+
+def idle_cutoff() -> float:
+    """What ``release_idle`` takes to give back what has been unused for KEEP_IDLE."""
+    return monotonic() - KEEP_IDLE
+
+
 # ------------------------------------------------------------------ shared memory
 
 
 class Segment:
     """One anonymous shared-memory file (memfd) of this process, mapped here."""
 
-    __slots__ = ("fd", "mapping", "size")
+    __slots__ = ("fd", "mapping", "size", "used")
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self.used = 0.0  # when it was last given back (monotonic)
         self.fd = os.memfd_create("corral", os.MFD_CLOEXEC)
         try:
             os.ftruncate(self.fd, size)
@@ -103,9 +118,22 @@ class SegmentPool:
             if segment is None:
                 return
             if sum(s.size for s in self._free) + segment.size <= self.MAX_KEPT:
+                segment.used = monotonic()
                 self._free.append(segment)
                 return
         segment.close()
+
+    def holds(self) -> bool:
+        """True while free segments are kept (``release_idle`` has work to look at)."""
+        return bool(self._free)
+
+    def release_idle(self, cutoff: float) -> None:
+        """Closes the free segments given back before ``cutoff`` (monotonic)."""
+        with self._lock:
+            old = [s for s in self._free if s.used < cutoff]
+            self._free = [s for s in self._free if s.used >= cutoff]
+        for segment in old:
+            segment.close()
 
     def lending(self) -> bool:
         """True while a segment is lent (the other side has not given it back)."""
@@ -126,11 +154,12 @@ class SegmentPool:
 class _Mapped:
     """A mapping this process made (of the other side's segment: with its inode)."""
 
-    __slots__ = ("inode", "mapping")
+    __slots__ = ("inode", "mapping", "used")
 
     def __init__(self, mapping: mmap.mmap, inode: int = 0) -> None:
         self.mapping = mapping
         self.inode = inode
+        self.used = monotonic()  # when it was last read from or handed out
 
 
 def _references(entry: _Mapped) -> int:
@@ -194,6 +223,8 @@ class Landing:
             entry = _Mapped(mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE))
             if _REFCOUNTS_EXACT:
                 self._keep(entry)
+        else:
+            entry.used = monotonic()
         view = memoryview(entry.mapping)[:nbytes]
         view[:] = source
         return view
@@ -230,6 +261,18 @@ class Landing:
         """Bytes kept for reuse that nothing uses now."""
         return sum(len(entry.mapping) for entry in self._entries if not _in_use(entry))
 
+    def holds(self) -> bool:
+        """True while mappings are kept (``release_idle`` has work to look at)."""
+        return bool(self._entries)
+
+    def release_idle(self, cutoff: float) -> None:
+        """Unmaps the kept mappings that nothing uses and that were last handed out
+        before ``cutoff`` (monotonic)."""
+        for entry in [e for e in self._entries if e.used < cutoff and not _in_use(e)]:
+            self._entries.remove(entry)
+            self._kept -= len(entry.mapping)
+            _close(entry)
+
     def close(self) -> None:
         """Unmaps what nothing uses; what is still in use goes with its last user."""
         for entry in self._entries:
@@ -259,6 +302,8 @@ class SegmentReader:
 
                 mapping = mmap.mmap(local, 0, prot=mmap.PROT_READ)
                 entry = self._maps[key] = _Mapped(mapping, inode)
+            else:
+                entry.used = monotonic()
         finally:
             os.close(local)
         return self._landing.take(memoryview(entry.mapping)[:nbytes])
@@ -266,6 +311,18 @@ class SegmentReader:
     def idle_bytes(self) -> int:
         """Bytes of received memory kept for reuse that nothing uses now."""
         return self._landing.idle_bytes()
+
+    def holds(self) -> bool:
+        """True while mappings or landing memory are kept (see ``release_idle``)."""
+        return bool(self._maps) or self._landing.holds()
+
+    def release_idle(self, cutoff: float) -> None:
+        """Unmaps the other side's segments last read before ``cutoff`` (monotonic; so
+        that a segment it has closed since is freed), and the landing memory idle since
+        then. A copy is made out of a segment at once: nothing keeps a view of one."""
+        for key in [k for k, entry in self._maps.items() if entry.used < cutoff]:
+            _close(self._maps.pop(key))
+        self._landing.release_idle(cutoff)
 
     def forget(self, pid: int) -> None:
         """Drops the mappings of a process that has gone."""

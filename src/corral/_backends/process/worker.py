@@ -219,6 +219,20 @@ def _rss(reader: wire.SegmentReader) -> int:
     return max(0, rss - reader.idle_bytes())
 
 
+def _wait_releasing_memory(
+    inbox: _Inbox, pool: wire.SegmentPool | None, reader: wire.SegmentReader
+) -> None:
+    """Waits for the next message; meanwhile, while memory is kept for big buffers
+    (``wire.KEEP_IDLE``), wakes every KEEP_IDLE / 2 to give back what has gone unused."""
+    while (pool is not None and pool.holds()) or reader.holds():
+        if inbox.readable(wire.KEEP_IDLE / 2):
+            return
+        cutoff = wire.idle_cutoff()
+        reader.release_idle(cutoff)
+        if pool is not None:
+            pool.release_idle(cutoff)
+
+
 def worker_main(
     conn: Connection,
     parent_pid: int,
@@ -283,7 +297,9 @@ def worker_main(
         me = os.getpid()
         reported: set[int] = set()  # escaped processes the parent was told of
         while True:
-            inbox.receive(block=not queue)
+            if not queue:
+                _wait_releasing_memory(inbox, pool, reader)
+            inbox.receive(block=not queue, unless_queued=True)
             if inbox.exiting:
                 break
             if not queue:
@@ -358,10 +374,29 @@ class _Inbox:
         if self._deferred:
             self.receive(block=False)
 
-    def receive(self, block: bool) -> None:
-        """Reads the messages waiting (or, with ``block``, at least one)."""
+    def readable(self, timeout: float) -> bool:
+        """Waits up to ``timeout`` seconds for a message; True if one is there.
+
+        The REVOKE_SIGNAL handler reads nothing meanwhile (it would take the messages
+        this waits for, and leave it waiting on an empty pipe): the parent writes the
+        "revoke" before it signals, so the wait ends and ``receive`` reads it."""
+        self._busy = True
+        try:
+            # (a handler that ran just before _busy was set may have queued work)
+            return bool(self.queue) or self.exiting or bool(self._poller.poll(timeout * 1000))
+        finally:
+            self._busy = False
+
+    def receive(self, block: bool, unless_queued: bool = False) -> None:
+        """Reads the messages waiting (or, with ``block``, at least one).
+
+        ``unless_queued``: no blocking if the queue holds work by the time the signal
+        handler defers to this (it may have read the messages just before, leaving an
+        empty pipe to wait on)."""
         self._busy = True
         self._deferred = False
+        if unless_queued and self.queue:  # (a handler ran just before _busy was set)
+            block = False
         try:
             while block or self._poller.poll(0):
                 block = False
