@@ -739,42 +739,146 @@ def test_kept_memory_is_released_once_unused_for_keep_idle() -> None:
     sender.close()
 
 
-def _memfd_maps(pid: int) -> int:
-    with open(f"/proc/{pid}/maps") as f:
-        return sum("memfd:corral" in line for line in f)
-
-
-def _memory_report() -> tuple[int, int]:
-    """In a worker: its resident bytes and its mappings of corral's segments."""
+def _memory_report(*holding: Any) -> tuple[int, int]:
+    """In a worker: its resident bytes and how many of its mappings and fds are of
+    corral's segments (``holding``: big arguments, alive while it measures)."""
     with open("/proc/self/statm") as f:
         resident = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    return resident, _memfd_maps(os.getpid())
+    with open("/proc/self/maps") as f:
+        segments = sum("memfd:corral" in line for line in f)
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            segments += "memfd:corral" in os.readlink(f"/proc/self/fd/{fd}")
+    return resident, segments
 
 
-def test_a_pool_gives_back_big_buffers_memory_once_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_pool_gives_back_big_buffers_memory_once_unused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from corral._backends.process import wire
 
-    # (fork: the workers inherit the shorter KEEP_IDLE; a forkserver imported wire before)
-    monkeypatch.setattr(wire, "KEEP_IDLE", 0.5)
+    # (fork: the worker inherits the shorter KEEP_IDLE; a forkserver imported wire before)
+    monkeypatch.setattr(wire, "KEEP_IDLE", 1.0)
+    big = np.zeros(2 << 20)  # 16 MB
     with corral.ProcessPoolExecutor(1, mp_context="fork") as ex:
-        first_rss, first_maps = ex.submit(_memory_report).result(timeout=30)
-        for i in range(3):  # 16 MB each way: a segment, a mapping and landing memory each
-            assert ex.submit(np.add, np.zeros(2 << 20), i).result(timeout=30)[0] == i
-        busy_rss, busy_maps = ex.submit(_memory_report).result(timeout=30)
-        assert busy_maps >= 2 and busy_rss > first_rss + (32 << 20) and first_maps == 0
+        # the first call's segment is filled before the worker is forked: the worker
+        # must not keep the parent's segments alive through what fork copied
+        assert ex.submit(np.add, big, 1).result(timeout=30)[0] == 1
+        # with a 16 MB argument in its landing memory, mapped from the parent's segment
+        busy_rss, busy_segments = ex.submit(_memory_report, big).result(timeout=30)
+        assert busy_segments >= 1
         backend = ex._backend
-        assert backend._reader.holds() and backend.segments is not None
+        assert backend.segments is not None
+
+        # 2 s of tasks one behind the other: the worker gives back while it works (it
+        # looks between tasks, and in the moments it waits for the next one)
+        for _ in range(100):
+            ex.submit(time.sleep, 0.02)
+        rss, segments = ex.submit(_memory_report).result(timeout=60)
+        assert segments == 0 and rss < busy_rss - (24 << 20)
         testing.wait_until(
             lambda: not backend._reader.holds() and not backend.segments.holds(), timeout=30
         )
-
-        def worker_released() -> bool:
-            rss, maps = ex.submit(_memory_report).result(timeout=30)
-            return maps == 0 and rss < busy_rss - (32 << 20)
-
-        testing.wait_until(worker_released, timeout=30, interval=0.6)
         # and big buffers still go through, on fresh memory
-        assert ex.submit(np.add, np.zeros(2 << 20), 7).result(timeout=30)[0] == 7
+        assert ex.submit(np.add, big, 7).result(timeout=30)[0] == 7
+
+
+def test_a_worker_looks_for_unused_memory_between_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For a worker whose next task is always there already (sent ahead): it never
+    waits, so it gives back between tasks, every KEEP_IDLE / 2 at most."""
+    from corral._backends.process import wire, worker
+
+    monkeypatch.setattr(wire, "KEEP_IDLE", 1.0)
+    pool, reader = wire.SegmentPool(), wire.SegmentReader()
+    kept = worker._KeptMemory(pool, reader)
+    kept.release_due()  # nothing kept: nothing to do
+    pool.give_back(pool.take(1 << 20).fd)
+    kept.release_due()  # the first look: it was used just now
+    assert kept.holds()
+    testing.wait_until(lambda: wire.idle_cutoff() > pool._free[0].used, timeout=30)
+    kept.release_due()  # unused for KEEP_IDLE now
+    assert not kept.holds()
+    pool.give_back(pool.take(1 << 20).fd)
+    kept._next_look = time.monotonic() + 60  # looked a moment ago
+    testing.wait_until(lambda: wire.idle_cutoff() > pool._free[0].used, timeout=30)
+    kept.release_due()  # unused for KEEP_IDLE, but the next look is not due
+    assert kept.holds()
+    kept._next_look = 0.0
+    kept.release_due()
+    assert not kept.holds()
+    pool.close()
+    reader.close()
+
+
+def test_a_result_that_fails_to_pickle_gives_back_the_segments_it_took(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Else a worker waits for the parent to free segments it will never read."""
+    from corral import _pickling
+    from corral._backends.process import wire
+
+    pool = wire.SegmentPool()
+    take = pool.take
+    calls = 0
+
+    def take_once(nbytes: int) -> wire.Segment:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError(24, "Too many open files")
+        return take(nbytes)
+
+    monkeypatch.setattr(pool, "take", take_once)
+    with pytest.raises(OSError, match="Too many open files"):
+        _pickling.dumps([np.zeros(1 << 18), np.zeros(1 << 18)], pool)
+    assert calls == 2 and not pool.lending() and pool.holds()
+    pool.close()
+
+
+@pytest.mark.parametrize("waiting_for", ["work", "free"])
+def test_a_worker_never_blocks_on_a_pipe_the_revoke_handler_emptied(waiting_for: str) -> None:
+    """The revoke signal's handler reads the pipe between two bytecodes of the main
+    thread; if that is just before the main loop blocks to read, what the loop waits
+    for is already read, and it must not block (the parent waits for it meanwhile)."""
+    import socket
+
+    from corral._backends.process import wire, worker
+
+    ends = socket.socketpair()
+    pool = wire.SegmentPool()
+    inbox = worker._Inbox(ends[1].fileno(), pool)
+    lent = pool.take(1 << 20)  # a result's segment, waiting for the parent's "free"
+    for message in (wire.Free([lent.fd]), wire.RunCalls([(1, b"", b"", [])])):
+        wire.write_frame(ends[0].fileno(), message.dumps())
+    try:
+        inbox.on_signal(worker.REVOKE_SIGNAL, None)  # the handler, just before the read
+        assert inbox.queue and not pool.lending()  # it read both
+        until = inbox.has_work if waiting_for == "work" else inbox.lent_back
+        returned = threading.Event()
+        reader = threading.Thread(
+            target=lambda: (inbox.receive(block=True, unless=until), returned.set())
+        )
+        reader.start()
+        blocked = not returned.wait(5)
+        if blocked:  # let the thread go before failing
+            wire.write_frame(ends[0].fileno(), wire.Exit().dumps())
+        reader.join(30)
+        assert not blocked
+        # and with nothing done yet, it does block until a message comes
+        inbox.queue.clear()
+        returned.clear()
+        reader = threading.Thread(
+            target=lambda: (inbox.receive(block=True, unless=inbox.has_work), returned.set())
+        )
+        reader.start()
+        assert not returned.wait(0.2)
+        wire.write_frame(ends[0].fileno(), wire.Exit().dumps())
+        reader.join(30)
+        assert returned.is_set() and inbox.exiting
+    finally:
+        for end in ends:
+            end.close()
+        pool.close()
 
 
 # ------------------------------------------------------------------ signals and parent death

@@ -79,11 +79,17 @@ def dumps(obj: Any, pool: SegmentPool | None) -> tuple[bytes, Segments]:
     if buffers:
         assert pool is not None
         pid = os.getpid()  # (a system call: not for the calls that have no buffer)
-        for buf in buffers:
-            raw = buf.raw().cast("B")
-            segment = pool.take(raw.nbytes)
-            segment.mapping[: raw.nbytes] = raw
-            segments.append((pid, segment.fd, raw.nbytes))
+        try:
+            for buf in buffers:
+                raw = buf.raw().cast("B")
+                segment = pool.take(raw.nbytes)
+                segments.append((pid, segment.fd, raw.nbytes))
+                segment.mapping[: raw.nbytes] = raw
+        except BaseException:
+            # (no segment, EMFILE or ENOMEM, say): nobody will read those taken already,
+            # so nobody would give them back, and a worker waits for that
+            pool.give_back_all(segments)
+            raise
     return data, segments
 
 

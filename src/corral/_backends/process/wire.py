@@ -30,6 +30,7 @@ import pickle
 import struct
 import sys
 import threading
+import weakref
 from time import monotonic
 
 from ..._pickling import PROTOCOL
@@ -100,6 +101,7 @@ class SegmentPool:
         self._lock = threading.Lock()
         self._free: list[Segment] = []
         self._lent: dict[int, Segment] = {}
+        _owners.add(self)
 
     def take(self, nbytes: int) -> Segment:
         with self._lock:
@@ -149,6 +151,18 @@ class SegmentPool:
             self._free, self._lent = [], {}
         for segment in segments:
             segment.close()
+
+    def _forget_in_child(self) -> None:
+        """In a forked child: closes its copies of the segments, which are the parent's
+        (the lock may have been held by a thread the child does not have)."""
+        self._lock = threading.Lock()
+        segments = self._free + list(self._lent.values())
+        self._free, self._lent = [], {}
+        for segment in segments:
+            with contextlib.suppress(BufferError):  # a view a parent's thread was writing
+                segment.mapping.close()
+            with contextlib.suppress(OSError):
+                os.close(segment.fd)
 
 
 class _Mapped:
@@ -288,6 +302,7 @@ class SegmentReader:
     def __init__(self) -> None:
         self._maps: dict[tuple[int, int], _Mapped] = {}
         self._landing = Landing()
+        _owners.add(self)
 
     def read(self, pid: int, fd: int, nbytes: int) -> memoryview | bytearray:
         key = (pid, fd)
@@ -334,6 +349,29 @@ class SegmentReader:
             entry.mapping.close()
         self._maps.clear()
         self._landing.close()
+
+    def _forget_in_child(self) -> None:
+        """In a forked child: unmaps what the parent kept (objects the child uses, on
+        landing memory, stay valid: they are its own copy, unmapped when unused)."""
+        for entry in self._maps.values():
+            _close(entry)
+        self._maps.clear()
+        self._landing.close()
+
+
+#: The SegmentPools and SegmentReaders of this process. A child forked from it (a
+#: worker started with fork, or any fork) gets copies of their fds and mappings, which
+#: would keep the parent's segments alive for the child's whole life.
+_owners: weakref.WeakSet[SegmentPool | SegmentReader] = weakref.WeakSet()
+
+
+def _forget_owners_in_child() -> None:
+    for owner in list(_owners):
+        owner._forget_in_child()
+    _owners.clear()
+
+
+os.register_at_fork(after_in_child=_forget_owners_in_child)
 
 
 # ------------------------------------------------------------------ framing

@@ -38,7 +38,7 @@ import sys
 import threading
 from collections import deque
 from multiprocessing.connection import Connection
-from time import perf_counter
+from time import monotonic, perf_counter
 
 from ... import _pickling
 from ..._context import CancelToken, set_current_token
@@ -47,7 +47,7 @@ from . import tree, wire
 
 TYPE_CHECKING = False  # (typing is not imported: worker processes load this module)
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any
 
 _PR_SET_PDEATHSIG = 1
@@ -219,18 +219,38 @@ def _rss(reader: wire.SegmentReader) -> int:
     return max(0, rss - reader.idle_bytes())
 
 
-def _wait_releasing_memory(
-    inbox: _Inbox, pool: wire.SegmentPool | None, reader: wire.SegmentReader
-) -> None:
-    """Waits for the next message; meanwhile, while memory is kept for big buffers
-    (``wire.KEEP_IDLE``), wakes every KEEP_IDLE / 2 to give back what has gone unused."""
-    while (pool is not None and pool.holds()) or reader.holds():
-        if inbox.readable(wire.KEEP_IDLE / 2):
+class _KeptMemory:
+    """The worker's memory kept for big buffers (its segments, its mappings of the
+    parent's, landing memory): what has gone unused for ``wire.KEEP_IDLE`` is given
+    back, looked for every KEEP_IDLE / 2 between tasks, and while idle (``wait``)."""
+
+    def __init__(self, pool: wire.SegmentPool | None, reader: wire.SegmentReader) -> None:
+        self._pool = pool
+        self._reader = reader
+        self._next_look = 0.0
+
+    def holds(self) -> bool:
+        return (self._pool is not None and self._pool.holds()) or self._reader.holds()
+
+    def release_due(self) -> None:
+        """Gives back what has gone unused, if it is time to look (and there is any)."""
+        if not self.holds():
             return
+        current = monotonic()
+        if current < self._next_look:
+            return
+        self._next_look = current + wire.KEEP_IDLE / 2
         cutoff = wire.idle_cutoff()
-        reader.release_idle(cutoff)
-        if pool is not None:
-            pool.release_idle(cutoff)
+        self._reader.release_idle(cutoff)
+        if self._pool is not None:
+            self._pool.release_idle(cutoff)
+
+    def wait(self, inbox: _Inbox) -> None:
+        """Waits for the next message, giving back what goes unused meanwhile."""
+        while self.holds():
+            if inbox.readable(max(0.0, self._next_look - monotonic())):
+                return
+            self.release_due()
 
 
 def worker_main(
@@ -260,6 +280,7 @@ def worker_main(
                 reconfigure(line_buffering=True)
     pool = wire.SegmentPool() if wire.SHARED_MEMORY else None
     reader = wire.SegmentReader()
+    kept = _KeptMemory(pool, reader)
     inbox = _Inbox(conn.fileno(), pool)
     signal.signal(REVOKE_SIGNAL, inbox.on_signal)
     send = inbox.send
@@ -298,8 +319,8 @@ def worker_main(
         reported: set[int] = set()  # escaped processes the parent was told of
         while True:
             if not queue:
-                _wait_releasing_memory(inbox, pool, reader)
-            inbox.receive(block=not queue, unless_queued=True)
+                kept.wait(inbox)
+            inbox.receive(block=not queue, unless=inbox.has_work)
             if inbox.exiting:
                 break
             if not queue:
@@ -322,7 +343,8 @@ def worker_main(
             # copied it out and said "free", so a later task that kills this process
             # (os._exit, a segfault) cannot take a finished task's result with it
             while pool is not None and pool.lending() and not inbox.exiting:
-                inbox.receive(block=True)
+                inbox.receive(block=True, unless=inbox.lent_back)
+            kept.release_due()
     except (BrokenPipeError, ConnectionResetError):
         tree.kill_escaped(os.getpid())
         os._exit(0)  # the parent is gone (SIGTERM, SIGKILL): nobody to report to
@@ -382,20 +404,28 @@ class _Inbox:
         "revoke" before it signals, so the wait ends and ``receive`` reads it."""
         self._busy = True
         try:
-            # (a handler that ran just before _busy was set may have queued work)
-            return bool(self.queue) or self.exiting or bool(self._poller.poll(timeout * 1000))
+            # (a handler that ran just before _busy was set may have read the messages)
+            return self.has_work() or bool(self._poller.poll(timeout * 1000))
         finally:
             self._busy = False
 
-    def receive(self, block: bool, unless_queued: bool = False) -> None:
+    def has_work(self) -> bool:
+        """True when the main loop has something to do: a task queued, or exit."""
+        return bool(self.queue) or self.exiting
+
+    def lent_back(self) -> bool:
+        """True when no result segment waits for the parent's "free" (or on exit)."""
+        return self.pool is None or not self.pool.lending() or self.exiting
+
+    def receive(self, block: bool, unless: Callable[[], bool] | None = None) -> None:
         """Reads the messages waiting (or, with ``block``, at least one).
 
-        ``unless_queued``: no blocking if the queue holds work by the time the signal
-        handler defers to this (it may have read the messages just before, leaving an
-        empty pipe to wait on)."""
+        ``unless``: what the caller waits for; no blocking if it holds once the signal
+        handler defers to this. The handler may have read the messages between the
+        caller's own check and this, leaving an empty pipe to wait on."""
         self._busy = True
         self._deferred = False
-        if unless_queued and self.queue:  # (a handler ran just before _busy was set)
+        if block and unless is not None and unless():
             block = False
         try:
             while block or self._poller.poll(0):
