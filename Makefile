@@ -80,6 +80,7 @@ contract-matrix: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_thread.py
 	$(BIN)/python bench/bench_process.py
+	$(BIN)/python bench/bench_memory.py
 	$(BIN)/python bench/bench_latency.py
 	$(BIN)/python bench/bench_asyncio.py
 	$(BIN)/python bench/bench_interrupt.py
