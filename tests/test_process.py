@@ -211,6 +211,41 @@ def test_cancel_of_a_task_not_yet_started_kills_nothing(gate: testing.Gate) -> N
         assert ex.statistics().crashed == 0
 
 
+def _revokes_held_until(gate: testing.Gate, started: testing.Gate) -> bool:
+    """A task during which its worker cannot read a "revoke" (the signal is blocked)."""
+    from corral._backends.process.worker import REVOKE_SIGNAL
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {REVOKE_SIGNAL})
+    try:
+        started.open()
+        return gate.wait(60)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {REVOKE_SIGNAL})
+
+
+def test_a_cancelled_task_lends_its_arguments_until_its_worker_dropped_it(
+    gate: testing.Gate, started: testing.Gate
+) -> None:
+    """Until the worker has read the revoke it may start the task and read its
+    arguments: their segments must not carry another task's arguments by then."""
+    with corral.ProcessPoolExecutor(1) as ex:
+        for _ in range(50):  # warm: the pool hands tasks ahead to a busy worker
+            ex.submit(testing.pid).result(timeout=30)
+        blocker = ex.submit(_revokes_held_until, gate, started)
+        assert started.wait(30)
+        behind = ex.submit(np.sum, np.ones(1 << 18))  # 2 MB: through a segment
+        procs = ex._backend._procs
+        testing.wait_until(lambda: any(len(p.inflight) == 2 for p in procs.values()), timeout=30)
+        segments = ex._backend.segments
+        assert segments is not None and segments.lending()
+        assert behind.cancel()
+        assert segments.lending()  # the worker has not read the revoke: still lent
+        gate.open()
+        assert blocker.result(timeout=30) is True
+        testing.wait_until(lambda: not segments.lending(), timeout=30)  # dropped there
+        assert ex.statistics().crashed == 0
+
+
 def test_no_head_of_line_blocking_behind_a_long_task(gate: testing.Gate) -> None:
     with corral.ProcessPoolExecutor(2) as ex:
         list(ex.map(testing.square, range(300)))  # tiny tasks: the pool starts prefetching

@@ -76,9 +76,69 @@ REVOKE_AFTER = 0.01
 PREFETCH_BYTES = 32 * 1024
 
 
+class Payload:
+    """A task's pickled call, and the shared-memory segments of its big arguments.
+
+    The segments are lent until the task's future is done *and* no worker holds a run
+    of the task, which could still read them: a run cancelled while it waited behind
+    another one at its worker is dropped there only once the worker reads the
+    "revoke", and a worker may start it before then. Given back earlier, a segment
+    could carry the next task's arguments by the time that worker reads it.
+    """
+
+    __slots__ = ("_done", "_given", "_lock", "_pool", "_readers", "data", "fn_data", "segments")
+
+    def __init__(
+        self, fn_data: bytes, data: bytes, segments: wire.Segments, pool: wire.SegmentPool | None
+    ) -> None:
+        self.fn_data = fn_data
+        self.data = data
+        self.segments = segments
+        self._pool = pool
+        self._lock = threading.Lock()
+        self._readers = 0  # runs of the task held by workers (the manager's count)
+        self._done = False
+        self._given = False
+
+    def size(self) -> int:
+        """Bytes the call takes on the pipe (its function and its arguments)."""
+        return len(self.fn_data) + len(self.data)
+
+    def call(self, run_id: int) -> wire.Call:
+        """What a worker gets to run it (``wire.RunCalls``)."""
+        return (run_id, self.fn_data, self.data, self.segments)
+
+    def handed(self) -> None:
+        """Manager thread: a run of the task went to a worker."""
+        if self.segments:
+            with self._lock:
+                self._readers += 1
+
+    def left(self) -> None:
+        """Manager thread: that run left its worker (ended, dropped, or the worker died)."""
+        if self.segments:
+            with self._lock:
+                self._readers -= 1
+            self._give_back_if_free()
+
+    def future_done(self, _: object) -> None:
+        with self._lock:
+            self._done = True
+        self._give_back_if_free()
+
+    def _give_back_if_free(self) -> None:
+        with self._lock:
+            if self._given or not self._done or self._readers > 0:
+                return
+            self._given = True
+        assert self._pool is not None
+        self._pool.give_back_all(self.segments)
+
+
 def _payload_size(task: Task) -> int:
     """Bytes a task's pickled call takes on the pipe (its function and its arguments)."""
-    return len(task.payload[0]) + len(task.payload[1])
+    payload: Payload = task.payload
+    return payload.size()
 
 
 class ProcessManager:
@@ -206,11 +266,9 @@ class ProcessManager:
             )
         except SerializationError as exc:
             return exc
-        task.payload = (fn_data, data, segments)
+        payload = task.payload = Payload(fn_data, data, segments, self.segments)
         if segments:
-            pool = self.segments
-            assert pool is not None
-            task.fut.add_done_callback(lambda _: pool.give_back_all(segments))
+            task.fut.add_done_callback(payload.future_done)
         # the worker gets the pickled call: drop our references to the objects
         task.args = ()
         task.kwargs = {}
@@ -411,7 +469,7 @@ class ProcessManager:
         for fut in doomed:
             fut._resolve(exception=self.broken_error())
         for proc, tasks in sends.items():
-            self._send(proc, wire.RunCalls([(r.id, *r.task.payload) for r in tasks]))
+            self._send(proc, wire.RunCalls([r.task.payload.call(r.id) for r in tasks]))
         if self._idle and not pending:
             self._revoke_stuck()
         if not self.core.draining or pending:
@@ -443,6 +501,7 @@ class ProcessManager:
         run.worker = proc
         run.id = next(self._run_ids)
         proc.inflight.append(run)
+        task.payload.handed()
         sends.setdefault(proc, []).append(run)
 
     def _update_counts(self) -> None:
@@ -583,6 +642,7 @@ class ProcessManager:
         """A run revoked in time, from anywhere behind the running one: put it back."""
         run = next(r for r in proc.inflight if r.id == message.run_id)
         proc.inflight.remove(run)
+        run.task.payload.left()
         proc.revoked.discard(run.id)
         proc.queued_bytes -= _payload_size(run.task)
         with self.core.lock:
@@ -594,6 +654,7 @@ class ProcessManager:
     def _on_outcome(self, proc: Proc, message: wire.Ok | wire.Error) -> None:
         """Ok or Error: the run at the head ended; the next one handed over starts."""
         run = proc.inflight.popleft()
+        run.task.payload.left()
         proc.revoked.discard(run.id)
         head = proc.inflight[0] if proc.inflight else None
         if head is not None:
@@ -782,6 +843,8 @@ class ProcessManager:
             self._start_failed(error)
         crashed_under_work = bool(proc.inflight)
         inflight, proc.inflight = list(proc.inflight), deque()
+        for run in inflight:
+            run.task.payload.left()
         try:
             self._fail_inflight(proc, exitcode, inflight)
         finally:

@@ -15,9 +15,10 @@
   the end of this module (:class:`Message`), never the tuples.
 
 Ownership of segments: the parent lends the segments of a call's arguments and takes
-them back when the task's future is done (a retry sends the same ones again); a worker
-lends the segments of a result and takes them back when the parent says "free", which
-it does as soon as it has copied the result out. A process that dies takes its memfds
+them back when the task's future is done and no worker holds a run of it (a retry
+sends the same ones again; ``manager.Payload``); a worker lends the segments of a
+result and takes them back when the parent says "free", which it does as soon as it
+has copied the result out. A process that dies takes its memfds
 with it: there is nothing to sweep.
 """
 
