@@ -482,11 +482,18 @@ def interleave(
     runs: Mapping[str, Callable[..., float]], rounds: int, slow: float, label: str
 ) -> tuple[dict[str, list[float]], dict[str, str]]:
     """Each run once per round, in turn; a run over ``slow`` seconds is not repeated and
-    a run that fails is reported, not retried."""
+    a run that fails is reported, not retried.
+
+    Each round starts one place further along the list: in a fixed order, a system
+    always ran right after the same other one (corral after the serial run of the cpu
+    figure, say) and took the after-effects of that run every time."""
     samples: dict[str, list[float]] = {name: [] for name in runs}
     notes: dict[str, str] = {}
+    names = list(runs)
     for r in range(rounds):
-        for name, run in runs.items():
+        shift = r % len(names) if names else 0
+        for name in names[shift:] + names[:shift]:
+            run = runs[name]
             if name in notes and (r or notes[name].startswith("error")):
                 continue
             begin = time.perf_counter()
