@@ -76,6 +76,10 @@ REVOKE_AFTER = 0.01
 PREFETCH_BYTES = 32 * 1024
 
 
+#: Guards the lending counts of every Payload that has segments (few, each held briefly).
+_LENDING = threading.Lock()
+
+
 class Payload:
     """A task's pickled call, and the shared-memory segments of its big arguments.
 
@@ -86,7 +90,7 @@ class Payload:
     could carry the next task's arguments by the time that worker reads it.
     """
 
-    __slots__ = ("_done", "_given", "_lock", "_pool", "_readers", "data", "fn_data", "segments")
+    __slots__ = ("_done", "_given", "_pool", "_readers", "data", "fn_data", "segments")
 
     def __init__(
         self, fn_data: bytes, data: bytes, segments: wire.Segments, pool: wire.SegmentPool | None
@@ -95,7 +99,6 @@ class Payload:
         self.data = data
         self.segments = segments
         self._pool = pool
-        self._lock = threading.Lock()
         self._readers = 0  # runs of the task held by workers (the manager's count)
         self._done = False
         self._given = False
@@ -111,26 +114,34 @@ class Payload:
     def handed(self) -> None:
         """Manager thread: a run of the task went to a worker."""
         if self.segments:
-            with self._lock:
+            with _LENDING:
                 self._readers += 1
 
     def left(self) -> None:
         """Manager thread: that run left its worker (ended, dropped, or the worker died)."""
         if self.segments:
-            with self._lock:
+            with _LENDING:
                 self._readers -= 1
-            self._give_back_if_free()
+                free = self._free_locked()
+            if free:
+                self._give_back()
 
     def future_done(self, _: object) -> None:
-        with self._lock:
+        """Done callback of the task's future (any thread)."""
+        with _LENDING:
             self._done = True
-        self._give_back_if_free()
+            free = self._free_locked()
+        if free:
+            self._give_back()
 
-    def _give_back_if_free(self) -> None:
-        with self._lock:
-            if self._given or not self._done or self._readers > 0:
-                return
-            self._given = True
+    def _free_locked(self) -> bool:
+        """True, once, when the segments are to be given back now."""
+        if self._given or not self._done or self._readers > 0:
+            return False
+        self._given = True
+        return True
+
+    def _give_back(self) -> None:
         assert self._pool is not None
         self._pool.give_back_all(self.segments)
 
