@@ -18,8 +18,8 @@ Ownership of segments: the parent lends the segments of a call's arguments and t
 them back when the task's future is done and no worker holds a run of it (a retry
 sends the same ones again; ``manager.Payload``); a worker lends the segments of a
 result and takes them back when the parent says "free", which it does as soon as it
-has copied the result out. A process that dies takes its memfds
-with it: there is nothing to sweep.
+has copied the result out. A process that dies takes its memfds with it: there is
+nothing to sweep.
 """
 
 from __future__ import annotations
@@ -346,18 +346,15 @@ class SegmentReader:
             self._maps.pop(key).mapping.close()
 
     def close(self) -> None:
+        """Unmaps everything; landing memory still in use goes with its last user."""
         for entry in self._maps.values():
-            entry.mapping.close()
+            _close(entry)  # (in a forked child, a parent's thread may have been reading)
         self._maps.clear()
         self._landing.close()
 
-    def _forget_in_child(self) -> None:
-        """In a forked child: unmaps what the parent kept (objects the child uses, on
-        landing memory, stay valid: they are its own copy, unmapped when unused)."""
-        for entry in self._maps.values():
-            _close(entry)
-        self._maps.clear()
-        self._landing.close()
+    #: In a forked child, what the parent kept goes (objects the child uses, on landing
+    #: memory, stay valid: they are the child's own copy)
+    _forget_in_child = close
 
 
 #: The SegmentPools and SegmentReaders of this process. A child forked from it (a
