@@ -821,11 +821,11 @@ def test_a_pool_gives_back_big_buffers_memory_once_unused(
 def test_a_worker_looks_for_unused_memory_between_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
     """For a worker whose next task is always there already (sent ahead): it never
     waits, so it gives back between tasks, every KEEP_IDLE / 2 at most."""
-    from corral._backends.process import wire, worker
+    from corral._backends.process import wire
 
     monkeypatch.setattr(wire, "KEEP_IDLE", 1.0)
     pool, reader = wire.SegmentPool(), wire.SegmentReader()
-    kept = worker._KeptMemory(pool, reader)
+    kept = wire.KeptMemory(pool, reader)
     kept.release_due()  # nothing kept: nothing to do
     pool.give_back(pool.take(1 << 20).fd)
     kept.release_due()  # the first look: it was used just now
@@ -834,11 +834,11 @@ def test_a_worker_looks_for_unused_memory_between_tasks(monkeypatch: pytest.Monk
     kept.release_due()  # unused for KEEP_IDLE now
     assert not kept.holds()
     pool.give_back(pool.take(1 << 20).fd)
-    kept._next_look = time.monotonic() + 60  # looked a moment ago
+    kept.next_look = time.monotonic() + 60  # looked a moment ago
     testing.wait_until(lambda: wire.idle_cutoff() > pool._free[0].used, timeout=30)
     kept.release_due()  # unused for KEEP_IDLE, but the next look is not due
     assert kept.holds()
-    kept._next_look = 0.0
+    kept.next_look = 0.0
     kept.release_due()
     assert not kept.holds()
     pool.close()

@@ -180,7 +180,7 @@ class ProcessManager:
         self._parent_pid = os.getpid()
         self.segments = wire.SegmentPool() if wire.SHARED_MEMORY else None
         self._reader = wire.SegmentReader()  # manager thread only
-        self._release_at: float | None = None  # next look for kept memory gone idle
+        self._kept = wire.KeptMemory(self.segments, self._reader)  # big buffers' memory
         self._run_ids = itertools.count(1)
         # to settle: (run, result, error, seconds it ran)
         self._outcomes: list[tuple[Run, Any, BaseException | None, float]] = []
@@ -337,7 +337,7 @@ class ProcessManager:
             return True
         self._loop.wait(self._next_wake())
         self._retire_idle()
-        self._release_idle_memory()
+        self._kept.release_due()
         commands = self._loop.commands
         while commands:
             self._run_command(commands.popleft())
@@ -346,8 +346,9 @@ class ProcessManager:
     def _next_wake(self) -> float | None:
         """When the loop must wake at the latest (None: only when something happens)."""
         when = self._loop.next_deadline()
-        if self._release_at is not None:
-            when = self._release_at if when is None else min(when, self._release_at)
+        if self._kept.holds():  # to give back what goes unused (wire.KEEP_IDLE)
+            look = self._kept.next_look
+            when = look if when is None else min(when, look)
         if self.core.idle_timeout is not None and self._idle:
             expiry = min(p.idle_since for p in self._idle) + self.core.idle_timeout
             when = expiry if when is None else min(when, expiry)
@@ -357,25 +358,6 @@ class ProcessManager:
                     check = proc.head_started + REVOKE_AFTER
                     when = check if when is None else min(when, check)
         return when
-
-    def _release_idle_memory(self) -> None:
-        """Gives back the memory kept for big buffers (``wire.KEEP_IDLE``) that has gone
-        unused that long; while any is kept, the loop wakes to look again."""
-        segments = self.segments
-        holds = self._reader.holds() or (segments is not None and segments.holds())
-        if not holds:
-            self._release_at = None
-            return
-        current = now()
-        if self._release_at is None:
-            self._release_at = current + wire.KEEP_IDLE / 2
-        if current < self._release_at:
-            return
-        cutoff = wire.idle_cutoff()
-        self._reader.release_idle(cutoff)
-        if segments is not None:
-            segments.release_idle(cutoff)
-        self._release_at = current + wire.KEEP_IDLE / 2
 
     def _retire_idle(self) -> None:
         """Retires the workers idle longer than idle_timeout, down to min_workers."""

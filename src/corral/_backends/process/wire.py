@@ -372,6 +372,34 @@ def _forget_owners_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_owners_in_child)
 
 
+class KeptMemory:
+    """One process's memory kept for big buffers (its SegmentPool, its SegmentReader's
+    mappings and landing memory): what has gone unused for ``KEEP_IDLE`` is given
+    back, looked for at most every KEEP_IDLE / 2 (``release_due``) while any is kept."""
+
+    def __init__(self, pool: SegmentPool | None, reader: SegmentReader) -> None:
+        self._pool = pool
+        self._reader = reader
+        #: when to look next (monotonic; 0: at the first chance)
+        self.next_look = 0.0
+
+    def holds(self) -> bool:
+        return (self._pool is not None and self._pool.holds()) or self._reader.holds()
+
+    def release_due(self) -> None:
+        """Gives back what has gone unused, if it is time to look (and there is any)."""
+        if not self.holds():
+            return
+        current = monotonic()
+        if current < self.next_look:
+            return
+        self.next_look = current + KEEP_IDLE / 2
+        cutoff = idle_cutoff()
+        self._reader.release_idle(cutoff)
+        if self._pool is not None:
+            self._pool.release_idle(cutoff)
+
+
 # ------------------------------------------------------------------ framing
 
 _HEADER = struct.Struct("!Q")

@@ -219,38 +219,13 @@ def _rss(reader: wire.SegmentReader) -> int:
     return max(0, rss - reader.idle_bytes())
 
 
-class _KeptMemory:
-    """The worker's memory kept for big buffers (its segments, its mappings of the
-    parent's, landing memory): what has gone unused for ``wire.KEEP_IDLE`` is given
-    back, looked for every KEEP_IDLE / 2 between tasks, and while idle (``wait``)."""
-
-    def __init__(self, pool: wire.SegmentPool | None, reader: wire.SegmentReader) -> None:
-        self._pool = pool
-        self._reader = reader
-        self._next_look = 0.0
-
-    def holds(self) -> bool:
-        return (self._pool is not None and self._pool.holds()) or self._reader.holds()
-
-    def release_due(self) -> None:
-        """Gives back what has gone unused, if it is time to look (and there is any)."""
-        if not self.holds():
+def _wait_releasing(inbox: _Inbox, kept: wire.KeptMemory) -> None:
+    """Waits for the next message; meanwhile, what goes unused of the memory kept for
+    big buffers is given back (the worker looks between tasks too)."""
+    while kept.holds():
+        if inbox.readable(max(0.0, kept.next_look - monotonic())):
             return
-        current = monotonic()
-        if current < self._next_look:
-            return
-        self._next_look = current + wire.KEEP_IDLE / 2
-        cutoff = wire.idle_cutoff()
-        self._reader.release_idle(cutoff)
-        if self._pool is not None:
-            self._pool.release_idle(cutoff)
-
-    def wait(self, inbox: _Inbox) -> None:
-        """Waits for the next message, giving back what goes unused meanwhile."""
-        while self.holds():
-            if inbox.readable(max(0.0, self._next_look - monotonic())):
-                return
-            self.release_due()
+        kept.release_due()
 
 
 def worker_main(
@@ -280,7 +255,7 @@ def worker_main(
                 reconfigure(line_buffering=True)
     pool = wire.SegmentPool() if wire.SHARED_MEMORY else None
     reader = wire.SegmentReader()
-    kept = _KeptMemory(pool, reader)
+    kept = wire.KeptMemory(pool, reader)
     inbox = _Inbox(conn.fileno(), pool)
     signal.signal(REVOKE_SIGNAL, inbox.on_signal)
     send = inbox.send
@@ -319,7 +294,7 @@ def worker_main(
         reported: set[int] = set()  # escaped processes the parent was told of
         while True:
             if not queue:
-                kept.wait(inbox)
+                _wait_releasing(inbox, kept)
             inbox.receive(block=not queue, unless=inbox.has_work)
             if inbox.exiting:
                 break
